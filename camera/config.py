@@ -1,0 +1,38 @@
+"""Camera configuration, parsed once into frozen validated models (pydantic, as everywhere).
+
+``CameraSettings`` is the recipe's ``camera:`` block (what the product needs from the sensor);
+``CameraConfig`` is the station's description of a physical or simulated camera. Backend
+specific options are validated by the backend's own ``Options`` model, looked up through the
+registry in :mod:`camera.source`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class CameraSettings(_Frozen):
+    exposure_us: float | None = Field(default=None, gt=0)
+    gain_db: float | None = None
+    pixel_format: str | None = None
+    width: int | None = Field(default=None, gt=0)
+    height: int | None = Field(default=None, gt=0)
+    offset_x: int | None = Field(default=None, ge=0)
+    offset_y: int | None = Field(default=None, ge=0)
+    frame_rate: float | None = Field(default=None, gt=0)
+    trigger_mode: Literal["free_run", "software", "hardware"] = "free_run"
+    trigger_source: str | None = None  # e.g. "Line0" for hardware, "Software" implied for software
+    trigger_activation: Literal["RisingEdge", "FallingEdge", "AnyEdge", "LevelHigh", "LevelLow"] | None = None
+
+
+class CameraConfig(_Frozen):
+    id: str = Field(min_length=1)
+    kind: str = Field(description="registry name: synthetic | replay | genicam | aravis")
+    options: dict[str, Any] = Field(default_factory=dict)
+    fetch_timeout_ms: float = Field(default=1000, gt=0)

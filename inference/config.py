@@ -1,0 +1,61 @@
+"""Model and engine configuration (frozen pydantic models; the recipe embeds ``ModelConfig``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+Layout = Literal["yolov5", "yolov8", "end2end"]
+Precision = Literal["fp32", "fp16", "int8"]
+
+
+class InputProfile(_Frozen):
+    """Dynamic input shape range as (H, W); the letterbox keeps within it, multiples of 32."""
+
+    min: tuple[int, int] = (320, 320)
+    opt: tuple[int, int] = (512, 640)
+    max: tuple[int, int] = (1024, 1280)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> InputProfile:
+        for axis, name in ((0, "height"), (1, "width")):
+            if not (0 < self.min[axis] <= self.opt[axis] <= self.max[axis]):
+                raise ValueError(f"{name}: need 0 < min <= opt <= max, got {self.min[axis]}, {self.opt[axis]}, {self.max[axis]}")
+        return self
+
+
+class ModelConfig(_Frozen):
+    onnx: Path
+    layout: Layout = "yolov8"
+    input: InputProfile = InputProfile()
+    precision: Precision = "fp32"
+    calibration: Path | None = None
+    stride: int = Field(default=32, gt=0)
+    normalize: Literal["unit", "imagenet"] = "unit"  # unit: x/255
+    channels: Literal[1, 3] = 3  # what the model eats; Mono8 frames are replicated to 3 channels
+
+
+class NmsConfig(_Frozen):
+    iou: float = Field(default=0.5, ge=0.0, le=1.0)
+    class_agnostic: bool = False
+    max_detections: int = Field(default=100, gt=0)
+
+
+class EngineOptions(_Frozen):
+    """Where and how a model runs; from the station config, not the recipe."""
+
+    backend: Literal["onnxruntime", "tensorrt"] = "onnxruntime"
+    device: Literal["cpu", "cuda"] = "cpu"
+    device_id: int = 0
+    intra_op_threads: int = Field(default=0, ge=0)  # 0: runtime default
+    cuda_graphs: bool = True
+    fp16: bool = False
+    engine_cache_dir: Path = Path("var/engines")
+    max_batch: int = Field(default=1, gt=0)

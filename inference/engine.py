@@ -1,0 +1,101 @@
+"""The ``Engine`` interface shared by every backend (ONNX Runtime CPU/CUDA, TensorRT).
+
+An engine owns the whole image → detections path so that a GPU backend can keep pixels on
+the device from the camera buffer to NMS candidates: ``detect`` takes raw camera buffers
+(numpy views of producer memory plus the PFNC pixel format) and returns detections in frame
+pixels with per-stage timings. ``infer_raw`` runs the network alone (bench's upper bound).
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from inference.config import EngineOptions, ModelConfig, NmsConfig
+from inference.detections import Detections
+
+
+class EngineLoadError(Exception):
+    """The model cannot serve this recipe (missing/corrupt file, outputs that do not fit)."""
+
+
+@dataclass(frozen=True)
+class DetectorSpec:
+    """Everything an engine needs from a recipe, without knowing what a recipe is."""
+
+    model: ModelConfig
+    classes: tuple[str, ...]
+    score_thresholds: tuple[float, ...]  # per class id
+    nms: NmsConfig = NmsConfig()
+
+    @property
+    def min_threshold(self) -> float:
+        return min(self.score_thresholds) if self.score_thresholds else 0.0
+
+
+@dataclass(frozen=True)
+class ImageInput:
+    data: np.ndarray  # (H, W) or (H, W, C) uint8 view of the camera buffer
+    pixel_format: str  # PFNC name
+
+
+@dataclass(frozen=True)
+class DetectionResult:
+    detections: Detections
+    timings_ms: dict[str, float] = field(default_factory=dict)  # preprocess, upload, engine, decode
+    input_shape: tuple[int, int] = (0, 0)  # (H, W) the network saw
+
+
+class Engine(ABC):
+    backend: str = "abstract"
+
+    def __init__(self, spec: DetectorSpec, options: EngineOptions) -> None:
+        self.spec = spec
+        self.options = options
+
+    @abstractmethod
+    def detect(self, images: Sequence[ImageInput]) -> list[DetectionResult]:
+        """Preprocess, run and decode a batch of camera images (same shape and format)."""
+
+    @abstractmethod
+    def infer_raw(self, tensor: np.ndarray) -> list[np.ndarray]:
+        """Run the network on an already preprocessed NCHW float tensor; host arrays out."""
+
+    def warmup(self, height: int, width: int, pixel_format: str = "Mono8", iterations: int = 2) -> None:
+        channels = 4 if pixel_format == "RGBa8" else 3 if pixel_format in ("RGB8", "BGR8") else 1
+        shape = (height, width) if channels == 1 else (height, width, channels)
+        image = ImageInput(np.zeros(shape, np.uint8), pixel_format)
+        for _ in range(iterations):
+            self.detect([image])
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Free runtime resources."""
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+_BACKENDS: dict[tuple[str, str], str] = {
+    ("onnxruntime", "cpu"): "inference.onnxruntime:OnnxRuntimeEngine",
+    ("onnxruntime", "cuda"): "inference.onnxruntime_gpu:OnnxRuntimeCudaEngine",
+    ("tensorrt", "cuda"): "inference.tensorrt:TensorRTEngine",
+}
+
+
+def open_engine(spec: DetectorSpec, options: EngineOptions | None = None) -> Engine:
+    options = options or EngineOptions()
+    key = (options.backend, options.device)
+    try:
+        target = _BACKENDS[key]
+    except KeyError:
+        raise EngineLoadError(f"no engine for backend={options.backend} device={options.device}") from None
+    module_name, _, class_name = target.partition(":")
+    cls: type[Engine] = getattr(importlib.import_module(module_name), class_name)
+    return cls(spec, options)

@@ -1,0 +1,64 @@
+"""The station configuration (``configs/*.yaml``), parsed once into frozen models and passed
+in by constructor injection; nothing on the hot path reads files or the environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from camera.config import CameraConfig
+from inference.config import EngineOptions
+from plc.config import ModbusClientConfig, ModbusServerConfig
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class StationSection(_Frozen):
+    id: str = Field(default="station-1", min_length=1)
+    queue_size: int = Field(default=4, ge=1, le=1024)
+    # what happens when inference falls behind acquisition; every drop is counted and becomes
+    # a fail-safe verdict for that part (a dropped frame is never a silent pass)
+    overflow_policy: Literal["drop_oldest", "drop_newest"] = "drop_oldest"
+    status_interval_s: float = Field(default=1.0, gt=0)
+
+
+class RecipesSection(_Frozen):
+    dir: Path = Path("../recipes")
+    active: str | None = None  # recipe id; default: the lowest code
+    warm_max: int = Field(default=2, ge=1)
+
+
+class PlcSection(_Frozen):
+    modbus_server: ModbusServerConfig | None = ModbusServerConfig()
+    modbus_client: ModbusClientConfig | None = None
+    opcua_client: dict[str, Any] | None = None  # validated by plc.opcua_client
+
+
+class StorageSection(_Frozen):
+    dir: Path = Path("../var/station")
+    archive_ng_images: bool = True
+    archive_max_images: int = Field(default=500, ge=0)
+    archive_format: Literal["png", "jpg"] = "png"
+    log_queue_size: int = Field(default=1024, ge=1)
+
+
+class HmiSection(_Frozen):
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    users: dict[str, dict[str, str]] = Field(default_factory=dict)  # name -> {password_hash, role}
+
+
+class StationConfig(_Frozen):
+    station: StationSection = StationSection()
+    recipes: RecipesSection = RecipesSection()
+    cameras: tuple[CameraConfig, ...] = Field(min_length=1)
+    engine: EngineOptions = EngineOptions()
+    plc: PlcSection = PlcSection()
+    opcua_server: dict[str, Any] | None = None  # validated by plc.opcua_server
+    storage: StorageSection = StorageSection()
+    hmi: HmiSection = HmiSection()

@@ -1,0 +1,82 @@
+"""The recipe schema (one YAML file per product; DESIGN.md "Recipes")."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from camera.config import CameraSettings
+from inference.config import ModelConfig, NmsConfig
+from inference.engine import DetectorSpec
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+Rect = tuple[int, int, int, int]  # x, y, w, h in frame pixels
+
+
+class RejectRule(_Frozen):
+    classes: tuple[str, ...] = Field(min_length=1)
+    bin: int = Field(ge=1, le=16)
+    min_area_px: float = Field(default=0.0, ge=0.0)
+    min_count: int = Field(default=1, ge=1)
+
+
+class Recipe(_Frozen):
+    id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    code: int = Field(ge=1, le=65535)
+    description: str = ""
+    model: ModelConfig
+    classes: tuple[str, ...] = Field(min_length=1)
+    thresholds: dict[str, float] = Field(default_factory=lambda: {"default": 0.5})
+    nms: NmsConfig = NmsConfig()
+    roi: tuple[Rect, ...] | None = None
+    ignore: tuple[Rect, ...] = ()
+    reject: tuple[RejectRule, ...] = Field(min_length=1)
+    camera: CameraSettings = CameraSettings()
+    cycle_budget_ms: float = Field(default=40.0, gt=0)
+    fail_safe: Literal["reject", "hold"] = "reject"
+
+    @field_validator("thresholds")
+    @classmethod
+    def _threshold_range(cls, value: dict[str, float]) -> dict[str, float]:
+        for name, threshold in value.items():
+            if not 0.0 <= threshold <= 1.0:
+                raise ValueError(f"threshold for {name!r} must be within [0, 1], got {threshold}")
+        return value
+
+    @field_validator("roi", "ignore")
+    @classmethod
+    def _positive_rects(cls, value: tuple[Rect, ...] | None) -> tuple[Rect, ...] | None:
+        for rect in value or ():
+            if rect[2] <= 0 or rect[3] <= 0 or rect[0] < 0 or rect[1] < 0:
+                raise ValueError(f"rectangle {list(rect)} needs x, y >= 0 and w, h > 0")
+        return value
+
+    @model_validator(mode="after")
+    def _known_classes(self) -> Recipe:
+        if len(set(self.classes)) != len(self.classes):
+            raise ValueError("classes: duplicate class names")
+        known = set(self.classes)
+        unknown = [n for n in self.thresholds if n != "default" and n not in known]
+        if unknown:
+            raise ValueError(f"thresholds: unknown class name(s) {unknown}; classes are {list(self.classes)}")
+        for i, rule in enumerate(self.reject):
+            bad = [c for c in rule.classes if c not in known]
+            if bad:
+                raise ValueError(f"reject.{i}.classes: unknown class name(s) {bad}; classes are {list(self.classes)}")
+        return self
+
+    def threshold_for(self, class_name: str) -> float:
+        return self.thresholds.get(class_name, self.thresholds.get("default", 0.5))
+
+    def detector_spec(self) -> DetectorSpec:
+        return DetectorSpec(
+            model=self.model,
+            classes=self.classes,
+            score_thresholds=tuple(self.threshold_for(c) for c in self.classes),
+            nms=self.nms,
+        )

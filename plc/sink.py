@@ -1,0 +1,110 @@
+"""The one small interface for everything that receives a verdict (``ResultSink``), and the
+PLC-facing verdict record.
+
+``VerdictMessage`` carries only what a PLC or MES needs; the station converts its richer
+verdict into it, so this package never imports ``line``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from enum import Enum, IntEnum, IntFlag
+from typing import Protocol
+
+
+class ResultCode(IntEnum):
+    PASS = 0
+    REJECT = 1
+    FAIL_SAFE_REJECT = 2
+    HOLD = 3
+
+
+class StatusBits(IntFlag):
+    NONE = 0
+    READY = 1
+    RUNNING = 2
+    ERROR = 4
+    SWITCHING = 8
+    FAIL_SAFE = 16
+
+
+class LinkState(str, Enum):
+    DISCONNECTED = "disconnected"
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    RECONNECTING = "reconnecting"
+    FAILED = "failed"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True)
+class VerdictMessage:
+    result_id: str  # unique, also the key in the result log
+    camera_id: str
+    part_id: int
+    recipe_id: str
+    recipe_code: int
+    result_code: ResultCode
+    reject_mask: int
+    defect_count: int
+    processing_us: int  # t_ready -> verdict
+    deadline: float  # time.perf_counter() by which the write must be done; never sent later
+    reason: str = ""  # fail-safe reason code: timeout, camera_error, incomplete_frame, inference_error
+    defects: tuple[tuple[str, int], ...] = ()  # (class name, count)
+    image_ref: str = ""  # archived NG image, relative to the archive root
+    timestamp_ns: int = 0  # wall-clock time of the verdict (time.time_ns())
+
+
+@dataclass(frozen=True)
+class Delivery:
+    delivered: bool
+    sink: str
+    seq: int | None = None  # result_seq as written, when the sink numbers results
+    ack_time: float | None = None  # perf_counter() when the peer acknowledged
+    error: str = ""
+
+
+@dataclass
+class SinkCounters:
+    delivered: int = 0
+    undelivered: int = 0
+    late_dropped: int = 0
+    reconnects: int = 0
+    missing_acks: int = 0
+    extra: dict[str, int] = field(default_factory=dict)
+
+
+class PlcRequests(Protocol):
+    """Callbacks for requests that come from the PLC; implemented by the station."""
+
+    def select_recipe_code(self, code: int, source: str) -> None: ...
+
+    def command(self, command: int, source: str) -> None: ...
+
+
+class ResultSink(ABC):
+    """Receives each verdict. ``publish`` must return by ``verdict.deadline`` at the latest;
+    a sink that fails returns ``Delivery(delivered=False)`` instead of raising, so the
+    station loop is never killed by a side effect (DESIGN.md habits)."""
+
+    name: str = "sink"
+
+    @abstractmethod
+    def publish(self, verdict: VerdictMessage) -> Delivery: ...
+
+    def set_status(self, status: StatusBits, active_recipe_code: int) -> None:  # noqa: B027
+        """Station state for the PLC (status register, active recipe)."""
+
+    @property
+    def link_state(self) -> LinkState:
+        return LinkState.CONNECTED
+
+    def counters(self) -> dict[str, int]:
+        return {}
+
+    def start(self) -> None:  # noqa: B027
+        pass
+
+    def close(self) -> None:  # noqa: B027
+        pass
