@@ -1,0 +1,5 @@
+import sys
+
+from line.cli import main
+
+sys.exit(main())

@@ -1,0 +1,23 @@
+"""Arguments of ``linecheck bench`` (kept apart so the parser does not import the bench)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_bench_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="demo", help="demo | yolov8n | PATH.onnx")
+    p.add_argument("--backend", default="onnxruntime", choices=["onnxruntime", "onnxruntime-cuda", "tensorrt"])
+    p.add_argument("--width", type=int, default=1280)
+    p.add_argument("--height", type=int, default=1024)
+    p.add_argument("--pixel-format", default="Mono8")
+    p.add_argument("--cameras", type=int, default=1)
+    p.add_argument("--frames", type=int, default=200, help="frames per measured loop")
+    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--duration", type=float, default=None, help="seconds per loop instead of --frames")
+    p.add_argument("--fp16", action="store_true")
+    p.add_argument("--plc", choices=["none", "server", "client"], default="server")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--plot", default=None, help="PNG file with latency distributions")
+    p.add_argument("--budget-ms", type=float, default=None)
+    p.add_argument("--what", default="cpu", help="cpu | camera | plc | all")

@@ -1,0 +1,144 @@
+"""``linecheck`` command line: demo | run | validate | build | bench | recipe.
+
+Only the CLI installs signal handlers and reads the environment (library code never does)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from line.errors import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEMO_CONFIG = REPO_ROOT / "configs" / "demo.yaml"
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from line.assembly import build_station, load_station_config
+    from line.demo import run_foreground
+    from line.sdnotify import SystemdNotifier
+
+    config = load_station_config(Path(args.config))
+    if args.state_dir:
+        config = config.model_copy(update={"storage": config.storage.model_copy(update={"dir": Path(args.state_dir).resolve()})})
+    if args.port is not None and config.plc.modbus_server is not None:
+        server = config.plc.modbus_server.model_copy(update={"port": args.port})
+        config = config.model_copy(update={"plc": config.plc.model_copy(update={"modbus_server": server})})
+    station = build_station(config, active=args.recipe)
+    stop = threading.Event()
+    notifier = SystemdNotifier.from_environment()
+
+    def on_signal(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    notifier.notify("READY=1")
+    try:
+        result = run_foreground(station, args.duration, args.json, stop_event=stop,
+                                on_tick=lambda: notifier.notify("WATCHDOG=1"))  # fmt: skip
+    finally:
+        notifier.notify("STOPPING=1")
+        notifier.close()
+    return 0 if result["verdicts"] == result["parts"] else 1
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from line.assembly import load_station_config
+    from line.recipes import load_recipe, read_yaml
+
+    failed = False
+    for name in args.files:
+        path = Path(name)
+        try:
+            data = read_yaml(path)
+            if isinstance(data, dict) and "cameras" in data:
+                load_station_config(path)
+            else:
+                load_recipe(path)
+            print(f"{path}: ok")
+        except ConfigError as exc:
+            failed = True
+            for problem in exc.problems:
+                print(problem, file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _cmd_build(args: argparse.Namespace) -> int:
+    from line.build import build_all
+
+    return build_all(Path(args.config), force=args.force)
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from line.bench import main as bench_main
+
+    return bench_main(args)
+
+
+def _cmd_recipe(args: argparse.Namespace) -> int:
+    from line.control import recipe_command
+
+    return recipe_command(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="linecheck", description="Inline inspection for production-line cameras")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add_run_options(p: argparse.ArgumentParser, default_config: Path | None) -> None:
+        p.add_argument("-c", "--config", default=str(default_config) if default_config else None, required=default_config is None)
+        p.add_argument("--duration", type=float, default=None, help="stop after SECONDS")
+        p.add_argument("--json", action="store_true", help="last line: a JSON summary")
+        p.add_argument("--recipe", default=None, help="recipe id to start with")
+        p.add_argument("--state-dir", default=None, help="result log and archive folder (overrides the config)")
+        p.add_argument("--port", type=int, default=None, help="Modbus server port (overrides the config)")
+
+    demo = sub.add_parser("demo", help="virtual line on embedded defaults (synthetic camera, ONNX Runtime CPU, Modbus server)")
+    add_run_options(demo, DEMO_CONFIG)
+    demo.set_defaults(func=_cmd_run)
+    run = sub.add_parser("run", help="run a station from its config")
+    add_run_options(run, None)
+    run.set_defaults(func=_cmd_run)
+    validate = sub.add_parser("validate", help="check recipe and station files; every problem as file: field: reason")
+    validate.add_argument("files", nargs="+")
+    validate.set_defaults(func=_cmd_validate)
+    build = sub.add_parser("build", help="prebuild TensorRT engines for every recipe")
+    build.add_argument("-c", "--config", default=str(DEMO_CONFIG))
+    build.add_argument("--force", action="store_true")
+    build.set_defaults(func=_cmd_build)
+    bench = sub.add_parser("bench", help="latency and throughput: pipeline vs naive loop vs raw engine")
+    from line.bench_args import add_bench_arguments
+
+    add_bench_arguments(bench)
+    bench.set_defaults(func=_cmd_bench)
+    recipe = sub.add_parser("recipe", help="recipes of a running service")
+    recipe.add_argument("action", choices=["switch", "list"])
+    recipe.add_argument("recipe_id", nargs="?")
+    recipe.add_argument("--url", default="http://127.0.0.1:8080")
+    recipe.add_argument("--user", default=None)
+    recipe.set_defaults(func=_cmd_recipe)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

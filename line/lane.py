@@ -1,0 +1,197 @@
+"""One camera's lane through the station: an acquisition thread, an inference thread and a
+deadline watchdog.
+
+Every part gets exactly one verdict. A ticket is created when the frame (or the failure that
+stands for it) enters the lane; whoever claims the ticket first decides the part: the
+inference thread with a real verdict before the deadline, or the watchdog with a fail-safe
+verdict *at* the deadline. A result that arrives after its ticket was claimed is discarded
+and counted (``late_discarded``), never sent late.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from camera.errors import CameraError, FetchTimeout
+from camera.frame import Frame, FrameStatus, GroundTruth
+from camera.source import FrameSource
+from line.part_queue import Item, PartFailure, PartQueue
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(eq=False)
+class PartTicket:
+    camera_id: str
+    part_id: int
+    frame_id: int
+    t_ready: float
+    deadline: float
+    ground_truth: GroundTruth | None = None
+    claimed: bool = False
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def claim(self) -> bool:
+        with self._lock:
+            if self.claimed:
+                return False
+            self.claimed = True
+            return True
+
+
+class Decider:
+    """What the lane needs from the station (implemented by ``Station``)."""
+
+    def budget_s(self) -> float: ...
+
+    def inspect(self, ticket: PartTicket, frame: Frame) -> None: ...
+
+    def fail_safe(self, ticket: PartTicket, reason: str) -> None: ...
+
+    def camera_event(self, camera_id: str, kind: str, message: str) -> None: ...
+
+
+class CameraLane:
+    def __init__(
+        self,
+        source: FrameSource,
+        decider: Decider,
+        queue_size: int,
+        overflow_policy: str,
+        fetch_timeout_s: float,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.source = source
+        self.camera_id = source.camera_id
+        self.decider = decider
+        self.queue = PartQueue(queue_size, overflow_policy)
+        self.fetch_timeout_s = fetch_timeout_s
+        self.clock = clock
+        self._pending: deque[PartTicket] = deque()
+        self._pending_cond = threading.Condition()
+        self._stop_acq = threading.Event()
+        self._stop = threading.Event()
+        self._last_part_id = 0
+        self._last_frame_id = 0
+        self.camera_errors = 0
+        self.parts = 0  # tickets issued: every one of them gets exactly one verdict
+        self._threads: list[threading.Thread] = []
+
+    # --- lifecycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        self.source.start()
+        for name, target in (("acq", self._acquire), ("infer", self._infer), ("deadline", self._watchdog)):
+            thread = threading.Thread(target=target, name=f"{name}-{self.camera_id}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        """Stop acquiring, decide every part already in the lane, then stop."""
+        self._stop_acq.set()
+        self._threads[0].join()
+        self.source.stop()
+        while len(self.queue):
+            time.sleep(0.005)
+        self._stop.set()
+        with self._pending_cond:
+            self._pending_cond.notify_all()
+        for thread in self._threads[1:]:
+            thread.join()
+        for item, ticket in self.queue.close():
+            if isinstance(item, Frame):
+                item.release()
+            self._decide_fail_safe(ticket, "shutdown")
+        self.source.close()
+
+    # --- acquisition ---------------------------------------------------------------------
+    def _acquire(self) -> None:
+        camera_down = False
+        while not self._stop_acq.is_set():
+            try:
+                frame = self.source.fetch(self.fetch_timeout_s)
+            except FetchTimeout:
+                continue
+            except CameraError as exc:
+                self.camera_errors += 1
+                if not camera_down:
+                    camera_down = True
+                    self.decider.camera_event(self.camera_id, "camera_lost", str(exc))
+                self._enqueue(PartFailure(self.camera_id, self._last_part_id + 1, self._last_frame_id + 1, self.clock(), "camera_error"))
+                self._last_part_id += 1
+                self._last_frame_id += 1
+                self._stop_acq.wait(min(self.fetch_timeout_s, 0.05))
+                continue
+            if camera_down:
+                camera_down = False
+                self.decider.camera_event(self.camera_id, "camera_back", "acquisition resumed")
+            self._last_part_id = frame.part_id
+            self._last_frame_id = frame.frame_id
+            if frame.status is FrameStatus.INCOMPLETE:
+                failure = PartFailure(frame.camera_id, frame.part_id, frame.frame_id, frame.t_ready, "incomplete_frame")
+                frame.release()  # never inspected as if whole
+                self._enqueue(failure, frame.ground_truth)
+                continue
+            self._enqueue(frame, frame.ground_truth)
+
+    def _enqueue(self, item: Item, ground_truth: GroundTruth | None = None) -> None:
+        ticket = PartTicket(
+            item.camera_id, item.part_id, item.frame_id, item.t_ready, item.t_ready + self.decider.budget_s(), ground_truth
+        )
+        with self._pending_cond:
+            self._pending.append(ticket)
+            self.parts += 1
+            self._pending_cond.notify()
+        if not self.queue.put(item, ticket):  # not even a failure record fits: decide now
+            self._decide_fail_safe(ticket, getattr(item, "reason", "dropped"))
+
+    # --- inference -----------------------------------------------------------------------
+    def _infer(self) -> None:
+        while not self._stop.is_set():
+            entry = self.queue.get(0.1)
+            if entry is None:
+                continue
+            item, ticket = entry
+            if isinstance(item, PartFailure):
+                self._decide_fail_safe(ticket, item.reason)
+                continue
+            try:
+                self.decider.inspect(ticket, item)
+            except Exception as exc:  # the loop must never die on one part
+                log.exception("inspection of part %s failed", ticket.part_id)
+                self._decide_fail_safe(ticket, "inference_error")
+                self.decider.camera_event(self.camera_id, "inference_error", str(exc))
+            finally:
+                item.release()
+
+    def _decide_fail_safe(self, ticket: PartTicket, reason: str) -> None:
+        self.decider.fail_safe(ticket, reason)
+
+    # --- deadlines -----------------------------------------------------------------------
+    def _watchdog(self) -> None:
+        while True:
+            expired: list[PartTicket] = []
+            with self._pending_cond:
+                while self._pending and self._pending[0].claimed:
+                    self._pending.popleft()
+                if self._stop.is_set() and not self._pending:
+                    return
+                if not self._pending:
+                    self._pending_cond.wait(0.1)
+                    continue
+                now = self.clock()
+                while self._pending and (self._pending[0].claimed or self._pending[0].deadline <= now):
+                    ticket = self._pending.popleft()
+                    if not ticket.claimed:
+                        expired.append(ticket)
+                if not expired:
+                    wait = self._pending[0].deadline - now if self._pending else 0.1
+                    self._pending_cond.wait(max(wait, 0.0005))
+                    if self._stop.is_set() and not self._pending:
+                        return
+            for ticket in expired:
+                self.decider.fail_safe(ticket, "timeout")

@@ -1,0 +1,214 @@
+"""Recipes: loading and validation (file, field path, reason), and the ``RecipeBook`` that
+holds the active recipe and switches it atomically between two frames.
+
+A switch prepares the new recipe completely first (engine loaded and warmed with a frame of
+its input shape, camera settings validated by the caller's hook) and only then replaces one
+reference; the station reads that reference once per frame, so no part is ever judged by half
+a recipe. A failed preparation leaves the active recipe in place and returns the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+
+from inference.engine import Engine
+from line.decision import DecisionPolicy
+from line.errors import ConfigError, Problem, problems_from_validation
+from line.recipe_model import Recipe
+
+log = logging.getLogger(__name__)
+
+
+def read_yaml(path: Path) -> object:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError([Problem(str(path), "", f"cannot read: {exc.strerror or exc}")]) from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError([Problem(str(path), where, f"invalid YAML: {getattr(exc, 'problem', exc)}")]) from None
+
+
+def load_recipe(path: Path, check_model: bool = True) -> Recipe:
+    """Parse and validate one recipe file; relative model paths resolve against the file."""
+    data = read_yaml(path)
+    if not isinstance(data, dict):
+        raise ConfigError([Problem(str(path), "", "a recipe must be a YAML mapping")])
+    model = data.get("model")
+    if isinstance(model, dict):
+        for key in ("onnx", "calibration"):
+            if isinstance(model.get(key), str) and not Path(model[key]).is_absolute():
+                model[key] = str((path.parent / model[key]).resolve())
+    try:
+        recipe = Recipe.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(problems_from_validation(path, exc)) from None
+    if check_model:
+        problems = model_problems(recipe)
+        if problems:
+            raise ConfigError([Problem(str(path), "model.onnx", p) for p in problems])
+    return recipe
+
+
+def model_problems(recipe: Recipe) -> list[str]:
+    if not recipe.model.onnx.exists():
+        return [f"model file not found: {recipe.model.onnx}"]
+    from inference.model_check import check_model
+
+    return check_model(recipe.detector_spec())
+
+
+@dataclass
+class PreparedRecipe:
+    recipe: Recipe
+    engine: Engine
+    policy: DecisionPolicy
+    prepare_s: float
+
+    def close(self) -> None:
+        self.engine.close()
+
+
+@dataclass(frozen=True)
+class SwitchResult:
+    ok: bool
+    recipe_id: str
+    message: str
+    prepare_s: float = 0.0
+
+
+EngineFactory = Callable[[Recipe], Engine]
+Hook = Callable[[Recipe], None]
+
+
+class RecipeBook:
+    """All recipes of a folder; invalid files are listed with their problems, never active."""
+
+    def __init__(
+        self,
+        directory: Path,
+        engine_factory: EngineFactory,
+        warm_max: int = 2,
+        validate_camera: Hook | None = None,
+        warm_shape: tuple[int, int, str] | None = None,
+        check_models: bool = True,
+    ) -> None:
+        self.check_models = check_models
+        self.directory = directory
+        self._engine_factory = engine_factory
+        self._validate_camera = validate_camera
+        self._warm_shape = warm_shape
+        self.warm_max = warm_max
+        self.recipes: dict[str, Recipe] = {}
+        self.files: dict[str, Path] = {}
+        self.invalid: dict[str, list[Problem]] = {}
+        self._warm: OrderedDict[str, PreparedRecipe] = OrderedDict()
+        self._lock = threading.RLock()
+        self._switch_lock = threading.Lock()
+        self.active: PreparedRecipe | None = None
+        self.listeners: list[Callable[[PreparedRecipe, PreparedRecipe | None, str, str], None]] = []
+        self.reload()
+
+    def reload(self) -> None:
+        recipes: dict[str, Recipe] = {}
+        files: dict[str, Path] = {}
+        invalid: dict[str, list[Problem]] = {}
+        codes: dict[int, str] = {}
+        if not self.directory.is_dir():
+            raise ConfigError([Problem(str(self.directory), "", "recipes folder not found")])
+        for path in sorted(self.directory.glob("*.yaml")):
+            try:
+                recipe = load_recipe(path, check_model=self.check_models)
+            except ConfigError as exc:
+                invalid[str(path)] = exc.problems
+                continue
+            if recipe.id in recipes or recipe.code in codes:
+                clash = recipe.id if recipe.id in recipes else f"code {recipe.code} (used by {codes[recipe.code]})"
+                invalid[str(path)] = [Problem(str(path), "id", f"duplicate {clash}")]
+                continue
+            recipes[recipe.id] = recipe
+            files[recipe.id] = path
+            codes[recipe.code] = recipe.id
+        with self._lock:
+            self.recipes, self.files, self.invalid = recipes, files, invalid
+        for problems in invalid.values():
+            for problem in problems:
+                log.warning("invalid recipe: %s", problem)
+
+    def by_code(self, code: int) -> Recipe | None:
+        return next((r for r in self.recipes.values() if r.code == code), None)
+
+    def default_id(self) -> str:
+        if not self.recipes:
+            raise ConfigError([Problem(str(self.directory), "", "no valid recipe")])
+        return min(self.recipes.values(), key=lambda r: r.code).id
+
+    def prepare(self, recipe_id: str) -> PreparedRecipe:
+        """Load and warm ``recipe_id`` (or take it from the warm cache, least recently used evicted)."""
+        with self._lock:
+            if recipe_id in self._warm:
+                self._warm.move_to_end(recipe_id)
+                return self._warm[recipe_id]
+            recipe = self.recipes.get(recipe_id)
+        if recipe is None:
+            raise KeyError(f"unknown recipe {recipe_id!r}; known: {', '.join(sorted(self.recipes))}")
+        t0 = time.perf_counter()
+        if self._validate_camera is not None:
+            self._validate_camera(recipe)
+        engine = self._engine_factory(recipe)
+        try:
+            if self._warm_shape is not None:
+                h, w, fmt = self._warm_shape
+                engine.warmup(recipe.camera.height or h, recipe.camera.width or w, recipe.camera.pixel_format or fmt)
+        except Exception:
+            engine.close()
+            raise
+        prepared = PreparedRecipe(recipe, engine, DecisionPolicy(recipe), time.perf_counter() - t0)
+        with self._lock:
+            self._warm[recipe_id] = prepared
+            self._evict()
+        return prepared
+
+    def _evict(self) -> None:
+        while len(self._warm) > self.warm_max:
+            for rid in self._warm:
+                if self.active is None or rid != self.active.recipe.id:
+                    self._warm.pop(rid).close()
+                    break
+            else:
+                return
+
+    def switch(self, recipe_id: str, source: str = "cli", user: str = "") -> SwitchResult:
+        """Prepare fully, then swap; the active recipe stays if preparation fails."""
+        with self._switch_lock:
+            try:
+                prepared = self.prepare(recipe_id)
+            except Exception as exc:  # any preparation failure refuses the switch
+                log.warning("recipe switch to %s refused: %s", recipe_id, exc)
+                return SwitchResult(False, recipe_id, f"{type(exc).__name__}: {exc}")
+            previous = self.active
+            self.active = prepared  # the atomic swap: one reference, read once per frame
+            with self._lock:
+                self._evict()
+            for listener in self.listeners:
+                listener(prepared, previous, source, user)
+            return SwitchResult(True, recipe_id, "switched", prepared.prepare_s)
+
+    def close(self) -> None:
+        with self._lock:
+            for prepared in self._warm.values():
+                prepared.close()
+            self._warm.clear()
+            self.active = None

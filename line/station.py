@@ -1,0 +1,296 @@
+"""The station loop: acquire → infer → decide → signal, one frame at a time per camera,
+with a deadline per part (DESIGN.md "Timing model").
+
+Hot path per part: engine.detect → decision → journal append → PLC sinks (bounded) → hand the
+record to the result log's writer. Logging to SQLite, image encoding and MES publication run
+elsewhere. Sinks never kill the loop: a failing sink yields ``Delivery(delivered=False)``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from camera.frame import Frame
+from camera.source import CameraState, FrameSource
+from inference.engine import ImageInput
+from line.decision import Verdict
+from line.lane import CameraLane, PartTicket
+from line.recipes import PreparedRecipe, RecipeBook, SwitchResult
+from line.results import ResultLog, ResultRecord
+from line.stats import StationStats
+from plc.sink import Delivery, ResultCode, ResultSink, StatusBits, VerdictMessage
+
+log = logging.getLogger(__name__)
+
+FAIL_SAFE_WRITE_GRACE_S = 0.010  # a fail-safe decided at the deadline may still take this long to write
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What observers (the demo's scorer, the HMI, tests) see of each decided part."""
+
+    ticket: PartTicket
+    record: ResultRecord
+    verdict: Verdict
+    deliveries: tuple[Delivery, ...]
+
+
+Observer = Callable[[Outcome], None]
+
+
+class Station:
+    def __init__(
+        self,
+        station_id: str,
+        book: RecipeBook,
+        sources: list[FrameSource],
+        sinks: list[ResultSink],
+        result_log: ResultLog,
+        queue_size: int = 4,
+        overflow_policy: str = "drop_oldest",
+        fetch_timeout_s: float = 1.0,
+        archive_ng: bool = True,
+    ) -> None:
+        if book.active is None:
+            raise ValueError("the recipe book has no active recipe")
+        self.station_id = station_id
+        self.book = book
+        self.sinks = sinks
+        self.result_log = result_log
+        self.archive_ng = archive_ng
+        self.stats = StationStats()
+        self.observers: list[Observer] = []
+        self.lanes = [CameraLane(s, self, queue_size, overflow_policy, fetch_timeout_s) for s in sources]
+        self._emit_lock = threading.Lock()
+        self._status = StatusBits.READY
+        self._running = False
+        self._monitor: threading.Thread | None = None
+        self._stop = threading.Event()
+        self.alarms: list[str] = []
+        self.switching = False
+        book.listeners.append(self._on_switch)
+
+    # --- lifecycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        for sink in self.sinks:
+            sink.start()
+        self._publish_status(StatusBits.READY | StatusBits.RUNNING)
+        for lane in self.lanes:
+            lane.start()
+        self._running = True
+        self._monitor = threading.Thread(target=self._watch, name="station-monitor", daemon=True)
+        self._monitor.start()
+
+    def stop(self) -> None:
+        """Decide every part already acquired, flush the log, close the ports."""
+        if not self._running:
+            return
+        self._running = False
+        for lane in self.lanes:
+            lane.stop()
+        self._stop.set()
+        if self._monitor is not None:
+            self._monitor.join()
+        self._publish_status(StatusBits.NONE)
+        for sink in self.sinks:
+            sink.close()
+        self.result_log.close()
+        self.book.close()
+
+    # --- Decider (called by lanes) -----------------------------------------------------------
+    def budget_s(self) -> float:
+        active = self.book.active
+        return (active.recipe.cycle_budget_ms if active else 40.0) / 1000.0
+
+    def inspect(self, ticket: PartTicket, frame: Frame) -> None:
+        if ticket.claimed:  # its deadline passed while it waited: already decided fail-safe
+            self.stats.count("late_discarded")
+            return
+        prepared = self.book.active  # read once: this part is judged by exactly this recipe
+        assert prepared is not None  # noqa: S101 - the constructor guarantees an active recipe
+        t0 = time.perf_counter()
+        result = prepared.engine.detect([ImageInput(frame.data, frame.pixel_format)])[0]
+        verdict = prepared.policy.decide(result.detections)
+        t_decided = time.perf_counter()
+        timings = dict(result.timings_ms)
+        timings["acquire_wait"] = (t0 - frame.t_ready) * 1000
+        timings["decision"] = (t_decided - t0) * 1000 - sum(result.timings_ms.values())
+        image = frame.data.copy() if (self.archive_ng and verdict.result_code is ResultCode.REJECT) else None
+        if not self._emit(ticket, prepared, verdict, timings, image):
+            self.stats.count("late_discarded")
+
+    def fail_safe(self, ticket: PartTicket, reason: str) -> None:
+        prepared = self.book.active
+        assert prepared is not None  # noqa: S101
+        self._emit(ticket, prepared, prepared.policy.fail_safe(reason), {}, None)
+
+    def camera_event(self, camera_id: str, kind: str, message: str) -> None:
+        severity = "info" if kind.endswith("_back") else "alarm"
+        self.result_log.event(kind, severity, f"{camera_id}: {message}", {"camera_id": camera_id})
+        if severity == "alarm":
+            self._alarm(f"{kind} on {camera_id}: {message}")
+
+    # --- emission ----------------------------------------------------------------------------
+    def _emit(
+        self, ticket: PartTicket, prepared: PreparedRecipe, verdict: Verdict, timings: dict[str, float], image: object
+    ) -> bool:
+        if not ticket.claim():
+            return False
+        now = time.perf_counter()
+        processing_us = int((now - ticket.t_ready) * 1e6)
+        recipe = prepared.recipe
+        defects = [
+            {"class": name, "confidence": round(float(c), 4), "box": [round(float(v), 1) for v in box]}
+            for name, c, box in zip(verdict.class_names, verdict.defects.confidence, verdict.defects.xyxy, strict=True)
+        ]
+        record = ResultRecord(
+            result_id=uuid.uuid4().hex,
+            camera_id=ticket.camera_id,
+            part_id=ticket.part_id,
+            frame_id=ticket.frame_id,
+            recipe_id=recipe.id,
+            recipe_code=recipe.code,
+            result_code=int(verdict.result_code),
+            reason=verdict.reason,
+            reject_mask=verdict.reject_mask,
+            defect_count=verdict.defect_count,
+            defects_json=json.dumps(defects),
+            processing_us=processing_us,
+            t_verdict_ns=time.time_ns(),
+            image=image,  # type: ignore[arg-type]
+        )
+        deadline = ticket.deadline if not verdict.reason else max(ticket.deadline, now) + FAIL_SAFE_WRITE_GRACE_S
+        message = VerdictMessage(
+            result_id=record.result_id,
+            camera_id=ticket.camera_id,
+            part_id=ticket.part_id & 0xFFFF,
+            recipe_id=recipe.id,
+            recipe_code=recipe.code,
+            result_code=verdict.result_code,
+            reject_mask=verdict.reject_mask,
+            defect_count=verdict.defect_count,
+            processing_us=processing_us,
+            deadline=deadline,
+            reason=verdict.reason,
+            defects=verdict.defect_counts(),
+            image_ref=f"{record.result_id}.png" if image is not None else "",
+            timestamp_ns=record.t_verdict_ns,
+        )
+        self.result_log.journal_append(record)  # before the PLC write: crash-durable
+        with self._emit_lock:
+            deliveries = tuple(self._publish(sink, message) for sink in self.sinks)
+        t_ack = time.perf_counter()
+        plc = next((d for d in deliveries if d.seq is not None), None)
+        record.delivered = int(all(d.delivered for d in deliveries)) if deliveries else None
+        record.plc_seq = plc.seq if plc else None
+        timings["plc_write"] = (t_ack - now) * 1000
+        record.timings_json = json.dumps({k: round(v, 3) for k, v in timings.items()})
+        self.result_log.submit(record)
+        self._count(verdict, deliveries)
+        self.stats.record(processing_us / 1000, (t_ack - ticket.t_ready) * 1000 if deliveries else None, timings)
+        outcome = Outcome(ticket, record, verdict, deliveries)
+        for observer in self.observers:
+            try:
+                observer(outcome)
+            except Exception:  # an observer never kills the loop
+                log.exception("observer failed")
+        return True
+
+    def _publish(self, sink: ResultSink, message: VerdictMessage) -> Delivery:
+        try:
+            return sink.publish(message)
+        except Exception as exc:  # a sink is a side effect: it becomes an event, not a crash
+            self.stats.count(f"sink_error.{sink.name}")
+            return Delivery(False, sink.name, error=f"{type(exc).__name__}: {exc}")
+
+    def _count(self, verdict: Verdict, deliveries: tuple[Delivery, ...]) -> None:
+        self.stats.count("verdicts")
+        code = verdict.result_code
+        self.stats.count({ResultCode.PASS: "passed", ResultCode.REJECT: "rejected"}.get(code, "fail_safe"))
+        if verdict.reason:
+            self.stats.count(f"fail_safe.{verdict.reason}")
+        for d in deliveries:
+            if not d.delivered:
+                self.stats.count(f"undelivered.{d.sink}")
+
+    # --- status, alarms, switching -------------------------------------------------------------
+    def _alarm(self, message: str) -> None:
+        log.warning("ALARM %s", message)
+        self.alarms.append(f"{time.strftime('%H:%M:%S')} {message}")
+        del self.alarms[:-200]
+
+    def _status_bits(self) -> StatusBits:
+        bits = StatusBits.READY | (StatusBits.RUNNING if self._running else StatusBits.NONE)
+        if any(lane.source.state in (CameraState.FAILED, CameraState.RECONNECTING) or lane.camera_errors for lane in self.lanes):
+            bits |= StatusBits.ERROR
+        if self.switching:
+            bits |= StatusBits.SWITCHING
+        return bits
+
+    def _publish_status(self, bits: StatusBits) -> None:
+        self._status = bits
+        active = self.book.active
+        for sink in self.sinks:
+            try:
+                sink.set_status(bits, active.recipe.code if active else 0)
+            except Exception:
+                log.exception("sink %s refused the status", sink.name)
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.1):
+            bits = self._status_bits()
+            if bits != self._status:
+                self._publish_status(bits)
+            for lane in self.lanes:
+                lane.camera_errors = 0 if lane.source.state is CameraState.ACQUIRING else lane.camera_errors
+
+    def request_switch(self, recipe_id: str, source: str, user: str = "") -> SwitchResult:
+        self.switching = True
+        try:
+            return self.book.switch(recipe_id, source, user)
+        finally:
+            self.switching = False
+
+    def _on_switch(self, new: PreparedRecipe, old: PreparedRecipe | None, source: str, user: str) -> None:
+        data = {"from": old.recipe.id if old else None, "to": new.recipe.id, "source": source, "user": user,
+                "prepare_s": round(new.prepare_s, 4)}  # fmt: skip
+        self.result_log.event("recipe_switch", "info", f"recipe {data['from']} -> {data['to']} by {source}", data)
+        self._publish_status(self._status_bits())
+
+    # PlcRequests -------------------------------------------------------------------------
+    def select_recipe_code(self, code: int, source: str) -> None:
+        recipe = self.book.by_code(code)
+        if recipe is None:
+            self._alarm(f"{source} selected unknown recipe code {code}")
+            return
+        if self.book.active is not None and self.book.active.recipe.id == recipe.id:
+            return
+        threading.Thread(target=self.request_switch, args=(recipe.id, source), name="recipe-switch", daemon=True).start()
+
+    def command(self, command: int, source: str) -> None:
+        if command == 1:
+            self.stats.reset()
+        elif command == 2:
+            self.alarms.clear()
+            for lane in self.lanes:
+                lane.camera_errors = 0
+        self.result_log.event("command", "info", f"command {command} from {source}", {"command": command})
+
+    def snapshot(self) -> dict[str, object]:
+        active = self.book.active
+        return {
+            "station": self.station_id,
+            "active_recipe": active.recipe.id if active else None,
+            "status": int(self._status),
+            "cameras": {lane.camera_id: {"state": lane.source.state.value, **lane.source.counters.snapshot(),
+                                         "queue_dropped": lane.queue.dropped} for lane in self.lanes},  # fmt: skip
+            "sinks": {s.name: {"link": s.link_state.value, **s.counters()} for s in self.sinks},
+            "log": {"written": self.result_log.written, "dropped": self.result_log.dropped, "pending": self.result_log.pending()},
+            **self.stats.snapshot(),
+        }

@@ -1,0 +1,73 @@
+"""Counters and latency percentiles measured where the user feels them (t_ready → verdict,
+t_ready → PLC acknowledged, and per stage). Fixed-size ring buffers: no growth on a line that
+runs for months."""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+
+import numpy as np
+
+
+class LatencyRing:
+    def __init__(self, size: int = 65536) -> None:
+        self._buf = np.zeros(size, np.float64)
+        self._n = 0
+
+    def add(self, value_ms: float) -> None:
+        self._buf[self._n % len(self._buf)] = value_ms
+        self._n += 1
+
+    def values(self) -> np.ndarray:
+        return self._buf[: min(self._n, len(self._buf))].copy()
+
+    def __len__(self) -> int:
+        return min(self._n, len(self._buf))
+
+    def percentiles(self) -> dict[str, float]:
+        return percentiles(self.values())
+
+
+def percentiles(values: np.ndarray) -> dict[str, float]:
+    if len(values) == 0:
+        return {"p50": float("nan"), "p99": float("nan"), "p999": float("nan"), "max": float("nan"), "n": 0}
+    p50, p99, p999 = np.percentile(values, [50, 99, 99.9])
+    return {"p50": float(p50), "p99": float(p99), "p999": float(p999), "max": float(values.max()), "n": int(len(values))}
+
+
+class StationStats:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.counts: dict[str, int] = defaultdict(int)
+        self.verdict_latency = LatencyRing()
+        self.ack_latency = LatencyRing()
+        self.stages: dict[str, LatencyRing] = defaultdict(LatencyRing)
+
+    def count(self, name: str, n: int = 1) -> None:
+        with self._lock:
+            self.counts[name] += n
+
+    def record(self, verdict_ms: float, ack_ms: float | None, stages: dict[str, float]) -> None:
+        with self._lock:
+            self.verdict_latency.add(verdict_ms)
+            if ack_ms is not None:
+                self.ack_latency.add(ack_ms)
+            for name, value in stages.items():
+                self.stages[name].add(value)
+
+    def reset(self) -> None:
+        with self._lock:
+            self.counts.clear()
+            self.verdict_latency = LatencyRing()
+            self.ack_latency = LatencyRing()
+            self.stages.clear()
+
+    def snapshot(self) -> dict[str, object]:
+        with self._lock:
+            return {
+                "counts": dict(self.counts),
+                "latency_ms": self.verdict_latency.percentiles(),
+                "plc_ack_ms": self.ack_latency.percentiles(),
+                "stages_ms": {k: v.percentiles() for k, v in self.stages.items()},
+            }

@@ -1,0 +1,58 @@
+"""Suite-wide fixtures. ``no_leaks`` (autouse) fails any test that leaves threads or child
+processes behind, like pymodbus' ``system_health_check``."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+try:
+    import psutil
+except ImportError:  # pragma: no cover - dev extra
+    psutil = None
+
+_IGNORED_THREAD_PREFIXES = ("asyncio_", "ThreadPoolExecutor", "pydevd", "QueueFeederThread", "Dummy-")
+
+
+def _threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.is_alive() and not t.name.startswith(_IGNORED_THREAD_PREFIXES)}
+
+
+def _children() -> set[int]:
+    if psutil is None:
+        return set()
+    return {p.pid for p in psutil.Process(os.getpid()).children(recursive=True) if p.status() != psutil.STATUS_ZOMBIE}
+
+
+@pytest.fixture(autouse=True)
+def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
+    threads_before = _threads()
+    children_before = _children()
+    yield
+    if request.node.get_closest_marker("allow_leaks"):
+        return
+    deadline = time.monotonic() + 5.0
+    while True:
+        leaked_threads = _threads() - threads_before
+        leaked_children = _children() - children_before
+        if not leaked_threads and not leaked_children:
+            return
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    for pid in leaked_children:  # do not let one leak poison the next tests
+        try:
+            psutil.Process(pid).kill()
+        except Exception:
+            pass
+    pytest.fail(
+        f"test left behind threads {sorted(t.name for t in leaked_threads)} and child processes {sorted(leaked_children)}"
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "allow_leaks: the test manages its own background resources (module-scoped)")

@@ -1,0 +1,121 @@
+"""Controllable camera and engine for station tests: real threads and timing, scripted
+content (what a unit of the station must do when a camera or a model misbehaves)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from camera.config import CameraSettings
+from camera.errors import CameraRetryableError, FetchTimeout
+from camera.frame import Frame, FrameStatus, GroundTruth
+from camera.source import CameraState, FrameSource
+from inference.detections import Detections
+from inference.engine import DetectionResult, Engine, ImageInput
+
+
+class ScriptedSource(FrameSource):
+    class Options(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        rate_hz: float = 100.0
+        width: int = 64
+        height: int = 48
+        fail_parts: tuple[int, ...] = ()  # part ids whose fetch raises (camera error)
+        incomplete_parts: tuple[int, ...] = ()
+        defective_parts: tuple[int, ...] = ()  # frame value 255 -> the fake engine reports a defect
+        max_parts: int | None = None
+
+    def __init__(self, camera_id: str, options: Options, settings: CameraSettings | None = None) -> None:
+        super().__init__(camera_id)
+        self.options = options
+        self._part = 0
+        self._next_t = 0.0
+        self.released = 0
+        self.outstanding: set[int] = set()
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        self._next_t = time.monotonic()
+        self._set_state(CameraState.ACQUIRING)
+
+    def stop(self) -> None:
+        self._set_state(CameraState.CONNECTED)
+
+    def fetch(self, timeout_s: float) -> Frame:
+        if self.options.max_parts is not None and self._part >= self.options.max_parts:
+            time.sleep(min(timeout_s, 0.01))
+            raise FetchTimeout("no more parts")
+        # a free-running camera does not catch up after a stall: its clock restarts
+        self._next_t = max(self._next_t + 1.0 / self.options.rate_hz, time.monotonic())
+        delay = self._next_t - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        self._part += 1
+        part = self._part
+        if part in self.options.fail_parts:
+            raise CameraRetryableError(f"scripted camera failure at part {part}")
+        value = 255 if part in self.options.defective_parts else 10
+        data = np.full((self.options.height, self.options.width), value, np.uint8)
+        status = FrameStatus.INCOMPLETE if part in self.options.incomplete_parts else FrameStatus.COMPLETE
+        with self._lock:
+            self.outstanding.add(part)
+
+        def release(part: int = part) -> None:
+            with self._lock:
+                self.outstanding.discard(part)
+                self.released += 1
+
+        self.counters.frames += 1
+        return Frame(self.camera_id, part, part, time.time_ns(), time.perf_counter(), "Mono8",
+                     self.options.width, self.options.height, status,
+                     GroundTruth(defective=part in self.options.defective_parts), data, release)  # fmt: skip
+
+
+class ScriptedEngine(Engine):
+    """Reports one defect of class 0 when the frame's first pixel is 255; can be slowed or broken."""
+
+    backend = "scripted"
+    delay_s = 0.0
+    raise_on_parts: set[int] = set()
+
+    def detect(self, images: Sequence[ImageInput]) -> list[DetectionResult]:
+        out = []
+        for image in images:
+            if self.delay_s:
+                time.sleep(self.delay_s)
+            if int(image.data.flat[0]) == 1:
+                raise RuntimeError("scripted engine failure")
+            if int(image.data.flat[0]) == 255:
+                det = Detections(np.array([[10, 10, 30, 30]], np.float32), np.array([0.9], np.float32), np.array([0], np.int32))
+            else:
+                det = Detections.empty()
+            out.append(DetectionResult(det, {"preprocess": 0.0, "engine": self.delay_s * 1000, "decode": 0.0}))
+        return out
+
+    def infer_raw(self, tensor: np.ndarray) -> list[np.ndarray]:
+        return [tensor]
+
+
+RECIPE = """\
+id: {id}
+code: {code}
+model: {{onnx: model.onnx, layout: yolov8}}
+classes: [scratch, dent]
+thresholds: {{default: 0.5}}
+reject:
+  - {{classes: [scratch], bin: 1}}
+cycle_budget_ms: {budget}
+"""
+
+
+def write_recipes(folder: Path, budget_ms: float = 200.0, count: int = 2) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "model.onnx").write_bytes(b"not checked in fake-engine tests")
+    for i in range(count):
+        (folder / f"r{i + 1}.yaml").write_text(RECIPE.format(id=f"r{i + 1}", code=i + 1, budget=budget_ms))
+    return folder
