@@ -5,7 +5,6 @@ Only the CLI installs signal handlers and reads the environment (library code ne
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import signal
 import sys

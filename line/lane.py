@@ -16,6 +16,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from camera.errors import CameraError, FetchTimeout
 from camera.frame import Frame, FrameStatus, GroundTruth
@@ -44,7 +45,7 @@ class PartTicket:
             return True
 
 
-class Decider:
+class Decider(Protocol):
     """What the lane needs from the station (implemented by ``Station``)."""
 
     def budget_s(self) -> float: ...

@@ -3,6 +3,7 @@ dependency: one datagram to $NOTIFY_SOCKET. The CLI reads the variable once at s
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 
@@ -22,10 +23,8 @@ class SystemdNotifier:
 
     def notify(self, state: str) -> None:
         if self._sock is not None and self._address:
-            try:
+            with contextlib.suppress(OSError):
                 self._sock.sendto(state.encode(), self._address)
-            except OSError:
-                pass
 
     def close(self) -> None:
         if self._sock is not None:

@@ -15,12 +15,14 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from camera.frame import Frame
 from camera.source import CameraState, FrameSource
 from inference.engine import ImageInput
 from line.decision import Verdict
 from line.lane import CameraLane, PartTicket
+from line.recipe_model import Recipe
 from line.recipes import PreparedRecipe, RecipeBook, SwitchResult
 from line.results import ResultLog, ResultRecord
 from line.stats import StationStats
@@ -42,6 +44,10 @@ class Outcome:
 
 
 Observer = Callable[[Outcome], None]
+
+
+class LiveTap(Protocol):
+    def offer(self, frame: Frame, verdict: Verdict, recipe: Recipe) -> None: ...
 
 
 class Station:
@@ -74,6 +80,9 @@ class Station:
         self._stop = threading.Event()
         self.alarms: list[str] = []
         self.switching = False
+        # optional live-view tap (the HMI): ``offer`` is called on the hot path and must return
+        # at once (it throttles, and copies a downscaled image only when one is due)
+        self.live_tap: LiveTap | None = None
         book.listeners.append(self._on_switch)
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -121,6 +130,11 @@ class Station:
         timings = dict(result.timings_ms)
         timings["acquire_wait"] = (t0 - frame.t_ready) * 1000
         timings["decision"] = (t_decided - t0) * 1000 - sum(result.timings_ms.values())
+        if self.live_tap is not None:
+            try:
+                self.live_tap.offer(frame, verdict, prepared.recipe)
+            except Exception:
+                log.exception("live view tap failed")
         image = frame.data.copy() if (self.archive_ng and verdict.result_code is ResultCode.REJECT) else None
         if not self._emit(ticket, prepared, verdict, timings, image):
             self.stats.count("late_discarded")

@@ -171,10 +171,10 @@ def test_part_queue_policies(policy: str) -> None:
 
     q = PartQueue(1, policy)
     released: list[int] = []
-    from tests.line.fakes import ScriptedSource as _S  # noqa: F401  (frames built below)
     import numpy as np
 
     from camera.frame import Frame
+    from tests.line.fakes import ScriptedSource as _S  # noqa: F401  (frames built below)
 
     def frame(i: int) -> Frame:
         return Frame("c", i, i, 0, 0.0, "Mono8", 1, 1, _data=np.zeros((1, 1), np.uint8),

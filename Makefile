@@ -1,0 +1,35 @@
+# Two commands for a fresh machine: `make demo` and `make test` (see README.md).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+TEST_EXTRAS := dev,opcua,genicam,hmi,plot,tensorrt-rtx
+
+.PHONY: demo test lint typecheck clean
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+$(VENV)/.demo-installed: pyproject.toml | $(VENV)/bin/python
+	$(PIP) install -q -e .
+	touch $@
+
+$(VENV)/.test-installed: pyproject.toml tests/setup/install-system-deps.sh tests/node/package.json | $(VENV)/bin/python
+	bash tests/setup/install-system-deps.sh
+	$(PIP) install -q -e ".[$(TEST_EXTRAS)]" "PyGObject<3.51"
+	cd tests/node && npm install --no-audit --no-fund --loglevel=error
+	touch $@
+
+demo: $(VENV)/.demo-installed
+	$(VENV)/bin/linecheck demo $(ARGS)
+
+test: $(VENV)/.test-installed
+	$(PY) -m pytest -rA $(PYTEST_ARGS)
+
+lint: $(VENV)/.test-installed
+	$(VENV)/bin/ruff check line camera inference plc tests
+	$(VENV)/bin/mypy line camera inference plc
+
+clean:
+	rm -rf var artifacts .mypy_cache .ruff_cache
