@@ -51,6 +51,14 @@ class HmiSection(_Frozen):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     users: dict[str, dict[str, str]] = Field(default_factory=dict)  # name -> {password_hash, role}
+    # additive (HMI helper): sessions, live view, shift boundaries, recipe folder watching
+    session_ttl_s: float = Field(default=8 * 3600.0, gt=0)
+    live_fps: float = Field(default=5.0, gt=0, le=30)
+    live_max_width: int = Field(default=640, ge=64, le=4096)
+    live_jpeg_quality: int = Field(default=80, ge=10, le=100)
+    shift_starts: tuple[str, ...] = ("06:00", "14:00", "22:00")  # local HH:MM; counters/yield since the latest
+    watch_recipes: bool = True
+    watch_interval_s: float = Field(default=1.0, gt=0)
 
 
 class StationConfig(_Frozen):

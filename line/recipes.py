@@ -87,6 +87,34 @@ class SwitchResult:
     recipe_id: str
     message: str
     prepare_s: float = 0.0
+    switch_s: float = 0.0  # request -> swap (waiting for another switch + preparation)
+
+
+@dataclass(frozen=True)
+class SwitchAudit:
+    """One switch request as audited (result log event, OPC UA event, HMI), refused ones too."""
+
+    t_ns: int  # wall clock of the swap (or of the refusal)
+    from_id: str | None
+    to_id: str
+    source: str  # hmi | cli | plc | opcua | startup | ...
+    user: str
+    ok: bool
+    message: str
+    prepare_s: float  # engine load + warm-up (0 for a warm recipe)
+    switch_s: float  # request -> swap
+    warm: bool  # was already prepared
+
+
+@dataclass(frozen=True)
+class PrepareProgress:
+    """What a cold preparation is doing now (the HMI shows it while the operator waits)."""
+
+    recipe_id: str
+    stage: str  # camera | engine | warmup | done | failed
+    step: int
+    steps: int
+    started_ns: int
 
 
 EngineFactory = Callable[[Recipe], Engine]
@@ -119,6 +147,10 @@ class RecipeBook:
         self._switch_lock = threading.Lock()
         self.active: PreparedRecipe | None = None
         self.listeners: list[Callable[[PreparedRecipe, PreparedRecipe | None, str, str], None]] = []
+        # additive (HMI helper): audit of every request, progress of a cold preparation
+        self.audit_listeners: list[Callable[[SwitchAudit], None]] = []
+        self.last_audit: SwitchAudit | None = None
+        self.preparing: PrepareProgress | None = None
         self.reload()
 
     def reload(self) -> None:
@@ -165,21 +197,60 @@ class RecipeBook:
         if recipe is None:
             raise KeyError(f"unknown recipe {recipe_id!r}; known: {', '.join(sorted(self.recipes))}")
         t0 = time.perf_counter()
-        if self._validate_camera is not None:
-            self._validate_camera(recipe)
-        engine = self._engine_factory(recipe)
+        started = time.time_ns()
+        self._progress(recipe_id, "camera", 0, started)
+        try:
+            if self._validate_camera is not None:
+                self._validate_camera(recipe)
+            self._progress(recipe_id, "engine", 1, started)
+            engine = self._engine_factory(recipe)
+        except Exception:
+            self._progress(recipe_id, "failed", 3, started)
+            raise
+        self._progress(recipe_id, "warmup", 2, started)
         try:
             if self._warm_shape is not None:
                 h, w, fmt = self._warm_shape
                 engine.warmup(recipe.camera.height or h, recipe.camera.width or w, recipe.camera.pixel_format or fmt)
         except Exception:
             engine.close()
+            self._progress(recipe_id, "failed", 3, started)
             raise
+        self._progress(recipe_id, "done", 3, started)
         prepared = PreparedRecipe(recipe, engine, DecisionPolicy(recipe), time.perf_counter() - t0)
         with self._lock:
             self._warm[recipe_id] = prepared
             self._evict()
         return prepared
+
+    def _progress(self, recipe_id: str, stage: str, step: int, started_ns: int) -> None:
+        self.preparing = PrepareProgress(recipe_id, stage, step, 3, started_ns)
+
+    def is_warm(self, recipe_id: str) -> bool:
+        with self._lock:
+            return recipe_id in self._warm
+
+    def warm_ids(self) -> list[str]:
+        """Prepared recipes, least recently used first."""
+        with self._lock:
+            return list(self._warm)
+
+    def refresh(self) -> dict[str, list[str]]:
+        """Reload the folder (the recipe watcher calls this on a change) and drop prepared
+        recipes whose file changed or vanished, so the next switch prepares the new version.
+        The active recipe keeps running as prepared until the next switch."""
+        before = dict(self.recipes)
+        self.reload()
+        after = self.recipes
+        changed = sorted(rid for rid in before.keys() & after.keys() if before[rid] != after[rid])
+        removed = sorted(before.keys() - after.keys())
+        added = sorted(after.keys() - before.keys())
+        with self._lock:
+            active_id = self.active.recipe.id if self.active else None
+            for rid in changed + removed:
+                if rid in self._warm and rid != active_id:
+                    self._warm.pop(rid).close()
+        return {"changed": changed, "removed": removed, "added": added}
 
     def _evict(self) -> None:
         while len(self._warm) > self.warm_max:
@@ -192,19 +263,38 @@ class RecipeBook:
 
     def switch(self, recipe_id: str, source: str = "cli", user: str = "") -> SwitchResult:
         """Prepare fully, then swap; the active recipe stays if preparation fails."""
+        t_request = time.perf_counter()
         with self._switch_lock:
+            warm = self.is_warm(recipe_id)
             try:
                 prepared = self.prepare(recipe_id)
             except Exception as exc:  # any preparation failure refuses the switch
                 log.warning("recipe switch to %s refused: %s", recipe_id, exc)
-                return SwitchResult(False, recipe_id, f"{type(exc).__name__}: {exc}")
+                message = f"{type(exc).__name__}: {exc}"
+                elapsed = time.perf_counter() - t_request
+                self._audit(SwitchAudit(time.time_ns(), self.active.recipe.id if self.active else None, recipe_id, source,
+                                        user, False, message, elapsed, elapsed, warm))  # fmt: skip
+                return SwitchResult(False, recipe_id, message, switch_s=elapsed)
             previous = self.active
             self.active = prepared  # the atomic swap: one reference, read once per frame
+            switch_s = time.perf_counter() - t_request
+            prepare_s = 0.0 if warm else prepared.prepare_s
+            self.last_audit = SwitchAudit(time.time_ns(), previous.recipe.id if previous else None, recipe_id, source, user,
+                                          True, "switched", prepare_s, switch_s, warm)  # fmt: skip
             with self._lock:
                 self._evict()
             for listener in self.listeners:
                 listener(prepared, previous, source, user)
-            return SwitchResult(True, recipe_id, "switched", prepared.prepare_s)
+            self._audit(self.last_audit)
+            return SwitchResult(True, recipe_id, "switched", prepare_s, switch_s)
+
+    def _audit(self, audit: SwitchAudit) -> None:
+        self.last_audit = audit
+        for listener in self.audit_listeners:
+            try:
+                listener(audit)
+            except Exception:  # an audit consumer never breaks a switch
+                log.exception("recipe audit listener failed")
 
     def close(self) -> None:
         with self._lock:

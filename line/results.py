@@ -170,7 +170,7 @@ class ResultLog:
         self.archive_failures = 0
         self.alarms: list[str] = []
         self._alarm_cb: Any = None
-        self._conn = connect(db_path)
+        self._conn = connect(db_path, timeout_s=0.5)  # alarm early, keep retrying
         self._thread = threading.Thread(target=self._run, name="result-log", daemon=True)
         self._thread.start()
 

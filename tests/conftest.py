@@ -25,7 +25,18 @@ def _threads() -> set[threading.Thread]:
 def _children() -> set[int]:
     if psutil is None:
         return set()
-    return {p.pid for p in psutil.Process(os.getpid()).children(recursive=True) if p.status() != psutil.STATUS_ZOMBIE}
+    pids = set()
+    for proc in psutil.Process(os.getpid()).children(recursive=True):
+        try:
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                continue
+            # multiprocessing's shared helpers live for the whole session by design
+            if any(k in " ".join(proc.cmdline()) for k in ("resource_tracker", "forkserver")):
+                continue
+        except psutil.Error:
+            continue
+        pids.add(proc.pid)
+    return pids
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,304 @@
+"""``linecheck bench``: the real station code against the naive loop and the raw engine, on
+the same frames and model, in one run (see README "Performance").
+
+Pipeline latency is measured with the camera paced below capacity (what a line sees: the
+part is in the queue alone); pipeline throughput with a back-pressured camera (the most the
+station sustains). Warm-up iterations are excluded everywhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from camera.frame import GroundTruth
+from camera.memory import MemorySource
+from inference.config import EngineOptions, InputProfile
+from inference.engine import Engine, open_engine
+from inference.letterbox import compute_geometry, to_tensor
+from line.archive import ImageArchive
+from line.recipe_model import Recipe
+from line.recipes import RecipeBook, load_recipe
+from line.results import ResultLog
+from line.stats import percentiles
+from plc.sink import ResultSink
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def resolve_recipe(model: str, width: int, height: int) -> Recipe:
+    if model == "demo":
+        return load_recipe(REPO / "recipes" / "demo-parts.yaml")
+    if model == "yolov8n":
+        path = REPO / "var" / "models" / "yolov8n.onnx"
+        if not path.exists():
+            print("exporting the YOLOv8n-sized model (random weights) ...", file=sys.stderr)
+            subprocess.run([sys.executable, str(REPO / "recipes" / "models" / "export_yolov8n.py"), "--out", str(path)], check=True)
+    else:
+        path = Path(model).resolve()
+    classes = [f"class{i}" for i in range(80)]
+    return Recipe.model_validate({
+        "id": path.stem, "code": 9, "model": {"onnx": str(path), "layout": "yolov8",
+        "input": InputProfile(min=(320, 320), opt=(512, 640), max=(640, 640)).model_dump()},
+        "classes": classes, "thresholds": {"default": 0.25}, "reject": [{"classes": classes, "bin": 1}],
+        "cycle_budget_ms": 1000,
+    })  # fmt: skip
+
+
+def make_frames(width: int, height: int, pixel_format: str, n: int = 16) -> tuple[list[np.ndarray], list[GroundTruth]]:
+    from camera.synthetic_parts import generate_part
+
+    rng = np.random.default_rng(7)
+    base = "Mono8" if pixel_format == "Mono8" else "RGB8"
+    frames, truths = [], []
+    for _ in range(n):
+        image, truth = generate_part(rng, width, height, base, 0.3)
+        frames.append(_convert(image, pixel_format))
+        truths.append(truth)
+    return frames, truths
+
+
+def _convert(rgb_or_mono: np.ndarray, pixel_format: str) -> np.ndarray:
+    import cv2
+
+    if pixel_format in ("Mono8", "RGB8"):
+        return rgb_or_mono
+    rgb = rgb_or_mono
+    if pixel_format == "BGR8":
+        return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    if pixel_format == "RGBa8":
+        return cv2.cvtColor(rgb, cv2.COLOR_RGB2RGBA)
+    if pixel_format.startswith("Bayer"):
+        phase = pixel_format[5:7]
+        mosaic = np.empty(rgb.shape[:2], np.uint8)
+        ch = {"R": 0, "G": 1, "B": 2}
+        # RG/GB/GR/BG: 2x2 pattern rows = (p0 p1), (p1' p0') with the complementary colours
+        pattern = {"RG": ("RG", "GB"), "GB": ("GB", "RG"), "GR": ("GR", "BG"), "BG": ("BG", "GR")}[phase]
+        for dy in (0, 1):
+            for dx in (0, 1):
+                mosaic[dy::2, dx::2] = rgb[dy::2, dx::2, ch[pattern[dy][dx]]]
+        return mosaic
+    raise ValueError(f"unsupported pixel format {pixel_format}")
+
+
+def engine_options(args: argparse.Namespace) -> EngineOptions:
+    backend = "tensorrt" if args.backend == "tensorrt" else "onnxruntime"
+    device = "cpu" if args.backend == "onnxruntime" else "cuda"
+    return EngineOptions(backend=backend, device=device, fp16=args.fp16, max_batch=max(1, args.cameras),
+                         engine_cache_dir=REPO / "var" / "engines")  # fmt: skip
+
+
+def bench_engine(engine: Engine, recipe: Recipe, frame: np.ndarray, pixel_format: str, n: int, warmup: int) -> dict[str, Any]:
+    from inference.pixels import prepare
+
+    geometry = compute_geometry(frame.shape[0], frame.shape[1], recipe.model.input, recipe.model.stride)
+    prepared = prepare(frame, pixel_format, recipe.model.channels)
+    from inference.letterbox import letterbox
+
+    tensor = to_tensor(letterbox(prepared.image, geometry), order=prepared.order, channels=recipe.model.channels,
+                       normalize=recipe.model.normalize)  # fmt: skip
+    for _ in range(warmup):
+        engine.infer_raw(tensor)
+    lat = []
+    t0 = time.perf_counter()
+    for _ in range(n):
+        t = time.perf_counter()
+        engine.infer_raw(tensor)
+        lat.append((time.perf_counter() - t) * 1000)
+    elapsed = time.perf_counter() - t0
+    return {"fps": n / elapsed, "latency_ms": percentiles(np.array(lat)), "input_hw": [geometry.input_h, geometry.input_w]}
+
+
+def bench_naive(recipe: Recipe, frames: list[np.ndarray], input_hw: tuple[int, int], cuda: bool, n: int, warmup: int) -> dict[str, Any]:
+    import onnxruntime as ort
+
+    from line.naive import NaiveLoop
+
+    providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if cuda else ["CPUExecutionProvider"]
+    session = ort.InferenceSession(str(recipe.model.onnx), providers=providers)
+    loop = NaiveLoop(session, recipe, input_hw)
+    for i in range(warmup):
+        loop.run_one(frames[i % len(frames)])
+    t0 = time.perf_counter()
+    lat = [loop.run_one(frames[i % len(frames)]) for i in range(n)]
+    elapsed = time.perf_counter() - t0
+    return {"fps": n / elapsed, "latency_ms": percentiles(np.array(lat))}
+
+
+def _sinks(kind: str, workdir: Path) -> tuple[list[ResultSink], Any]:
+    if kind == "none":
+        return [], None
+    from plc.config import ModbusClientConfig, ModbusServerConfig
+
+    if kind == "server":
+        from plc.modbus_server import ModbusServerSink
+
+        return [ModbusServerSink(ModbusServerConfig(port=0))], None
+    from plc.latency import start_simulator
+    from plc.modbus_client import ModbusClientSink
+
+    sim, port = start_simulator(workdir / "plc.jsonl")
+    return [ModbusClientSink(ModbusClientConfig(enabled=True, port=port, write_timeout_ms=20))], sim
+
+
+def bench_pipeline(recipe: Recipe, options: EngineOptions, frames: list[np.ndarray], truths: list[GroundTruth],
+                   args: argparse.Namespace, rate_hz: float, n: int) -> dict[str, Any]:  # fmt: skip
+    from line.station import Station
+
+    with tempfile.TemporaryDirectory(prefix="linecheck-bench-") as tmp:
+        work = Path(tmp)
+        (work / "recipes").mkdir()
+        data = recipe.model_dump(mode="json")
+        if args.budget_ms:
+            data["cycle_budget_ms"] = args.budget_ms
+        (work / "recipes" / f"{recipe.id}.yaml").write_text(yaml.safe_dump(data))
+        book = RecipeBook(work / "recipes", lambda r: open_engine(r.detector_spec(), options),
+                          warm_shape=(frames[0].shape[0], frames[0].shape[1], args.pixel_format))  # fmt: skip
+        assert book.switch(recipe.id, "bench").ok  # noqa: S101
+        per_camera = max(1, n // args.cameras)
+        sources = [MemorySource(f"cam{i + 1}", MemorySource.Options(rate_hz=rate_hz, pixel_format=args.pixel_format,
+                                max_frames=per_camera + args.warmup), images=frames, truths=truths)
+                   for i in range(args.cameras)]  # fmt: skip
+        sinks, sim = _sinks(args.plc, work)
+        log = ResultLog(work / "results.db", ImageArchive(work / "ng", 50))
+        station = Station("bench", book, list(sources), sinks, log, queue_size=4, fetch_timeout_s=0.5)
+        try:
+            station.start()
+            while sum(lane.parts for lane in station.lanes) < args.warmup * args.cameras:
+                time.sleep(0.005)
+            station.stats.reset()
+            t0 = time.perf_counter()
+            target = per_camera * args.cameras
+            while station.stats.counts.get("verdicts", 0) < target - args.cameras * 4 and time.perf_counter() - t0 < 600:
+                time.sleep(0.005)
+            elapsed = time.perf_counter() - t0
+            snap = station.snapshot()
+            station.stop()
+        finally:
+            if sim is not None:
+                sim.terminate()
+                sim.wait(5)
+        counts: dict[str, int] = snap["counts"]  # type: ignore[assignment]
+        stages: dict[str, dict[str, float]] = snap["stages_ms"]  # type: ignore[assignment]
+        return {
+            "fps": counts.get("verdicts", 0) / elapsed,
+            "latency_ms": snap["latency_ms"],
+            "plc_ack_ms": snap["plc_ack_ms"],
+            "engine_ms": stages.get("engine", {}),
+            "stages_ms": stages,
+            "dropped": sum(lane.queue.dropped for lane in station.lanes) + sum(s.counters.dropped for s in sources),
+            "deadline_misses": counts.get("fail_safe.timeout", 0),
+            "fail_safe": counts.get("fail_safe", 0),
+            "rate_hz": rate_hz,
+        }
+
+
+def run_inference_bench(args: argparse.Namespace) -> dict[str, Any]:
+    recipe = resolve_recipe(args.model, args.width, args.height)
+    options = engine_options(args)
+    frames, truths = make_frames(args.width, args.height, args.pixel_format)
+    n = args.frames
+    print(f"bench: model={args.model} backend={args.backend} frames={args.width}x{args.height} {args.pixel_format} "
+          f"cameras={args.cameras} n={n}", file=sys.stderr)  # fmt: skip
+    engine = open_engine(recipe.detector_spec(), options)
+    raw = bench_engine(engine, recipe, frames[0], args.pixel_format, n, args.warmup)
+    engine.close()
+    print(f"  engine: p50 {raw['latency_ms']['p50']:.2f} ms", file=sys.stderr)
+    naive = bench_naive(recipe, frames, tuple(raw["input_hw"]), args.backend != "onnxruntime", n, args.warmup)
+    print(f"  naive: {naive['fps']:.1f} fps, p50 {naive['latency_ms']['p50']:.2f} ms", file=sys.stderr)
+    capacity = raw["fps"]
+    paced = bench_pipeline(recipe, options, frames, truths, args, rate_hz=0.6 * capacity / args.cameras, n=n)
+    print(f"  pipeline (paced {paced['rate_hz']:.1f} Hz/camera): p50 {paced['latency_ms']['p50']:.2f} ms", file=sys.stderr)
+    saturated = bench_pipeline(recipe, options, frames, truths, args, rate_hz=0.0, n=n)
+    print(f"  pipeline (back-pressured): {saturated['fps']:.1f} fps", file=sys.stderr)
+    pipeline = dict(paced)
+    pipeline["fps"] = saturated["fps"]
+    pipeline["paced_fps"] = paced["fps"]
+    pipeline["saturated_latency_ms"] = saturated["latency_ms"]
+    pipeline["dropped"] = paced["dropped"] + saturated["dropped"]
+    pipeline["deadline_misses"] = paced["deadline_misses"] + saturated["deadline_misses"]
+    return {
+        "machine": machine(), "model": args.model, "backend": args.backend, "frame": [args.height, args.width],
+        "pixel_format": args.pixel_format, "cameras": args.cameras, "fp16": args.fp16,
+        "pipeline": pipeline, "naive": naive, "engine": raw,
+        "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }  # fmt: skip
+
+
+def print_table(result: dict[str, Any]) -> None:
+    print(f"\nmachine: {result['machine']}   model: {result['model']}   backend: {result['backend']}   "
+          f"frames: {result['frame'][1]}x{result['frame'][0]} {result['pixel_format']}")  # fmt: skip
+    print(f"{'':28}{'fps':>9}{'p50 ms':>9}{'p99 ms':>9}{'p99.9 ms':>10}{'max ms':>9}")
+    for name, label in (("engine", "raw engine"), ("naive", "naive loop"), ("pipeline", "pipeline t_ready->verdict")):
+        r = result[name]
+        lat = r["latency_ms"]
+        print(f"{label:28}{r['fps']:9.1f}{lat['p50']:9.2f}{lat['p99']:9.2f}{lat['p999']:10.2f}{lat['max']:9.2f}")
+    p = result["pipeline"]
+    ack = p.get("plc_ack_ms", {})
+    if ack.get("n"):
+        print(f"{'pipeline t_ready->PLC ack':28}{'':9}{ack['p50']:9.2f}{ack['p99']:9.2f}{ack['p999']:10.2f}{ack['max']:9.2f}")
+    print("stages (p50 / p99 ms): " + ", ".join(f"{k} {v['p50']:.2f}/{v['p99']:.2f}" for k, v in p["stages_ms"].items()))
+    print(f"dropped {p['dropped']}, deadline misses {p['deadline_misses']}, RSS {result['rss_mb']:.0f} MB")
+
+
+def plot(result: dict[str, Any], latencies: dict[str, Any], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4))
+    names = ["engine", "naive", "pipeline"]
+    ax.bar(names, [result[n]["latency_ms"]["p50"] for n in names], label="p50")
+    ax.scatter(names, [result[n]["latency_ms"]["p99"] for n in names], color="k", zorder=3, label="p99")
+    ax.set_ylabel("latency (ms)")
+    ax.set_title(f"{result['model']} on {result['backend']} ({result['machine'][:60]})", fontsize=8)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main(args: argparse.Namespace) -> int:
+    result: dict[str, Any] = {}
+    if args.what in ("cpu", "inference", "all"):
+        result = run_inference_bench(args)
+        print_table(result)
+        if args.plot:
+            plot(result, {}, args.plot)
+    if args.what in ("plc", "all"):
+        from plc.latency import measure_write_latency
+
+        result["plc_write_ms"] = measure_write_latency(2000)
+        print(f"PLC write (client -> simulator, loopback): {result['plc_write_ms']}")
+    if args.what in ("camera", "all"):
+        from camera.bench import bench_all
+
+        result["camera"] = bench_all(duration_s=5.0)
+        print(f"camera acquisition: {result['camera']}")
+    if args.json:
+        print(json.dumps(result, default=float))
+    return 0

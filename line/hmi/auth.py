@@ -1,0 +1,100 @@
+"""HMI users, roles and sessions.
+
+Users come from the config (``hmi.users``: name -> {password_hash, role}); passwords are
+stored as scrypt hashes (:mod:`line.passwords`). A browser logs in once and gets a session
+cookie (random token, HttpOnly, SameSite=Strict, server-side expiry); scripts and the
+``linecheck recipe`` CLI send HTTP Basic credentials with every request instead. Roles are
+ordered: viewer < operator < admin; switching recipes and resetting counters need operator.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Literal
+
+from line.errors import ConfigError, Problem
+from line.passwords import parse_hash, verify_password
+
+Role = Literal["viewer", "operator", "admin"]
+ROLE_RANK: dict[str, int] = {"viewer": 0, "operator": 1, "admin": 2}
+SESSION_COOKIE = "linecheck_session"
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    role: str
+
+    def can(self, role: str) -> bool:
+        return ROLE_RANK[self.role] >= ROLE_RANK[role]
+
+
+class UserStore:
+    def __init__(self, users: dict[str, dict[str, str]], source: str = "hmi.users") -> None:
+        problems = []
+        self._hashes: dict[str, str] = {}
+        self._roles: dict[str, str] = {}
+        for name, entry in users.items():
+            role = entry.get("role", "")
+            if role not in ROLE_RANK:
+                problems.append(Problem(source, f"{name}.role", f"must be one of {list(ROLE_RANK)}, got {role!r}"))
+            try:
+                parse_hash(entry.get("password_hash", ""))
+            except ValueError as exc:
+                problems.append(Problem(source, f"{name}.password_hash", str(exc)))
+            unknown = set(entry) - {"role", "password_hash"}
+            if unknown:
+                problems.append(Problem(source, name, f"unknown keys {sorted(unknown)}"))
+            self._hashes[name] = entry.get("password_hash", "")
+            self._roles[name] = role
+        if problems:
+            raise ConfigError(problems)
+        # checked against when the user is unknown, so that a wrong name costs as long as a wrong password
+        self._dummy = "scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+
+    def authenticate(self, name: str, password: str) -> User | None:
+        encoded = self._hashes.get(name)
+        ok = verify_password(password, encoded or self._dummy)
+        return User(name, self._roles[name]) if ok and encoded else None
+
+    def __len__(self) -> int:
+        return len(self._hashes)
+
+
+class Sessions:
+    """Server-side sessions, bounded (the oldest is dropped beyond ``max_sessions``)."""
+
+    def __init__(self, ttl_s: float, max_sessions: int = 1000) -> None:
+        self.ttl_s = ttl_s
+        self.max_sessions = max_sessions
+        self._lock = threading.Lock()
+        self._sessions: OrderedDict[str, tuple[User, float]] = OrderedDict()
+
+    def create(self, user: User) -> str:
+        token = secrets.token_urlsafe(32)
+        with self._lock:
+            self._sessions[token] = (user, time.monotonic() + self.ttl_s)
+            while len(self._sessions) > self.max_sessions:
+                self._sessions.popitem(last=False)
+        return token
+
+    def get(self, token: str | None) -> User | None:
+        if not token:
+            return None
+        with self._lock:
+            entry = self._sessions.get(token)
+            if entry is None:
+                return None
+            if entry[1] < time.monotonic():
+                del self._sessions[token]
+                return None
+            return entry[0]
+
+    def drop(self, token: str | None) -> None:
+        if token:
+            with self._lock:
+                self._sessions.pop(token, None)

@@ -1,0 +1,117 @@
+"""The result log: WAL, journal-before-PLC durability, recovery after SIGKILL, archive retention,
+and a log held locked by another process."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import signal
+import sqlite3
+import time
+from pathlib import Path
+
+import numpy as np
+
+from line.archive import ImageArchive
+from line.results import ResultLog, ResultLogReader, ResultRecord, recover_journals
+
+
+def record(i: int, image: np.ndarray | None = None) -> ResultRecord:
+    return ResultRecord(f"r{i:05d}", "cam1", i, i, "demo", 1, i % 2, "", i % 2, i % 2, "[]", 1000 + i,
+                        time.time_ns(), image=image)  # fmt: skip
+
+
+def test_rows_written_in_wal_mode_and_readable(tmp_path: Path) -> None:
+    log = ResultLog(tmp_path / "results.db", None)
+    for i in range(100):
+        log.journal_append(record(i))
+        log.submit(record(i))
+    log.close()
+    conn = sqlite3.connect(tmp_path / "results.db")
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    reader = ResultLogReader(tmp_path / "results.db")
+    assert [r.part_id for r in reader.all()] == list(range(100))
+    assert reader.count() == 100
+    assert [r.part_id for r in reader.query(0, 2**62, start_index=10, max_results=5)] == [10, 11, 12, 13, 14]
+    assert not list((tmp_path / "journal").glob("*.jsonl")), "a clean close leaves no journal"
+
+
+def _writer_then_die(db: str, n: int, ready: multiprocessing.synchronize.Event) -> None:  # type: ignore[name-defined]
+    log = ResultLog(Path(db), None)
+    for i in range(n):
+        log.journal_append(record(i))  # journalled (as before a PLC write) ...
+        if i < n // 2:
+            log.submit(record(i))  # ... but only half reached the writer thread
+    time.sleep(0.3)
+    ready.set()
+    time.sleep(60)
+
+
+def test_sigkill_loses_no_journalled_verdict(tmp_path: Path) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    ready = ctx.Event()
+    proc = ctx.Process(target=_writer_then_die, args=(str(tmp_path / "results.db"), 200, ready))
+    proc.start()
+    assert ready.wait(30)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.join()
+    recovered = recover_journals(tmp_path / "results.db", tmp_path / "journal")
+    rows = ResultLogReader(tmp_path / "results.db").all()
+    assert sorted(r.part_id for r in rows) == list(range(200))
+    assert recovered == 100
+    conn = sqlite3.connect(tmp_path / "results.db")
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_torn_journal_line_is_skipped(tmp_path: Path) -> None:
+    (tmp_path / "journal").mkdir()
+    good = json.dumps(record(1).journal_dict())
+    (tmp_path / "journal" / "journal-1.jsonl").write_text(good + "\n" + good[:20])
+    assert recover_journals(tmp_path / "results.db", tmp_path / "journal") == 1
+
+
+def test_archive_retention_and_traversal(tmp_path: Path) -> None:
+    archive = ImageArchive(tmp_path / "ng", max_images=3)
+    for i in range(5):
+        archive.save(f"img{i}", np.full((8, 8), i, np.uint8))
+    assert sorted(p.name for p in (tmp_path / "ng").glob("*.png")) == ["img2.png", "img3.png", "img4.png"]
+    assert archive.resolve("img4.png").exists()
+    for bad in ("../results.db", "..", "a/b.png", "", ".hidden"):
+        try:
+            archive.resolve(bad)
+        except ValueError:
+            continue
+        raise AssertionError(f"{bad!r} was accepted")
+
+
+def test_locked_database_delays_rows_but_loses_none(tmp_path: Path) -> None:
+    db = tmp_path / "results.db"
+    log = ResultLog(db, None)
+    locker = sqlite3.connect(db, timeout=0.1)
+    locker.execute("BEGIN EXCLUSIVE")
+    for i in range(20):
+        log.journal_append(record(i))
+        log.submit(record(i))
+    time.sleep(1.5)
+    assert log.written == 0
+    locker.rollback()
+    locker.close()
+    log.close()
+    assert len(ResultLogReader(db).all()) == 20
+    assert any("retrying" in a for a in log.alarms)
+
+
+def test_full_archive_disk_raises_alarm_and_keeps_logging(tmp_path: Path) -> None:
+    class FullDisk(ImageArchive):
+        def save(self, name: str, image: np.ndarray) -> str:
+            raise OSError(28, "No space left on device")
+
+    log = ResultLog(tmp_path / "results.db", FullDisk(tmp_path / "ng", 5))
+    for i in range(5):
+        log.journal_append(record(i))
+        log.submit(record(i, image=np.zeros((4, 4), np.uint8)))
+    log.close()
+    assert len(ResultLogReader(tmp_path / "results.db").all()) == 5
+    assert log.archive_failures == 5 and any("No space" in a for a in log.alarms)
