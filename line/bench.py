@@ -108,8 +108,8 @@ def _convert(rgb_or_mono: np.ndarray, pixel_format: str) -> np.ndarray:
 def engine_options(args: argparse.Namespace) -> EngineOptions:
     backend = "tensorrt" if args.backend == "tensorrt" else "onnxruntime"
     device = "cpu" if args.backend == "onnxruntime" else "cuda"
-    return EngineOptions(backend=backend, device=device, fp16=args.fp16, max_batch=max(1, args.cameras),
-                         engine_cache_dir=REPO / "var" / "engines")  # fmt: skip
+    return EngineOptions.model_validate({"backend": backend, "device": device, "fp16": args.fp16,
+                                         "max_batch": max(1, args.cameras), "engine_cache_dir": REPO / "var" / "engines"})
 
 
 def bench_engine(engine: Engine, recipe: Recipe, frame: np.ndarray, pixel_format: str, n: int, warmup: int) -> dict[str, Any]:
@@ -161,7 +161,7 @@ def _sinks(kind: str, workdir: Path) -> tuple[list[ResultSink], Any]:
     from plc.latency import start_simulator
     from plc.modbus_client import ModbusClientSink
 
-    sim, port = start_simulator(workdir / "plc.jsonl")
+    sim, port = start_simulator("--record", str(workdir / "plc.jsonl"))
     return [ModbusClientSink(ModbusClientConfig(enabled=True, port=port, write_timeout_ms=20))], sim
 
 
@@ -188,6 +188,10 @@ def bench_pipeline(recipe: Recipe, options: EngineOptions, frames: list[np.ndarr
         station = Station("bench", book, list(sources), sinks, log, queue_size=4, fetch_timeout_s=0.5)
         try:
             station.start()
+            for sink in sinks:
+                wait = getattr(sink, "wait_connected", None)
+                if wait is not None:
+                    wait(10.0)
             while sum(lane.parts for lane in station.lanes) < args.warmup * args.cameras:
                 time.sleep(0.005)
             station.stats.reset()
@@ -200,8 +204,9 @@ def bench_pipeline(recipe: Recipe, options: EngineOptions, frames: list[np.ndarr
             station.stop()
         finally:
             if sim is not None:
-                sim.terminate()
-                sim.wait(5)
+                from plc.latency import stop_process
+
+                stop_process(sim)
         counts: dict[str, int] = snap["counts"]  # type: ignore[assignment]
         stages: dict[str, dict[str, float]] = snap["stages_ms"]  # type: ignore[assignment]
         return {

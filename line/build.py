@@ -20,7 +20,7 @@ def build_all(config_path: Path, force: bool = False) -> int:
     from inference.tensorrt_build import build_engines
 
     book = RecipeBook(config.recipes.dir, engine_factory=lambda r: None, warm_max=1)  # type: ignore[arg-type,return-value]
-    for path, problems in book.invalid.items():
+    for _path, problems in book.invalid.items():
         for problem in problems:
             print(f"skipped invalid recipe: {problem}", file=sys.stderr)
     specs = {rid: r.detector_spec() for rid, r in sorted(book.recipes.items())}

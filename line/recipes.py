@@ -286,7 +286,7 @@ class RecipeBook:
             for listener in self.listeners:
                 listener(prepared, previous, source, user)
             self._audit(self.last_audit)
-            return SwitchResult(True, recipe_id, "switched", prepare_s, switch_s)
+            return SwitchResult(True, recipe_id, "switched", prepared.prepare_s, switch_s)
 
     def _audit(self, audit: SwitchAudit) -> None:
         self.last_audit = audit

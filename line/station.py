@@ -274,6 +274,9 @@ class Station:
     def _on_switch(self, new: PreparedRecipe, old: PreparedRecipe | None, source: str, user: str) -> None:
         data = {"from": old.recipe.id if old else None, "to": new.recipe.id, "source": source, "user": user,
                 "prepare_s": round(new.prepare_s, 4)}  # fmt: skip
+        audit = self.book.last_audit  # set by the book just before it calls its listeners
+        if audit is not None and audit.ok and audit.to_id == new.recipe.id:
+            data.update(prepare_s=round(audit.prepare_s, 4), switch_s=round(audit.switch_s, 4), warm=audit.warm)
         self.result_log.event("recipe_switch", "info", f"recipe {data['from']} -> {data['to']} by {source}", data)
         self._publish_status(self._status_bits())
 

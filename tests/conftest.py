@@ -3,6 +3,7 @@ processes behind, like pymodbus' ``system_health_check``."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -56,10 +57,8 @@ def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
             break
         time.sleep(0.05)
     for pid in leaked_children:  # do not let one leak poison the next tests
-        try:
+        with contextlib.suppress(Exception):
             psutil.Process(pid).kill()
-        except Exception:
-            pass
     pytest.fail(
         f"test left behind threads {sorted(t.name for t in leaked_threads)} and child processes {sorted(leaked_children)}"
     )
