@@ -143,7 +143,15 @@ def recover_journals(db_path: Path, journal_dir: Path) -> int:
     recovered = 0
     try:
         for path in files:
-            rows = [ResultRecord(**rec).row() for rec in read_journal(path)]
+            records: dict[str, ResultRecord] = {}
+            for rec in read_journal(path):
+                if "update" in rec:  # delivery outcome appended after the PLC write
+                    target = records.get(rec["update"])
+                    if target is not None:
+                        target.delivered, target.plc_seq = rec["delivered"], rec["plc_seq"]
+                else:
+                    records[rec["result_id"]] = ResultRecord(**rec)
+            rows = [r.row() for r in records.values()]
             with conn:
                 before = conn.total_changes
                 conn.executemany(_INSERT, rows)
@@ -180,6 +188,10 @@ class ResultLog:
     def journal_append(self, record: ResultRecord) -> None:
         """Hot path, before the PLC write."""
         self.journal.append(record.journal_dict())
+
+    def journal_delivery(self, record: ResultRecord) -> None:
+        """Hot path, right after the PLC write: what was delivered, under which result_seq."""
+        self.journal.append({"update": record.result_id, "delivered": record.delivered, "plc_seq": record.plc_seq})
 
     def submit(self, record: ResultRecord) -> None:
         try:

@@ -203,6 +203,8 @@ class Station:
         plc = next((d for d in deliveries if d.seq is not None), None)
         record.delivered = int(all(d.delivered for d in deliveries)) if deliveries else None
         record.plc_seq = plc.seq if plc else None
+        if deliveries:
+            self.result_log.journal_delivery(record)
         timings["plc_write"] = (t_ack - now) * 1000
         record.timings_json = json.dumps({k: round(v, 3) for k, v in timings.items()})
         self.result_log.submit(record)

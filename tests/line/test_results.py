@@ -65,6 +65,16 @@ def test_sigkill_loses_no_journalled_verdict(tmp_path: Path) -> None:
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 
+def test_recovery_applies_delivery_updates(tmp_path: Path) -> None:
+    (tmp_path / "journal").mkdir()
+    rec = record(7)
+    lines = [json.dumps(rec.journal_dict()), json.dumps({"update": rec.result_id, "delivered": 1, "plc_seq": 42})]
+    (tmp_path / "journal" / "journal-9.jsonl").write_text("\n".join(lines) + "\n")
+    assert recover_journals(tmp_path / "results.db", tmp_path / "journal") == 1
+    (row,) = ResultLogReader(tmp_path / "results.db").all()
+    assert (row.part_id, row.delivered, row.plc_seq) == (7, 1, 42)
+
+
 def test_torn_journal_line_is_skipped(tmp_path: Path) -> None:
     (tmp_path / "journal").mkdir()
     good = json.dumps(record(1).journal_dict())
