@@ -37,11 +37,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    hmi = None
+    if config.hmi.enabled:
+        from line.hmi.server import start_hmi
+
+        hmi = start_hmi(station, config.hmi)
     notifier.notify("READY=1")
     try:
         result = run_foreground(station, args.duration, args.json, stop_event=stop,
                                 on_tick=lambda: notifier.notify("WATCHDOG=1"))  # fmt: skip
     finally:
+        if hmi is not None:
+            hmi.close()
         notifier.notify("STOPPING=1")
         notifier.close()
     return 0 if result["verdicts"] == result["parts"] else 1

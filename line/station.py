@@ -79,6 +79,7 @@ class Station:
         self._monitor: threading.Thread | None = None
         self._stop = threading.Event()
         self.alarms: list[str] = []
+        self._final_recipe: str | None = None
         self.switching = False
         # optional live-view tap (the HMI): ``offer`` is called on the hot path and must return
         # at once (it throttles, and copies a downscaled image only when one is due)
@@ -110,6 +111,7 @@ class Station:
         for sink in self.sinks:
             sink.close()
         self.result_log.close()
+        self._final_recipe = self.book.active.recipe.id if self.book.active else None
         self.book.close()
 
     # --- Decider (called by lanes) -----------------------------------------------------------
@@ -305,7 +307,7 @@ class Station:
         active = self.book.active
         return {
             "station": self.station_id,
-            "active_recipe": active.recipe.id if active else None,
+            "active_recipe": active.recipe.id if active else self._final_recipe,
             "status": int(self._status),
             "cameras": {lane.camera_id: {"state": lane.source.state.value, **lane.source.counters.snapshot(),
                                          "queue_dropped": lane.queue.dropped} for lane in self.lanes},  # fmt: skip

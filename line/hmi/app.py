@@ -12,7 +12,6 @@ Paths from requests never reach the filesystem unchecked: images go through
 book; a recipe's file path comes from the book, never from the request.
 """
 
-from __future__ import annotations
 
 import base64
 import binascii
