@@ -1,0 +1,47 @@
+"""The example station config that install.sh puts in /etc/linecheck parses into the frozen
+StationConfig, and its paths fit the unit's sandbox (writable only under /var/lib/linecheck)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from line.config import StationConfig
+
+from .conftest import DEPLOY
+
+EXAMPLE = DEPLOY / "config" / "station.example.yaml"
+STATE = Path("/var/lib/linecheck")
+
+
+def test_example_config_validates() -> None:
+    config = StationConfig.model_validate(yaml.safe_load(EXAMPLE.read_text()))
+    assert config.engine.backend == "tensorrt"
+    # everything the service writes lies inside ReadWritePaths=/var/lib/linecheck
+    assert config.engine.engine_cache_dir.is_relative_to(STATE)
+    assert config.storage.dir.is_relative_to(STATE)
+    assert config.recipes.dir.is_relative_to(Path("/etc/linecheck"))
+    # Modbus has no authentication: never listen on every interface
+    server = config.plc.modbus_server
+    assert server is not None and server.host not in ("0.0.0.0", "::", "")
+    assert server.port == 502
+
+
+def test_example_opcua_section_is_production_grade() -> None:
+    opcua_config = pytest.importorskip("plc.opcua_config")
+    raw = yaml.safe_load(EXAMPLE.read_text())["opcua_server"]
+    server = opcua_config.OpcUaServerConfig.model_validate(raw)
+    assert server.profile == "production" and not server.allow_anonymous
+    assert server.security_policies == ("Basic256Sha256_SignAndEncrypt",)
+    assert server.state_dir.is_relative_to(STATE)
+    # the placeholder hash must not let anyone in
+    assert not any(opcua_config.verify_password(p, server.users["mes"].password_hash) for p in ("", "REPLACE", "mes"))
+
+
+def test_example_camera_options_fit_the_backend() -> None:
+    genicam = pytest.importorskip("camera.genicam")
+    camera = yaml.safe_load(EXAMPLE.read_text())["cameras"][0]
+    assert camera["kind"] == "genicam"
+    genicam.GenicamOptions.model_validate(camera["options"])
