@@ -37,9 +37,13 @@ class ImageArchive:
         if not ok:
             raise OSError(f"could not encode image {ref}")
         tmp = path.with_suffix(".tmp")
-        with tmp.open("wb") as fh:
-            fh.write(encoded.tobytes())
-        os.replace(tmp, path)
+        try:
+            with tmp.open("wb") as fh:
+                fh.write(encoded.tobytes())
+            os.replace(tmp, path)
+        except OSError:  # disk full: a partial file would keep the space and never be retired
+            tmp.unlink(missing_ok=True)
+            raise
         self._files.append(path)
         while len(self._files) > self.max_images:
             old = self._files.popleft()

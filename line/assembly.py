@@ -35,6 +35,12 @@ def load_station_config(path: Path) -> StationConfig:
         value = data.get(section, {}).get(key) if isinstance(data.get(section), dict) else None
         if isinstance(value, str) and not Path(value).is_absolute():
             data[section][key] = str((base / value).resolve())
+    mes = data.get("opcua_server")
+    if isinstance(mes, dict):
+        for key in ("state_dir", "trust_dir"):
+            mes[key] = _resolve_paths(mes.get(key), base)
+        for key in [k for k in ("state_dir", "trust_dir") if mes.get(k) is None]:
+            mes.pop(key)
     data.setdefault("recipes", {}).setdefault("dir", str((base / "../recipes").resolve()))
     data.setdefault("storage", {}).setdefault("dir", str((base / "../var/station").resolve()))
     for camera in data.get("cameras") or []:
@@ -125,4 +131,27 @@ def build_sinks(config: StationConfig, station: Station) -> list[ResultSink]:
         from plc.opcua_client import OpcUaClientConfig, OpcUaClientSink
 
         sinks.append(OpcUaClientSink(OpcUaClientConfig.model_validate(config.plc.opcua_client)))
+    if config.opcua_server is not None:
+        sinks.append(build_mes_sink(config, station))
     return sinks
+
+
+def build_mes_sink(config: StationConfig, station: Station) -> ResultSink:
+    """The OPC UA server for MES runs in its own process; the station only enqueues."""
+    import functools
+
+    from line.mes import open_result_history
+    from plc.opcua_config import OpcUaServerConfig
+    from plc.opcua_process import OpcUaPublisherSink
+
+    assert config.opcua_server is not None  # noqa: S101
+    mes = OpcUaServerConfig.model_validate({"station_id": config.station.id, **config.opcua_server})
+
+    def select_recipe(recipe_id: str, source: str, user: str) -> tuple[bool, str]:
+        if recipe_id not in station.book.recipes:
+            return False, f"unknown recipe {recipe_id!r}"
+        result = station.request_switch(recipe_id, source, user)
+        return result.ok, result.message
+
+    history = functools.partial(open_result_history, config.storage.dir / "results.db")
+    return OpcUaPublisherSink(mes, history, sorted(station.book.recipes), select_recipe)

@@ -17,14 +17,15 @@ def build_all(config_path: Path, force: bool = False) -> int:
         print(f"{config_path}: engine backend is {options.backend!r}; nothing to prebuild "
               "(set engine.backend: tensorrt to build TensorRT engines)")  # fmt: skip
         return 0
-    from inference.tensorrt_build import build_engines
+    from inference.tensorrt_build import BuildOptions, build_engines
 
     book = RecipeBook(config.recipes.dir, engine_factory=lambda r: None, warm_max=1)  # type: ignore[arg-type,return-value]
-    for _path, problems in book.invalid.items():
+    for problems in book.invalid.values():
         for problem in problems:
             print(f"skipped invalid recipe: {problem}", file=sys.stderr)
-    specs = {rid: r.detector_spec() for rid, r in sorted(book.recipes.items())}
-    results = build_engines(specs, options, force=force)
-    for rid, outcome in results.items():
-        print(f"{rid}: {outcome}")
+    specs = [r.detector_spec() for _, r in sorted(book.recipes.items())]
+    build = BuildOptions(cache_dir=options.engine_cache_dir, max_batch=options.max_batch, force=force)
+    results = build_engines(specs, build)
+    for result in results:
+        print(f"{result.onnx.name}: {'built' if result.built else 'cached'} -> {result.engine_path}")
     return 0 if book.recipes and not book.invalid else 1

@@ -151,6 +151,7 @@ class RecipeBook:
         self.audit_listeners: list[Callable[[SwitchAudit], None]] = []
         self.last_audit: SwitchAudit | None = None
         self.preparing: PrepareProgress | None = None
+        self._retired: list[PreparedRecipe] = []
         self.reload()
 
     def reload(self) -> None:
@@ -190,10 +191,12 @@ class RecipeBook:
     def prepare(self, recipe_id: str) -> PreparedRecipe:
         """Load and warm ``recipe_id`` (or take it from the warm cache, least recently used evicted)."""
         with self._lock:
-            if recipe_id in self._warm:
-                self._warm.move_to_end(recipe_id)
-                return self._warm[recipe_id]
             recipe = self.recipes.get(recipe_id)
+            cached = self._warm.get(recipe_id)
+            # a prepared copy counts only while its file still says the same (see ``refresh``)
+            if cached is not None and cached.recipe == recipe:
+                self._warm.move_to_end(recipe_id)
+                return cached
         if recipe is None:
             raise KeyError(f"unknown recipe {recipe_id!r}; known: {', '.join(sorted(self.recipes))}")
         t0 = time.perf_counter()
@@ -219,6 +222,12 @@ class RecipeBook:
         self._progress(recipe_id, "done", 3, started)
         prepared = PreparedRecipe(recipe, engine, DecisionPolicy(recipe), time.perf_counter() - t0)
         with self._lock:
+            stale = self._warm.pop(recipe_id, None)
+            if stale is not None:  # an older version of this recipe (its file changed)
+                if self.active is stale:
+                    self._retired.append(stale)  # still judging parts: closed with the book
+                else:
+                    stale.close()
             self._warm[recipe_id] = prepared
             self._evict()
         return prepared
@@ -298,7 +307,8 @@ class RecipeBook:
 
     def close(self) -> None:
         with self._lock:
-            for prepared in self._warm.values():
+            for prepared in [*self._warm.values(), *self._retired]:
                 prepared.close()
             self._warm.clear()
+            self._retired.clear()
             self.active = None

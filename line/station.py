@@ -261,12 +261,38 @@ class Station:
                 log.exception("sink %s refused the status", sink.name)
 
     def _watch(self) -> None:
+        ticks = 0
         while not self._stop.wait(0.1):
+            ticks += 1
             bits = self._status_bits()
             if bits != self._status:
                 self._publish_status(bits)
+            if ticks % 10 == 0:
+                self._publish_state()
             for lane in self.lanes:
                 lane.camera_errors = 0 if lane.source.state is CameraState.ACQUIRING else lane.camera_errors
+
+    def _publish_state(self) -> None:
+        """Counters and link states for sinks that mirror the station (the MES server)."""
+        counts = self.stats.counts
+        cameras_up = all(lane.source.state is CameraState.ACQUIRING and not lane.camera_errors for lane in self.lanes)
+        order = ("modbus_client", "opcua_client", "modbus_server")
+        plc_links = [s.link_state.value for name in order for s in self.sinks if s.name == name]
+        active = self.book.active
+        state = {
+            "inspected": counts.get("verdicts", 0), "rejected": counts.get("rejected", 0),
+            "fail_safe": counts.get("fail_safe", 0), "deadline_misses": counts.get("fail_safe.timeout", 0),
+            "camera_link": "connected" if cameras_up else "disconnected",
+            "plc_link": plc_links[0] if plc_links else "connected",
+            "active_recipe": active.recipe.id if active else None,
+        }  # fmt: skip
+        for sink in self.sinks:
+            update = getattr(sink, "update_state", None)
+            if update is not None:
+                try:
+                    update(**state)
+                except Exception:
+                    log.exception("sink %s refused the state", sink.name)
 
     def request_switch(self, recipe_id: str, source: str, user: str = "") -> SwitchResult:
         self.switching = True

@@ -16,6 +16,7 @@ book; a recipe's file path comes from the book, never from the request.
 import base64
 import binascii
 import re
+import time
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -70,7 +71,10 @@ def create_app(ctx: HmiContext) -> FastAPI:
             user = ctx.users.authenticate(name, password) if name else None
             if user is not None:
                 return user
-        raise HTTPException(401, "login required", headers={"WWW-Authenticate": 'Basic realm="linecheck"'})
+        # the Basic challenge only for clients that tried Basic: a browser's fetch would pop up a
+        # password dialog (and a headless one would hang) instead of showing the login form
+        challenge = {"WWW-Authenticate": 'Basic realm="linecheck"'} if header else None
+        raise HTTPException(401, "login required", headers=challenge)
 
     def operator(user: Annotated[User, Depends(current_user)]) -> User:
         if not user.can("operator"):
@@ -139,8 +143,6 @@ def create_app(ctx: HmiContext) -> FastAPI:
 
     @app.post("/api/counters/reset", tags=["station"])
     def reset_counters(user: Operator) -> dict[str, Any]:
-        import time
-
         ctx.station.command(1, f"hmi:{user.name}")
         ctx.counters_reset_ns = time.time_ns()
         return {"ok": True, "reset_by": user.name}

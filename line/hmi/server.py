@@ -15,6 +15,7 @@ from typing import Any
 import uvicorn
 
 from line.config import HmiSection
+from line.errors import ConfigError, Problem
 from line.hmi.app import create_app
 from line.hmi.auth import UserStore
 from line.hmi.state import HmiContext
@@ -42,7 +43,7 @@ class HmiServer:
         deadline = time.monotonic() + timeout_s
         while not self._server.started:
             if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"HMI could not listen on {self.host}:{self.port}")
+                raise ConfigError([Problem("hmi", "port", f"the HMI could not listen on {self.host}:{self.port} (in use?)")])
             time.sleep(0.02)
         sockets = [s for server in self._server.servers for s in server.sockets]
         if sockets:

@@ -146,8 +146,20 @@ async function refreshRejects() {
   $("gallery").replaceChildren(...items.map((r) => {
     const f = document.createElement("figure"), img = document.createElement("img"), cap = document.createElement("figcaption");
     img.src = r.image; img.loading = "lazy"; img.alt = `reject part ${r.part_id}`;
+    img.title = JSON.parse(r.defects).map((d) => `${d.class} ${d.confidence}`).join(", ");
     cap.textContent = `part ${r.part_id} · ${r.recipe_id} · ${r.time.slice(11, 19)}`;
-    f.append(img, cap); return f;
+    const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+    img.addEventListener("load", () => {  // the archive keeps the raw frame: draw its boxes over it
+      svg.setAttribute("viewBox", `0 0 ${img.naturalWidth} ${img.naturalHeight}`);
+      svg.style.height = img.clientHeight + "px";
+      for (const d of JSON.parse(r.defects)) {
+        const rect = document.createElementNS("http://www.w3.org/2000/svg", "rect");
+        const [x1, y1, x2, y2] = d.box;
+        rect.setAttribute("x", x1); rect.setAttribute("y", y1); rect.setAttribute("width", x2 - x1); rect.setAttribute("height", y2 - y1);
+        svg.append(rect);
+      }
+    });
+    f.append(img, svg, cap); return f;
   }));
 }
 
