@@ -283,7 +283,7 @@ class ResultLogReader:
 
     def query(self, from_ns: int, to_ns: int, start_index: int = 0, max_results: int = 100) -> list[ResultRow]:
         cur = self._conn.execute(
-            self._SELECT + " WHERE t_verdict_ns >= ? AND t_verdict_ns <= ? ORDER BY rowid LIMIT ? OFFSET ?",
+            self._SELECT + " WHERE t_verdict_ns >= ? AND t_verdict_ns <= ? ORDER BY t_verdict_ns, rowid LIMIT ? OFFSET ?",
             (from_ns, to_ns, max_results, start_index),
         )
         return list(cur.fetchall())

@@ -3,7 +3,9 @@ and are configurable per plant."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class _Frozen(BaseModel):
@@ -29,6 +31,40 @@ class ModbusMap(_Frozen):
     command: int = 103
     reject_coil: int = 0  # coil address for the optional direct reject pulse
 
+    def vision_to_plc(self) -> dict[str, int]:
+        """Register name -> address of every register vision writes (processing_us counts two)."""
+        return {
+            "heartbeat": self.heartbeat,
+            "status": self.status,
+            "active_recipe": self.active_recipe,
+            "result_seq": self.result_seq,
+            "part_id": self.part_id,
+            "result_code": self.result_code,
+            "reject_mask": self.reject_mask,
+            "defect_count": self.defect_count,
+            "processing_us_hi": self.processing_us,
+            "processing_us_lo": self.processing_us + 1,
+        }
+
+    def plc_to_vision(self) -> dict[str, int]:
+        """Register name -> address of every register the PLC writes."""
+        return {
+            "recipe_select": self.recipe_select,
+            "next_part_id": self.next_part_id,
+            "result_ack": self.result_ack,
+            "command": self.command,
+        }
+
+    @model_validator(mode="after")
+    def _no_overlap(self) -> ModbusMap:
+        # A register used twice would let one field silently overwrite another on the wire.
+        addrs = [*self.vision_to_plc().values(), *self.plc_to_vision().values()]
+        if len(set(addrs)) != len(addrs):
+            raise ValueError("ModbusMap: register addresses overlap (processing_us takes two registers)")
+        if min(addrs) < 0 or max(addrs) > 65535:
+            raise ValueError("ModbusMap: register addresses must lie in 0..65535")
+        return self
+
 
 class ModbusServerConfig(_Frozen):
     enabled: bool = True
@@ -51,3 +87,59 @@ class ModbusClientConfig(_Frozen):
     reconnect_min_ms: int = Field(default=50, gt=0)
     reconnect_max_ms: int = Field(default=2000, gt=0)
     reject_pulse_ms: int | None = Field(default=None, gt=0)  # None: no coil pulse
+    # How a result reaches the PLC when result_seq is not the last register of the result
+    # block (the default map: seq at 3, data at 4..9). "separate": data in one FC16, then
+    # result_seq in a second request only after the first was acknowledged, so the PLC can
+    # never see a new seq with old data whatever its request consistency. "single": one FC16
+    # over the whole block; correct only for PLCs that apply one request atomically
+    # (consistent data area between two program scans); one round trip less.
+    seq_write: Literal["separate", "single"] = "separate"
+    connect_timeout_ms: int = Field(default=500, gt=0)
+    # a link with no successful transaction for this long is probed and, failing, reconnected
+    liveness_ms: int = Field(default=1000, gt=0)
+
+
+OPCUA_RESULT_FIELDS = ("part_id", "result_code", "reject_mask", "defect_count", "processing_us", "result_id", "reason")
+OPCUA_STATE_FIELDS = ("heartbeat", "status", "active_recipe")
+OPCUA_READ_FIELDS = ("recipe_select", "command", "result_ack", "next_part_id")
+
+
+class OpcUaClientConfig(_Frozen):
+    """Writing verdicts to a PLC's OPC UA server (``plc.opcua_client``)."""
+
+    enabled: bool = True
+    endpoint: str = "opc.tcp://127.0.0.1:4840"
+    # field -> node id, e.g. {"result_seq": "ns=2;s=Vision.ResultSeq"}. result_seq is required;
+    # written per verdict: OPCUA_RESULT_FIELDS; cyclic: OPCUA_STATE_FIELDS; read (polled):
+    # OPCUA_READ_FIELDS. Only configured fields are used; values are converted to each node's
+    # DataType, read once per connection.
+    nodes: dict[str, str] = Field(default_factory=dict)
+    security_policy: Literal["None", "Basic256Sha256"] = "None"
+    security_mode: Literal["None", "Sign", "SignAndEncrypt"] = "None"
+    certificate: str | None = None  # client certificate (DER/PEM) for Basic256Sha256
+    private_key: str | None = None
+    server_certificate: str | None = None
+    user: str | None = None
+    password: str | None = None
+    seq_write: Literal["separate", "single"] = "separate"  # as ModbusClientConfig.seq_write
+    write_timeout_ms: float = Field(default=50, gt=0)
+    connect_timeout_ms: int = Field(default=2000, gt=0)
+    heartbeat_ms: int = Field(default=250, gt=0)
+    poll_ms: int = Field(default=50, gt=0)
+    keepalive_ms: int = Field(default=1000, gt=0)  # liveness probe when nothing else is read
+    reconnect_min_ms: int = Field(default=100, gt=0)
+    reconnect_max_ms: int = Field(default=5000, gt=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> OpcUaClientConfig:
+        if "result_seq" not in self.nodes:
+            raise ValueError("OpcUaClientConfig.nodes needs at least 'result_seq'")
+        known = {"result_seq", *OPCUA_RESULT_FIELDS, *OPCUA_STATE_FIELDS, *OPCUA_READ_FIELDS}
+        unknown = set(self.nodes) - known
+        if unknown:
+            raise ValueError(f"OpcUaClientConfig.nodes: unknown fields {sorted(unknown)}; known: {sorted(known)}")
+        if (self.security_policy == "None") != (self.security_mode == "None"):
+            raise ValueError("security_policy and security_mode must both be None or both set")
+        if self.security_policy != "None" and not (self.certificate and self.private_key):
+            raise ValueError("Basic256Sha256 needs certificate and private_key")
+        return self
