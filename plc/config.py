@@ -94,9 +94,7 @@ class ModbusClientConfig(_Frozen):
     # over the whole block; correct only for PLCs that apply one request atomically
     # (consistent data area between two program scans); one round trip less.
     seq_write: Literal["separate", "single"] = "separate"
-    connect_timeout_ms: int = Field(default=500, gt=0)
-    # a link with no successful transaction for this long is probed and, failing, reconnected
-    liveness_ms: int = Field(default=1000, gt=0)
+    connect_timeout_ms: int = Field(default=500, gt=0)  # TCP connect; the poll is the liveness probe
 
 
 OPCUA_RESULT_FIELDS = ("part_id", "result_code", "reject_mask", "defect_count", "processing_us", "result_id", "reason")

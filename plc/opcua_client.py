@@ -32,9 +32,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from asyncua import Client, Node, ua
+from asyncua.crypto import uacrypto
 
 from plc.config import OPCUA_READ_FIELDS, OPCUA_RESULT_FIELDS, OPCUA_STATE_FIELDS, OpcUaClientConfig
-from plc.modbus_server import _RequestWorker
+from plc.modbus_server import RequestDispatcher
 from plc.registers import next_heartbeat, next_seq
 from plc.sink import Delivery, LinkState, PlcRequests, ResultSink, SinkCounters, StatusBits, VerdictMessage
 
@@ -59,6 +60,19 @@ def _variant(value: Any, vtype: ua.VariantType) -> ua.DataValue:
     elif vtype == ua.VariantType.String:
         value = str(value)
     return ua.DataValue(ua.Variant(value, vtype))
+
+
+async def _certificate_uri(path: str) -> str | None:
+    """The URI subject-alternative-name of a certificate (OPC UA application URI)."""
+    from cryptography import x509
+
+    cert = await uacrypto.load_certificate(path)
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    except x509.ExtensionNotFound:
+        return None
+    uris = san.value.get_values_for_type(x509.UniformResourceIdentifier)
+    return uris[0] if uris else None
 
 
 class _Session:
@@ -91,7 +105,7 @@ class OpcUaClientSink(ResultSink):
 
     def __init__(self, config: OpcUaClientConfig, requests: PlcRequests | None = None) -> None:
         self._cfg = config
-        self._worker = _RequestWorker(requests, self.name)
+        self._worker = RequestDispatcher(requests, self.name)
         self._loop = asyncio.new_event_loop()
         self._thread: threading.Thread | None = None
         self._task: concurrent.futures.Future[None] | None = None
@@ -247,6 +261,10 @@ class OpcUaClientSink(ResultSink):
         if cfg.password:
             client.set_password(cfg.password)
         if cfg.security_policy != "None":
+            # the application URI must be the one in our certificate, or the server refuses us
+            uri = await _certificate_uri(cfg.certificate or "")
+            if uri:
+                client.application_uri = uri
             parts = [cfg.security_policy, cfg.security_mode, cfg.certificate or "", cfg.private_key or ""]
             if cfg.server_certificate:
                 parts.append(cfg.server_certificate)
