@@ -41,9 +41,13 @@ def load_station_config(path: Path) -> StationConfig:
             mes[key] = _resolve_paths(mes.get(key), base)
         for key in [k for k in ("state_dir", "trust_dir") if mes.get(k) is None]:
             mes.pop(key)
-    data.setdefault("recipes", {}).setdefault("dir", str((base / "../recipes").resolve()))
-    data.setdefault("storage", {}).setdefault("dir", str((base / "../var/station").resolve()))
-    for camera in data.get("cameras") or []:
+    for section, default in (("recipes", "../recipes"), ("storage", "../var/station")):
+        if data.get(section) is None:  # absent, or a section whose keys are all commented out
+            data[section] = {}
+        if isinstance(data[section], dict):  # anything else is reported by the validation below
+            data[section].setdefault("dir", str((base / default).resolve()))
+    cameras = data.get("cameras")
+    for camera in cameras if isinstance(cameras, list) else []:
         options = camera.get("options") if isinstance(camera, dict) else None
         if isinstance(options, dict):
             for key in _PATH_OPTIONS:

@@ -25,6 +25,8 @@ from line.part_queue import Item, PartFailure, PartQueue
 
 log = logging.getLogger(__name__)
 
+MAX_GAP_FILL = 1000  # a longer gap is a camera restart, not lost parts
+
 
 @dataclass(eq=False)
 class PartTicket:
@@ -80,6 +82,7 @@ class CameraLane:
         self._last_part_id = 0
         self._last_frame_id = 0
         self.camera_errors = 0
+        self.camera_drops = 0  # frames the camera lost before we saw them (frame-id gaps)
         self.parts = 0  # tickets issued: every one of them gets exactly one verdict
         self._threads: list[threading.Thread] = []
 
@@ -130,6 +133,7 @@ class CameraLane:
             if camera_down:
                 camera_down = False
                 self.decider.camera_event(self.camera_id, "camera_back", "acquisition resumed")
+            self._fill_gap(frame)
             self._last_part_id = frame.part_id
             self._last_frame_id = frame.frame_id
             if frame.status is FrameStatus.INCOMPLETE:
@@ -138,6 +142,17 @@ class CameraLane:
                 self._enqueue(failure, frame.ground_truth)
                 continue
             self._enqueue(frame, frame.ground_truth)
+
+    def _fill_gap(self, frame: Frame) -> None:
+        """A jump in the camera's frame counter means frames the camera itself dropped (no free
+        buffer, lost on the wire): those parts passed unseen and get a fail-safe verdict."""
+        if self._last_frame_id == 0 or frame.frame_id <= self._last_frame_id + 1:
+            return
+        missing = frame.frame_id - self._last_frame_id - 1
+        self.camera_drops += missing
+        for k in range(1, min(missing, MAX_GAP_FILL) + 1):
+            part_id = self._last_part_id + k if frame.part_id > self._last_part_id else 0
+            self._enqueue(PartFailure(self.camera_id, part_id, self._last_frame_id + k, frame.t_ready, "dropped"))
 
     def _enqueue(self, item: Item, ground_truth: GroundTruth | None = None) -> None:
         ticket = PartTicket(

@@ -45,27 +45,36 @@ class StationMetrics:
         self.deadline_misses = Counter("linecheck_deadline_misses", "parts decided fail-safe at their deadline", ["camera"], registry=r)
         self.undelivered = Counter("linecheck_undelivered", "verdicts a sink did not deliver", ["sink"], registry=r)
         r.register(_SnapshotCollector(station, live))
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
 
     def observe(self, outcome: Outcome) -> None:
-        """Station observer: runs on the inference thread after the PLC write; a few µs."""
+        """Station observer: runs on the inference thread after the PLC write (~15-30 µs on
+        our 2-core box); labelled children are looked up once and cached."""
         record = outcome.record
         verdict = outcome.verdict
         camera = record.camera_id
-        self.verdict_latency.labels(camera).observe(record.processing_us / 1e6)
+        self._child(self.verdict_latency, camera).observe(record.processing_us / 1e6)
         if record.timings_json and record.timings_json != "{}":
             for stage, ms in json.loads(record.timings_json).items():
                 if ms >= 0:
-                    self.stage_latency.labels(stage).observe(ms / 1000)
-        self.parts.labels(camera, record.recipe_id, _RESULT.get(verdict.result_code, "other")).inc()
+                    self._child(self.stage_latency, stage).observe(ms / 1000)
+        self._child(self.parts, camera, record.recipe_id, _RESULT.get(verdict.result_code, "other")).inc()
         if verdict.result_code is ResultCode.REJECT:
-            self.rejects.labels(record.recipe_id, str(verdict.reject_mask)).inc()
+            self._child(self.rejects, record.recipe_id, str(verdict.reject_mask)).inc()
         if verdict.reason:
-            self.fail_safes.labels(verdict.reason).inc()
+            self._child(self.fail_safes, verdict.reason).inc()
             if verdict.reason == "timeout":
-                self.deadline_misses.labels(camera).inc()
+                self._child(self.deadline_misses, camera).inc()
         for delivery in outcome.deliveries:
             if not delivery.delivered:
-                self.undelivered.labels(delivery.sink).inc()
+                self._child(self.undelivered, delivery.sink).inc()
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -33,6 +33,8 @@ def read_yaml(path: Path) -> object:
         text = path.read_text()
     except OSError as exc:
         raise ConfigError([Problem(str(path), "", f"cannot read: {exc.strerror or exc}")]) from None
+    except UnicodeDecodeError as exc:  # e.g. saved as Latin-1 by an editor: one bad file, not a crash
+        raise ConfigError([Problem(str(path), f"byte {exc.start}", f"not UTF-8 text: {exc.reason}")]) from None
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -137,6 +137,10 @@ class Station:
                 self.live_tap.offer(frame, verdict, prepared.recipe)
             except Exception:
                 log.exception("live view tap failed")
+        if t_decided > ticket.deadline:  # judged too late: the part gets the fail-safe verdict
+            self.stats.count("late_discarded")
+            self._emit(ticket, prepared, prepared.policy.fail_safe("timeout"), timings, None)
+            return
         image = frame.data.copy() if (self.archive_ng and verdict.result_code is ResultCode.REJECT) else None
         if not self._emit(ticket, prepared, verdict, timings, image):
             self.stats.count("late_discarded")

@@ -34,7 +34,7 @@ class RecordingSink(ResultSink):
             return Delivery(True, self.name, seq=len(self.messages), ack_time=time.perf_counter())
 
 
-def make_station(tmp_path: Path, engine_delay: float = 0.0, budget_ms: float = 200.0, queue_size: int = 4,
+def make_station(tmp_path: Path, engine_delay: float = 0.0, budget_ms: float = 2000.0, queue_size: int = 4,
                  sink: ResultSink | None = None, **source_options: object) -> tuple[Station, ScriptedSource, RecordingSink]:  # fmt: skip
     recipes = write_recipes(tmp_path / "recipes", budget_ms=budget_ms)
 

@@ -66,7 +66,13 @@ async function refreshLive() {
   const m = cams.reduce((a, b) => (a.seq > b.seq ? a : b));
   if (m.seq === liveSeq) return;
   liveSeq = m.seq;
-  $("live-image").src = `/api/live.jpg?camera=${encodeURIComponent(m.camera_id)}&seq=${m.seq}`;
+  // load the next picture off-screen and swap it in whole: no half-loaded frame, and the
+  // verdict line changes together with its picture
+  const next = new Image();
+  next.id = "live-image"; next.alt = "live camera image with detections";
+  next.src = `/api/live.jpg?camera=${encodeURIComponent(m.camera_id)}&seq=${m.seq}`;
+  try { await next.decode(); } catch (e) { return; }
+  $("live-image").replaceWith(next);
   const v = $("live-verdict");
   v.textContent = `${m.verdict}${m.reason ? " (" + m.reason + ")" : ""} — part ${m.part_id} — recipe ${m.recipe_id}` +
     (m.defects.length ? " — " + m.defects.join(", ") : "");
