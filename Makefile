@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
-TEST_EXTRAS := dev,opcua,genicam,hmi,plot,tensorrt-rtx
+TEST_EXTRAS := dev,opcua,genicam,aravis,hmi,plot,tensorrt-rtx
 
 .PHONY: demo test lint typecheck clean
 
@@ -17,7 +17,7 @@ $(VENV)/.demo-installed: pyproject.toml | $(VENV)/bin/python
 
 $(VENV)/.test-installed: pyproject.toml tests/setup/install-system-deps.sh tests/node/package.json | $(VENV)/bin/python
 	bash tests/setup/install-system-deps.sh
-	$(PIP) install -q -e ".[$(TEST_EXTRAS)]" "PyGObject<3.51"
+	$(PIP) install -q -e ".[$(TEST_EXTRAS)]"
 	cd tests/node && npm install --no-audit --no-fund --loglevel=error
 	touch $@
 

@@ -104,7 +104,10 @@ def build_station(config: StationConfig, *, active: str | None = None) -> Statio
             queue_size=config.station.queue_size, overflow_policy=config.station.overflow_policy,
             fetch_timeout_s=first.fetch_timeout_ms / 1000, archive_ng=config.storage.archive_ng_images,
         )  # fmt: skip
+        for src in sources:  # the recipe's camera block goes to the device before the first frame
+            src.apply_settings(book.active.recipe.camera)  # type: ignore[union-attr]
         book.listeners.append(lambda new, old, source, user: _persist_active(state_file, new.recipe.id))
+        book.listeners.append(lambda new, old, source, user: _apply_camera(station, new.recipe))
         _persist_active(state_file, wanted)
         station.sinks.extend(build_sinks(config, station))
         return station
@@ -112,6 +115,16 @@ def build_station(config: StationConfig, *, active: str | None = None) -> Statio
         for source in sources:
             source.close()
         raise
+
+
+def _apply_camera(station: Station, recipe: Recipe) -> None:
+    """After a switch: the settings were validated during preparation, so a refusal here is a
+    device fault — alarmed, and the station goes on deciding (fail-safe if frames stop)."""
+    for lane in station.lanes:
+        try:
+            lane.source.apply_settings(recipe.camera)
+        except Exception as exc:
+            station.camera_event(lane.camera_id, "camera_settings", f"recipe {recipe.id}: {exc}")
 
 
 def _persist_active(state_file: Path, recipe_id: str) -> None:

@@ -65,6 +65,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
             data = read_yaml(path)
             if isinstance(data, dict) and "cameras" in data:
                 load_station_config(path)
+            elif isinstance(data, dict) and set(data) == {"opcua_server"}:  # a config fragment
+                _validate_opcua_fragment(path, data["opcua_server"])
             else:
                 load_recipe(path)
             print(f"{path}: ok")
@@ -73,6 +75,19 @@ def _cmd_validate(args: argparse.Namespace) -> int:
             for problem in exc.problems:
                 print(problem, file=sys.stderr)
     return 1 if failed else 0
+
+
+def _validate_opcua_fragment(path: Path, data: object) -> None:
+    from pydantic import ValidationError
+
+    from line.errors import problems_from_validation
+    from plc.opcua_config import OpcUaServerConfig
+
+    try:
+        OpcUaServerConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = problems_from_validation(path, exc)
+        raise ConfigError([type(p)(p.file, f"opcua_server.{p.path}".rstrip("."), p.reason) for p in problems]) from None
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
