@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Every GPU test and a short benchmark, in ONE call on the GPU host (tool `run`, or any CUDA box).
+#
+#   bash deploy/gpu/run_gpu_suite.sh            # log + JSON under $OUT (or var/gpu-suite)
+#
+# Python packages the host lacks travel with the call (see the lead's note / helper report):
+#   .whl/*.whl                      pydantic & co., onnxconverter-common: installed to /tmp/site
+#   /tmp/w/ort.part* and/or .gpuwheel/part*/ort.part*
+#                                   onnxruntime-gpu, an xz tarball of the unpacked wheel cut in
+#                                   parts (earlier calls append parts to /tmp/w); joined,
+#                                   sha256-checked, unpacked to /tmp/site
+# deploy/gpu/pack_ort_gpu.sh makes those parts and prints the call sequence.
+# Steps: environment report → pytest tests/gpu (+ tests/inference_trt where tensorrt-rtx is
+# installed) → YOLOv8n-sized export → inference.gpu_bench (preprocess GPU vs CPU, ORT CUDA
+# p50 with/without CUDA graphs, fp32/fp16, decode). Exit status: pytest's.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+OUT=${OUT:-$PWD/var/gpu-suite}
+mkdir -p "$OUT"
+exec > >(tee -a "$OUT/gpu_suite.log") 2>&1
+export PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0
+SITE=/tmp/site
+mkdir -p "$SITE" /tmp/w
+
+if compgen -G ".whl/*.whl" >/dev/null; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target "$SITE" .whl/*.whl || echo "WARN: wheel install failed"
+fi
+for p in .gpuwheel/part*/ort.part*; do [ -f "$p" ] && cp "$p" /tmp/w/; done
+if compgen -G "/tmp/w/ort.part*" >/dev/null; then
+  cat $(ls /tmp/w/ort.part* | sort) > /tmp/w/ort.tar.xz
+  want=$(cat .gpuwheel/part*/sha256 2>/dev/null | awk '{print $1}' | head -1)
+  have=$(sha256sum /tmp/w/ort.tar.xz | awk '{print $1}')
+  if [ -n "$want" ] && [ "$want" != "$have" ]; then
+    echo "WARN: onnxruntime-gpu parts incomplete (sha256 $have != $want); skipping it"
+  else
+    tar -xJf /tmp/w/ort.tar.xz -C "$SITE" && echo "onnxruntime-gpu unpacked to $SITE"
+  fi
+fi
+for whl in $(ls /tmp/w/*.whl.part* 2>/dev/null | sed 's/\.part[0-9]*$//' | sort -u); do  # split-wheel parts
+  cat $(ls "$whl".part* | sort) > "$whl" && python3 -m pip install -q --no-index --no-deps --target "$SITE" "$whl"
+done
+export PYTHONPATH="$SITE:$PWD${PYTHONPATH:+:$PYTHONPATH}"
+# CUDA 13 / cuDNN libraries from the nvidia-* pip packages, for onnxruntime-gpu's providers
+NV=$(python3 -c "import glob,site,os; print(':'.join(sorted({os.path.dirname(p) for d in site.getsitepackages() for p in glob.glob(d+'/nvidia/**/lib*.so*', recursive=True)})))" 2>/dev/null)
+export LD_LIBRARY_PATH="${NV}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+
+echo "== environment"
+nvidia-smi --query-gpu=name,compute_cap,driver_version,memory.total --format=csv,noheader
+python3 - <<'PY'
+import importlib
+for m in ("cuda.bindings", "onnxruntime", "onnx", "cv2", "numpy", "pydantic", "torch", "onnxconverter_common"):
+    try:
+        mod = importlib.import_module(m)
+        print(f"{m:22s} {getattr(mod, '__version__', '?')}  {getattr(mod, '__file__', '')}")
+    except Exception as exc:
+        print(f"{m:22s} MISSING ({exc})")
+try:
+    import onnxruntime as ort
+    print("ORT providers:", ort.get_available_providers())
+except Exception:
+    pass
+PY
+
+echo "== tests"
+suites="tests/gpu"
+python3 -c "import tensorrt_rtx" 2>/dev/null && suites="$suites tests/inference_trt"
+python3 -m pytest $suites -q -rs -p no:cacheprovider --junitxml="$OUT/junit.xml" -o junit_family=xunit2
+status=$?
+
+echo "== benchmark"
+bench_args=()
+if python3 -c "import onnxruntime as o, sys; sys.exit('CUDAExecutionProvider' not in o.get_available_providers())" 2>/dev/null; then
+  python3 recipes/models/export_yolov8n.py --out /tmp/models/yolov8n.onnx 2>&1 | grep -v Warning
+  bench_args+=(--yolov8n /tmp/models/yolov8n.onnx)
+  demo=recipes/demo/demo-parts.onnx
+  [ -f "$demo" ] || demo=${DEMO_ONNX:-}  # e.g. an export of a training checkpoint, for timings
+  [ -n "$demo" ] && [ -f "$demo" ] && bench_args+=(--demo "$demo")
+fi
+python3 -m inference.gpu_bench "${bench_args[@]}" --iters "${BENCH_ITERS:-200}" --json "$OUT/gpu_bench.json"
+echo "== done: pytest status $status"
+exit $status

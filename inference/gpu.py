@@ -1,0 +1,453 @@
+"""CUDA plumbing through cuda-python (``cuda.bindings``): device, streams, events, buffers.
+
+Why one module: every GPU backend (ONNX Runtime CUDA, TensorRT) needs the same few things —
+a stream we own, device buffers whose pointers we hand to the runtime, pinned or
+registered host memory so uploads are DMA rather than a pageable bounce, and NVRTC
+kernels compiled once per process. Every CUDA call goes through :func:`check`, which
+raises :class:`GpuError` naming the call and CUDA's own error string, so a failure on a
+line reads "cudaHostRegister failed: invalid argument" instead of a bare tuple.
+
+Nothing here is imported by the CPU path (``inference/__init__`` does not import it).
+Buffers are pooled by (name, size): after warm-up nothing is allocated per frame.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+try:  # cuda-python 12.6+ / 13
+    from cuda.bindings import driver, nvrtc, runtime
+except ImportError:  # pragma: no cover - only on hosts without cuda-python
+    driver = nvrtc = runtime = None
+
+
+class GpuError(RuntimeError):
+    """A CUDA / NVRTC call failed; the message names the call and CUDA's error string."""
+
+
+def _error_string(err: Any) -> str:
+    try:
+        if runtime is not None and isinstance(err, runtime.cudaError_t):
+            text = runtime.cudaGetErrorString(err)[1]
+        elif driver is not None and isinstance(err, driver.CUresult):
+            text = driver.cuGetErrorString(err)[1]
+        elif nvrtc is not None and isinstance(err, nvrtc.nvrtcResult):
+            text = nvrtc.nvrtcGetErrorString(err)[1]
+        else:
+            text = None
+    except Exception:  # noqa: BLE001 - the string is best effort, the code is not
+        text = None
+    name = getattr(err, "name", str(err))
+    if isinstance(text, bytes):
+        text = text.decode(errors="replace")
+    return f"{name} ({text})" if text else str(name)
+
+
+def check(result: Any, call: str) -> Any:
+    """Unpack a cuda-python ``(err, *values)`` tuple; raise :class:`GpuError` unless success.
+
+    Returns None, the single value, or the tuple of values.
+    """
+    if isinstance(result, tuple):
+        err, values = result[0], result[1:]
+    else:
+        err, values = result, ()
+    if int(err) != 0:
+        raise GpuError(f"{call} failed: {_error_string(err)}")
+    if not values:
+        return None
+    return values[0] if len(values) == 1 else values
+
+
+def _require() -> None:
+    if runtime is None:
+        raise GpuError("cuda-python is not installed (pip install 'cuda-python>=12.6')")
+
+
+def cuda_available() -> tuple[bool, str]:
+    """(True, device name) when a CUDA device is usable, else (False, reason) — never raises."""
+    if runtime is None:
+        return False, "cuda-python is not installed"
+    try:
+        count = check(runtime.cudaGetDeviceCount(), "cudaGetDeviceCount")
+    except GpuError as exc:
+        return False, str(exc)
+    if not count:
+        return False, "no CUDA device"
+    try:
+        return True, Device(0).name
+    except GpuError as exc:
+        return False, str(exc)
+
+
+class Device:
+    """One GPU; ``activate`` makes its primary context current on the calling thread."""
+
+    def __init__(self, device_id: int = 0) -> None:
+        _require()
+        self.id = device_id
+        check(runtime.cudaSetDevice(device_id), "cudaSetDevice")
+        check(runtime.cudaFree(0), "cudaFree(0) (context init)")
+        props = check(runtime.cudaGetDeviceProperties(device_id), "cudaGetDeviceProperties")
+        raw = props.name
+        self.name: str = (raw.decode() if isinstance(raw, bytes) else str(raw)).rstrip("\x00").strip()
+        self.compute_capability: tuple[int, int] = (int(props.major), int(props.minor))
+        self.total_memory: int = int(props.totalGlobalMem)
+
+    def activate(self) -> None:
+        check(runtime.cudaSetDevice(self.id), "cudaSetDevice")
+
+    def synchronize(self) -> None:
+        check(runtime.cudaDeviceSynchronize(), "cudaDeviceSynchronize")
+
+
+class Stream:
+    """A non-blocking stream we own; ``handle`` is the integer the runtimes want."""
+
+    def __init__(self) -> None:
+        _require()
+        self._stream = check(
+            runtime.cudaStreamCreateWithFlags(runtime.cudaStreamNonBlocking), "cudaStreamCreateWithFlags"
+        )
+        self.handle: int = int(self._stream)
+
+    @property
+    def raw(self) -> Any:
+        return self._stream
+
+    def synchronize(self) -> None:
+        check(runtime.cudaStreamSynchronize(self._stream), "cudaStreamSynchronize")
+
+    def close(self) -> None:
+        if self._stream is not None:
+            check(runtime.cudaStreamDestroy(self._stream), "cudaStreamDestroy")
+            self._stream = None
+
+
+class Event:
+    def __init__(self, timing: bool = True) -> None:
+        flags = runtime.cudaEventDefault if timing else runtime.cudaEventDisableTiming
+        self._event = check(runtime.cudaEventCreateWithFlags(flags), "cudaEventCreateWithFlags")
+
+    def record(self, stream: Stream) -> None:
+        check(runtime.cudaEventRecord(self._event, stream.raw), "cudaEventRecord")
+
+    def synchronize(self) -> None:
+        check(runtime.cudaEventSynchronize(self._event), "cudaEventSynchronize")
+
+    def elapsed_ms(self, start: Event) -> float:
+        return float(check(runtime.cudaEventElapsedTime(start._event, self._event), "cudaEventElapsedTime"))
+
+    def close(self) -> None:
+        if self._event is not None:
+            check(runtime.cudaEventDestroy(self._event), "cudaEventDestroy")
+            self._event = None
+
+
+class DeviceBuffer:
+    """cudaMalloc'd memory; ``ptr`` goes to set_tensor_address / bind_input / kernels."""
+
+    def __init__(self, nbytes: int) -> None:
+        _require()
+        self.nbytes = max(int(nbytes), 1)
+        self.ptr: int = int(check(runtime.cudaMalloc(self.nbytes), "cudaMalloc"))
+
+    def upload(self, host: np.ndarray, stream: Stream) -> None:
+        """Async host → device copy (DMA when ``host`` is pinned or registered)."""
+        if host.nbytes > self.nbytes:
+            raise GpuError(f"upload of {host.nbytes} B into a {self.nbytes} B buffer")
+        check(
+            driver.cuMemcpyHtoDAsync(self.ptr, host.ctypes.data, host.nbytes, stream.handle),
+            "cuMemcpyHtoDAsync",
+        )
+
+    def download(self, host: np.ndarray, stream: Stream, nbytes: int | None = None) -> None:
+        n = host.nbytes if nbytes is None else nbytes
+        check(driver.cuMemcpyDtoHAsync(host.ctypes.data, self.ptr, n, stream.handle), "cuMemcpyDtoHAsync")
+
+    def fill_zero(self, stream: Stream) -> None:
+        check(runtime.cudaMemsetAsync(self.ptr, 0, self.nbytes, stream.raw), "cudaMemsetAsync")
+
+    def free(self) -> None:
+        if self.ptr:
+            check(runtime.cudaFree(self.ptr), "cudaFree")
+            self.ptr = 0
+
+
+class PinnedBuffer:
+    """Page-locked host memory with a numpy view (results come back into these)."""
+
+    def __init__(self, nbytes: int) -> None:
+        _require()
+        self.nbytes = max(int(nbytes), 1)
+        self.ptr: int = int(check(runtime.cudaMallocHost(self.nbytes), "cudaMallocHost"))
+        self.array: np.ndarray = np.ctypeslib.as_array((ctypes.c_uint8 * self.nbytes).from_address(self.ptr))
+
+    def view(self, dtype: Any, shape: Sequence[int]) -> np.ndarray:
+        count = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        return self.array[:count].view(dtype).reshape(tuple(shape))
+
+    def free(self) -> None:
+        if self.ptr:
+            self.array = np.zeros(0, np.uint8)
+            check(runtime.cudaFreeHost(self.ptr), "cudaFreeHost")
+            self.ptr = 0
+
+
+class BufferPool:
+    """Device/pinned buffers by name, grown only when a larger size is asked for.
+
+    Why: a per-frame cudaMalloc costs a device synchronisation; the pool makes the steady
+    state allocation-free (``allocations`` stops moving after warm-up, which tests check).
+    """
+
+    def __init__(self) -> None:
+        self._device: dict[str, DeviceBuffer] = {}
+        self._pinned: dict[str, PinnedBuffer] = {}
+        self.allocations = 0
+
+    def device(self, name: str, nbytes: int) -> DeviceBuffer:
+        buf = self._device.get(name)
+        if buf is None or buf.nbytes < nbytes:
+            if buf is not None:
+                buf.free()
+            buf = self._device[name] = DeviceBuffer(nbytes)
+            self.allocations += 1
+        return buf
+
+    def pinned(self, name: str, nbytes: int) -> PinnedBuffer:
+        buf = self._pinned.get(name)
+        if buf is None or buf.nbytes < nbytes:
+            if buf is not None:
+                buf.free()
+            buf = self._pinned[name] = PinnedBuffer(nbytes)
+            self.allocations += 1
+        return buf
+
+    def close(self) -> None:
+        for d in self._device.values():
+            d.free()
+        for p in self._pinned.values():
+            p.free()
+        self._device.clear()
+        self._pinned.clear()
+
+
+def _root_array(array: np.ndarray) -> np.ndarray:
+    """The ndarray that owns (or first wraps) the memory a view looks into."""
+    root = array
+    while isinstance(root.base, np.ndarray):
+        root = root.base
+    return root
+
+
+@dataclass
+class _Registration:
+    array: np.ndarray  # strong reference: the memory must outlive its registration
+    start: int
+    end: int
+
+
+class HostRegistry:
+    """cudaHostRegister for buffers we did not allocate (the camera's pool arrays).
+
+    A registered range is DMA-able by ``cuMemcpyHtoDAsync`` without a staging copy. Camera
+    pools hand out views into a few long-lived buffers, so the whole owning array is
+    registered once (up front through ``register``, or the second time it is seen) and
+    looked up by address afterwards. An LRU bound (``capacity`` roots)
+    keeps stray one-off arrays from pinning unbounded memory; eviction unregisters.
+    """
+
+    def __init__(self, capacity: int = 32, enabled: bool = True) -> None:
+        self.capacity = max(1, capacity)
+        self.enabled = enabled  # False: never register (every frame staged, and counted)
+        self._regs: OrderedDict[int, _Registration] = OrderedDict()
+        self._seen: OrderedDict[tuple[int, int], bool] = OrderedDict()  # roots met once
+        self._lock = threading.Lock()
+        self.registered = 0
+        self.failures = 0
+
+    def _find(self, start: int, end: int) -> _Registration | None:
+        for key, reg in self._regs.items():
+            if reg.start <= start and end <= reg.end:
+                self._regs.move_to_end(key)
+                return reg
+        return None
+
+    def ensure(self, array: np.ndarray, *, eager: bool = False) -> bool:
+        """True when ``array``'s memory is registered (registering its root if it is reused).
+
+        A root seen for the first time is not registered (unless ``eager``): registration
+        costs about as much as copying the buffer a few times, so only buffers that come
+        back — a camera pool — are worth it; one-off arrays are staged through pinned memory.
+        """
+        start = int(array.ctypes.data)
+        end = start + array.nbytes
+        with self._lock:
+            if self._find(start, end) is not None:
+                return True
+            if not self.enabled:
+                return False
+            root = _root_array(array)
+            r_start = int(root.ctypes.data)
+            r_end = r_start + root.nbytes
+            if not (r_start <= start and end <= r_end):  # exotic view: register the view itself
+                root, r_start, r_end = array, start, end
+            if not eager and self._seen.pop((r_start, r_end), None) is None:
+                self._seen[(r_start, r_end)] = True
+                while len(self._seen) > 4 * self.capacity:
+                    self._seen.popitem(last=False)
+                return False
+            result = runtime.cudaHostRegister(r_start, r_end - r_start, runtime.cudaHostRegisterDefault)
+            if int(result[0]) != 0:
+                self.failures += 1
+                runtime.cudaGetLastError()  # clear the sticky-free error so later calls are clean
+                return False
+            self._regs[r_start] = _Registration(root, r_start, r_end)
+            self.registered += 1
+            while len(self._regs) > self.capacity:
+                _, old = self._regs.popitem(last=False)
+                check(runtime.cudaHostUnregister(old.start), "cudaHostUnregister")
+            return True
+
+    def register(self, arrays: Iterable[np.ndarray]) -> None:
+        """Register a camera pool up front (so the first frames pay nothing)."""
+        for a in arrays:
+            if not self.ensure(a, eager=True):
+                raise GpuError(f"cudaHostRegister failed for a {a.nbytes} B buffer")
+
+    def close(self) -> None:
+        with self._lock:
+            for reg in self._regs.values():
+                runtime.cudaHostUnregister(reg.start)
+            self._regs.clear()
+
+
+@dataclass
+class CopyCounters:
+    """How pixel data reached the device: zero ``host_copies`` means zero-copy upload."""
+
+    dma_uploads: int = 0  # camera buffer → device straight from registered memory
+    host_copies: int = 0  # pageable frame staged through pinned memory (a host copy)
+
+
+# --------------------------------------------------------------------------- NVRTC kernels
+
+_MODULES: dict[tuple[str, str], Kernels] = {}  # (source sha, device:arch)
+_MODULES_LOCK = threading.Lock()
+
+
+class Kernels:
+    """A compiled NVRTC module and its functions (compiled once per process and GPU arch)."""
+
+    def __init__(self, source: str, names: Sequence[str], arch: tuple[int, int], options: Sequence[str] = ()):
+        _require()
+        self.source_hash = hashlib.sha256(source.encode()).hexdigest()[:16]
+        prog = check(
+            nvrtc.nvrtcCreateProgram(source.encode(), b"linecheck.cu", 0, [], []), "nvrtcCreateProgram"
+        )
+        opts = [f"--gpu-architecture=sm_{arch[0]}{arch[1]}".encode(), b"--std=c++17", b"-default-device"]
+        opts += [o.encode() for o in options]
+        err = nvrtc.nvrtcCompileProgram(prog, len(opts), opts)
+        if int(err[0]) != 0:
+            size = check(nvrtc.nvrtcGetProgramLogSize(prog), "nvrtcGetProgramLogSize")
+            log = b" " * size
+            nvrtc.nvrtcGetProgramLog(prog, log)
+            raise GpuError(
+                f"nvrtcCompileProgram failed: {_error_string(err[0])}\n{log.decode(errors='replace')}"
+            )
+        size = check(nvrtc.nvrtcGetCUBINSize(prog), "nvrtcGetCUBINSize")
+        cubin = b" " * size
+        check(nvrtc.nvrtcGetCUBIN(prog, cubin), "nvrtcGetCUBIN")
+        check(nvrtc.nvrtcDestroyProgram(prog), "nvrtcDestroyProgram")
+        self._cubin = cubin  # the module keeps a pointer into it while loading
+        self.module = check(driver.cuModuleLoadData(cubin), "cuModuleLoadData")
+        self.functions: dict[str, Any] = {
+            n: check(driver.cuModuleGetFunction(self.module, n.encode()), f"cuModuleGetFunction({n})")
+            for n in names
+        }
+
+    @classmethod
+    def get(cls, source: str, names: Sequence[str], device: Device) -> Kernels:
+        """The module for ``source`` on ``device`` (modules belong to one device's context)."""
+        arch = device.compute_capability
+        key = (hashlib.sha256(source.encode()).hexdigest(), f"{device.id}:{arch[0]}{arch[1]}")
+        with _MODULES_LOCK:
+            mod = _MODULES.get(key)
+            if mod is None:
+                mod = _MODULES[key] = cls(source, names, arch)
+            return mod
+
+
+class KernelArgs:
+    """Preallocated kernel parameter block (no Python-side allocation per launch).
+
+    ``types`` are ctypes scalar types; ``set`` writes values in place and ``address`` is the
+    ``void**`` cuLaunchKernel wants.
+    """
+
+    def __init__(self, types: Sequence[Any]) -> None:
+        self._values = [t() for t in types]
+        self._array = (ctypes.c_void_p * len(types))(*[ctypes.addressof(v) for v in self._values])
+        self.address = ctypes.addressof(self._array)
+
+    def set(self, *values: float | int) -> None:
+        if len(values) != len(self._values):
+            raise ValueError(f"kernel takes {len(self._values)} arguments, got {len(values)}")
+        for slot, value in zip(self._values, values, strict=True):
+            slot.value = value
+
+
+def launch(
+    function: Any,
+    grid: tuple[int, int, int],
+    block: tuple[int, int, int],
+    args: KernelArgs | int,
+    stream: Stream,
+) -> None:
+    """cuLaunchKernel on our stream; ``args`` is a KernelArgs or the address of a ``void*[]``."""
+    address = args if isinstance(args, int) else args.address
+    check(
+        driver.cuLaunchKernel(function, *grid, *block, 0, stream.handle, address, 0),
+        "cuLaunchKernel",
+    )
+
+
+class CudaGraph:
+    """A stream capture replayed with one cudaGraphLaunch (fewer launch gaps)."""
+
+    def __init__(self, stream: Stream) -> None:
+        self.stream = stream
+        self._graph: Any = None
+        self._exec: Any = None
+
+    def begin(self) -> None:
+        check(
+            runtime.cudaStreamBeginCapture(
+                self.stream.raw, runtime.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal
+            ),
+            "cudaStreamBeginCapture",
+        )
+
+    def end(self) -> None:
+        self._graph = check(runtime.cudaStreamEndCapture(self.stream.raw), "cudaStreamEndCapture")
+        self._exec = check(runtime.cudaGraphInstantiate(self._graph, 0), "cudaGraphInstantiate")
+
+    def replay(self) -> None:
+        check(runtime.cudaGraphLaunch(self._exec, self.stream.raw), "cudaGraphLaunch")
+
+    def close(self) -> None:
+        if self._exec is not None:
+            runtime.cudaGraphExecDestroy(self._exec)
+            self._exec = None
+        if self._graph is not None:
+            runtime.cudaGraphDestroy(self._graph)
+            self._graph = None
