@@ -103,6 +103,7 @@ def build_station(config: StationConfig, *, active: str | None = None) -> Statio
             config.station.id, book, sources, [], result_log,
             queue_size=config.station.queue_size, overflow_policy=config.station.overflow_policy,
             fetch_timeout_s=first.fetch_timeout_ms / 1000, archive_ng=config.storage.archive_ng_images,
+            max_batch=config.engine.max_batch,
         )  # fmt: skip
         for src in sources:  # the recipe's camera block goes to the device before the first frame
             src.apply_settings(book.active.recipe.camera)  # type: ignore[union-attr]

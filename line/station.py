@@ -20,6 +20,7 @@ from typing import Protocol
 from camera.frame import Frame
 from camera.source import CameraState, FrameSource
 from inference.engine import ImageInput
+from line.batcher import Batcher
 from line.decision import Verdict
 from line.lane import CameraLane, PartTicket
 from line.recipe_model import Recipe
@@ -62,6 +63,8 @@ class Station:
         overflow_policy: str = "drop_oldest",
         fetch_timeout_s: float = 1.0,
         archive_ng: bool = True,
+        max_batch: int = 1,
+        pad_to: int | None = None,
     ) -> None:
         if book.active is None:
             raise ValueError("the recipe book has no active recipe")
@@ -74,6 +77,8 @@ class Station:
         self.observers: list[Observer] = []
         self.lanes = [CameraLane(s, self, queue_size, overflow_policy, fetch_timeout_s) for s in sources]
         self._emit_lock = threading.Lock()
+        self._batching = (max_batch, pad_to) if max_batch > 1 and len(sources) > 1 else None
+        self.batcher: Batcher | None = None
         self._status = StatusBits.READY
         self._running = False
         self._monitor: threading.Thread | None = None
@@ -91,6 +96,8 @@ class Station:
         for sink in self.sinks:
             sink.start()
         self._publish_status(StatusBits.READY | StatusBits.RUNNING)
+        if self._batching is not None:
+            self.batcher = Batcher(*self._batching)
         for lane in self.lanes:
             lane.start()
         self._running = True
@@ -104,6 +111,8 @@ class Station:
         self._running = False
         for lane in self.lanes:
             lane.stop()
+        if self.batcher is not None:
+            self.batcher.close()
         self._stop.set()
         if self._monitor is not None:
             self._monitor.join()
@@ -126,7 +135,11 @@ class Station:
         prepared = self.book.active  # read once: this part is judged by exactly this recipe
         assert prepared is not None  # noqa: S101 - the constructor guarantees an active recipe
         t0 = time.perf_counter()
-        result = prepared.engine.detect([ImageInput(frame.data, frame.pixel_format)])[0]
+        image = ImageInput(frame.data, frame.pixel_format)
+        if self.batcher is not None:
+            result = self.batcher.detect(prepared.engine, image)
+        else:
+            result = prepared.engine.detect([image])[0]
         verdict = prepared.policy.decide(result.detections)
         t_decided = time.perf_counter()
         timings = dict(result.timings_ms)
@@ -141,8 +154,8 @@ class Station:
             self.stats.count("late_discarded")
             self._emit(ticket, prepared, prepared.policy.fail_safe("timeout"), timings, None)
             return
-        image = frame.data.copy() if (self.archive_ng and verdict.result_code is ResultCode.REJECT) else None
-        if not self._emit(ticket, prepared, verdict, timings, image):
+        ng_image = frame.data.copy() if (self.archive_ng and verdict.result_code is ResultCode.REJECT) else None
+        if not self._emit(ticket, prepared, verdict, timings, ng_image):
             self.stats.count("late_discarded")
 
     def fail_safe(self, ticket: PartTicket, reason: str) -> None:

@@ -190,3 +190,33 @@ def test_part_queue_policies(policy: str) -> None:
     else:
         assert isinstance(first[0], Frame) and first[0].part_id == 1
         assert isinstance(second[0], PartFailure) and second[1] == "t2" and released == [2]
+
+
+def test_batched_cameras_every_part_one_verdict(tmp_path: Path) -> None:
+    """Three cameras share one engine through the batcher: batches form, nothing is lost."""
+    recipes = write_recipes(tmp_path / "recipes", budget_ms=2000)
+
+    def factory(recipe):  # noqa: ANN001, ANN202
+        engine = ScriptedEngine(recipe.detector_spec(), EngineOptions())
+        engine.delay_s = 0.004
+        return engine
+
+    book = RecipeBook(recipes, factory, check_models=False)
+    assert book.switch("r1", "test").ok
+    sources = [ScriptedSource(f"cam{i}", ScriptedSource.Options(rate_hz=40, max_parts=50, defective_parts=(7, 9)))
+               for i in range(3)]  # fmt: skip
+    sink = RecordingSink()
+    log = ResultLog(tmp_path / "state" / "results.db", None)
+    station = Station("s1", book, list(sources), [sink], log, fetch_timeout_s=0.2, max_batch=3, pad_to=3)
+    station.start()
+    deadline = time.monotonic() + 20
+    while any(s._part < 50 for s in sources) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    batcher = station.batcher
+    station.stop()
+    for cam in ("cam0", "cam1", "cam2"):
+        parts = sorted(m.part_id for m in sink.messages if m.camera_id == cam)
+        assert parts == list(range(1, 51))
+        rejects = sorted(m.part_id for m in sink.messages if m.camera_id == cam and m.result_code is ResultCode.REJECT)
+        assert rejects == [7, 9]
+    assert batcher is not None and batcher.images >= 140 and batcher.batches < batcher.images  # real batches formed
