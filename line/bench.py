@@ -26,8 +26,7 @@ import yaml
 from camera.frame import GroundTruth
 from camera.memory import MemorySource
 from inference.config import EngineOptions, InputProfile
-from inference.engine import Engine, open_engine
-from inference.letterbox import compute_geometry, to_tensor
+from inference.engine import Engine, ImageInput, open_engine
 from line.archive import ImageArchive
 from line.recipe_model import Recipe
 from line.recipes import RecipeBook, load_recipe
@@ -113,24 +112,16 @@ def engine_options(args: argparse.Namespace) -> EngineOptions:
 
 
 def bench_engine(engine: Engine, recipe: Recipe, frame: np.ndarray, pixel_format: str, n: int, warmup: int) -> dict[str, Any]:
-    from inference.pixels import prepare
-
-    geometry = compute_geometry(frame.shape[0], frame.shape[1], recipe.model.input, recipe.model.stride)
-    prepared = prepare(frame, pixel_format, recipe.model.channels)
-    from inference.letterbox import letterbox
-
-    tensor = to_tensor(letterbox(prepared.image, geometry), order=prepared.order, channels=recipe.model.channels,
-                       normalize=recipe.model.normalize)  # fmt: skip
+    """The network alone, as the pipeline's engine runs it: the backend's own ``engine`` stage
+    timing (ORT ``run`` on CPU; CUDA events around the graph replay on GPU). It bounds what the
+    pipeline can reach; preprocessing, decode and hand-overs are what the pipeline adds."""
+    image = ImageInput(frame, pixel_format)
+    result = None
     for _ in range(warmup):
-        engine.infer_raw(tensor)
-    lat = []
-    t0 = time.perf_counter()
-    for _ in range(n):
-        t = time.perf_counter()
-        engine.infer_raw(tensor)
-        lat.append((time.perf_counter() - t) * 1000)
-    elapsed = time.perf_counter() - t0
-    return {"fps": n / elapsed, "latency_ms": percentiles(np.array(lat)), "input_hw": [geometry.input_h, geometry.input_w]}
+        result = engine.detect([image])[0]
+    lat = [engine.detect([image])[0].timings_ms["engine"] for _ in range(n)]
+    shape = result.input_shape if result is not None else (0, 0)
+    return {"fps": 1000.0 / float(np.mean(lat)), "latency_ms": percentiles(np.array(lat)), "input_hw": list(shape)}
 
 
 def bench_naive(recipe: Recipe, frames: list[np.ndarray], input_hw: tuple[int, int], cuda: bool, n: int, warmup: int) -> dict[str, Any]:
@@ -240,11 +231,12 @@ def run_inference_bench(args: argparse.Namespace) -> dict[str, Any]:
     print(f"  engine: p50 {raw['latency_ms']['p50']:.2f} ms", file=sys.stderr)
     naive = bench_naive(recipe, frames, tuple(raw["input_hw"]), args.backend != "onnxruntime", n, args.warmup)
     print(f"  naive: {naive['fps']:.1f} fps, p50 {naive['latency_ms']['p50']:.2f} ms", file=sys.stderr)
-    capacity = raw["fps"]
-    paced = bench_pipeline(recipe, options, frames, truths, args, rate_hz=0.6 * capacity / args.cameras, n=n)
-    print(f"  pipeline (paced {paced['rate_hz']:.1f} Hz/camera): p50 {paced['latency_ms']['p50']:.2f} ms", file=sys.stderr)
     saturated = bench_pipeline(recipe, options, frames, truths, args, rate_hz=0.0, n=n)
     print(f"  pipeline (back-pressured): {saturated['fps']:.1f} fps", file=sys.stderr)
+    # latency is measured at half the sustainable rate: a part finds the station idle, as on a line
+    rate = 0.5 * saturated["fps"] / args.cameras
+    paced = bench_pipeline(recipe, options, frames, truths, args, rate_hz=rate, n=n)
+    print(f"  pipeline (paced {paced['rate_hz']:.1f} Hz/camera): p50 {paced['latency_ms']['p50']:.2f} ms", file=sys.stderr)
     pipeline = dict(paced)
     pipeline["fps"] = saturated["fps"]
     pipeline["paced_fps"] = paced["fps"]

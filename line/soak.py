@@ -194,10 +194,14 @@ def run_soak(
         }
         if summary is None:
             result["ok"] = False
-            result["why"] = (result.get("why", "") + "; no summary from the station: " + " | ".join(lines[-5:])).lstrip("; ")
+            result["why"] = (
+                result.get("why", "") + "; no summary from the station: " + " | ".join(lines[-5:])
+            ).lstrip("; ")
         elif summary.get("verdicts") != summary.get("parts"):
             result["ok"] = False
-            result["why"] = (result["why"] + f"; verdicts {summary.get('verdicts')} != parts {summary.get('parts')}").lstrip("; ")
+            result["why"] = (
+                result["why"] + f"; verdicts {summary.get('verdicts')} != parts {summary.get('parts')}"
+            ).lstrip("; ")
         return result
     finally:
         if not keep_state:
@@ -208,7 +212,12 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m line.soak", description=__doc__.splitlines()[0])
     p.add_argument("--config", "-c", required=True, help="station config (YAML)")
     p.add_argument("--duration", type=float, required=True, help="seconds")
-    p.add_argument("--rate-hz", type=float, default=50.0, help="parts/s of a synthetic or replay camera (0: as configured)")
+    p.add_argument(
+        "--rate-hz",
+        type=float,
+        default=50.0,
+        help="parts/s of a synthetic or replay camera (0: as configured)",
+    )
     p.add_argument("--interval", type=float, default=None, help="seconds between samples")
     p.add_argument("--warmup", type=float, default=None, help="seconds not judged at the start")
     p.add_argument("--state-dir", default=None, help="keep the result log here (default: a temporary folder)")

@@ -44,6 +44,18 @@ export PYTHONPATH="$SITE:$PWD${PYTHONPATH:+:$PYTHONPATH}"
 NV=$(python3 -c "import glob,site,os; print(':'.join(sorted({os.path.dirname(p) for d in site.getsitepackages() for p in glob.glob(d+'/nvidia/**/lib*.so*', recursive=True)})))" 2>/dev/null)
 export LD_LIBRARY_PATH="${NV}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 
+if [ "${1:-}" = "--station-bench" ]; then
+  # issue "Benchmarks": the real station (`linecheck bench`) on the GPU, pipeline vs naive vs raw engine
+  echo "== linecheck bench on $(nvidia-smi --query-gpu=name --format=csv,noheader)"
+  python3 -m line bench --backend onnxruntime-cuda --model demo --frames 600 --plc client --json \
+    --plot "$OUT/bench_demo_cuda.png" | tee "$OUT/bench_demo_cuda.txt"
+  python3 -m line bench --backend onnxruntime-cuda --model yolov8n --fp16 --frames 1000 --plc client --json \
+    --plot "$OUT/bench_yolov8n_fp16_cuda.png" | tee "$OUT/bench_yolov8n_fp16_cuda.txt"
+  python3 -m line bench --backend onnxruntime-cuda --model yolov8n --fp16 --cameras 8 --frames 8000 \
+    --budget-ms 20 --plc server --json | tee "$OUT/bench_yolov8n_fp16_cuda_8cam.txt"
+  exit 0
+fi
+
 echo "== environment"
 nvidia-smi --query-gpu=name,compute_cap,driver_version,memory.total --format=csv,noheader
 python3 - <<'PY'
