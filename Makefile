@@ -15,10 +15,11 @@ $(VENV)/.demo-installed: pyproject.toml | $(VENV)/bin/python
 	$(PIP) install -q -e .
 	touch $@
 
-$(VENV)/.test-installed: pyproject.toml tests/setup/install-system-deps.sh tests/node/package.json | $(VENV)/bin/python
+$(VENV)/.test-installed: pyproject.toml tests/setup/install-system-deps.sh tests/node/package.json tests/browser/package.json | $(VENV)/bin/python
 	bash tests/setup/install-system-deps.sh
 	$(PIP) install -q -e ".[$(TEST_EXTRAS)]"
-	cd tests/node && npm install --no-audit --no-fund --loglevel=error
+	cd tests/node && npm ci --no-audit --no-fund --loglevel=error
+	cd tests/browser && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 demo: $(VENV)/.demo-installed
