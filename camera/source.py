@@ -81,7 +81,7 @@ class FrameSource(ABC):
         self.stop()
         self._set_state(CameraState.CLOSED)
 
-    def validate_settings(self, settings: CameraSettings) -> None:
+    def validate_settings(self, settings: CameraSettings) -> None:  # noqa: B027 - optional hook
         """Raise ``CameraSettingError`` if the device cannot take ``settings``; change nothing."""
 
     def apply_settings(self, settings: CameraSettings) -> None:

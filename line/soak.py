@@ -11,7 +11,8 @@ and the NG-image archive filling up to its retention limit all grow memory at st
 design). RSS growth is a least-squares slope extrapolated to an hour, which is robust to
 the saw-tooth of the allocator; threads and fds are compared as medians of the first and
 last thirds of the judged samples, so a file open for a moment (an NG image being written)
-is not taken for a leak.
+is not taken for a leak. Helper processes of the station (the OPC UA server for MES runs in
+its own process) are sampled too and their summed RSS is judged by the same limit.
 
 Criteria (DESIGN.md / the reliability issue): RSS growth < 20 MB/hour, no growth in threads
 or fds, and every part got a verdict (``verdicts == parts`` in the station's own summary).
@@ -46,6 +47,8 @@ class Sample:
     threads: int
     fds: int
     cpu_s: float  # user + system CPU time so far
+    children_rss_mb: float = 0.0  # helper processes (the OPC UA server for MES), summed
+    children: int = 0
 
 
 def _fit_slope(xs: list[float], ys: list[float]) -> float:
@@ -87,7 +90,13 @@ def analyse(samples: list[Sample], warmup_s: float) -> dict[str, Any]:
         "fds": {"start": judged[0].fds, "end": judged[-1].fds, "max": max(s.fds for s in judged), "growth": fd1 - fd0},
         "cpu_percent": round(cpu, 1),
     }  # fmt: skip
+    if any(s.children for s in judged):
+        child_slope = _fit_slope(hours, [s.children_rss_mb for s in judged])
+        out["children"] = {"count": judged[-1].children, "rss_mb_end": round(judged[-1].children_rss_mb, 2),
+                           "rss_growth_mb_per_h": round(child_slope, 3)}  # fmt: skip
     problems = []
+    if "children" in out and out["children"]["rss_growth_mb_per_h"] >= RSS_LIMIT_MB_PER_H:
+        problems.append(f"helper processes' RSS grows {out['children']['rss_growth_mb_per_h']:.1f} MB/h")
     if slope >= RSS_LIMIT_MB_PER_H:
         problems.append(f"RSS grows {slope:.1f} MB/h (limit {RSS_LIMIT_MB_PER_H})")
     if th1 > th0:
@@ -106,6 +115,8 @@ def soak_config(config_path: Path, rate_hz: float | None, out_dir: Path) -> Path
 
     config = load_station_config(config_path)
     data = config.model_dump(mode="json", exclude_unset=False)
+    if data.get("hmi", {}).get("enabled"):
+        data["hmi"]["port"] = 0  # never collide with the HMI of a running line
     if rate_hz is not None:
         for camera in data["cameras"]:
             if camera.get("kind") in _PACED_KINDS:
@@ -117,10 +128,20 @@ def soak_config(config_path: Path, rate_hz: float | None, out_dir: Path) -> Path
 
 
 def _sample(proc: Any, t0: float) -> Sample:
+    import psutil
+
     with proc.oneshot():
         cpu = proc.cpu_times()
-        return Sample(time.monotonic() - t0, proc.memory_info().rss / 2**20, proc.num_threads(), proc.num_fds(),
-                      cpu.user + cpu.system)  # fmt: skip
+        rss, threads, fds = proc.memory_info().rss, proc.num_threads(), proc.num_fds()
+    children_rss, children = 0, 0
+    for child in proc.children(recursive=True):
+        try:
+            children_rss += child.memory_info().rss
+            children += 1
+        except psutil.Error:  # exited between the listing and the read
+            continue
+    return Sample(time.monotonic() - t0, rss / 2**20, threads, fds, cpu.user + cpu.system,
+                  children_rss / 2**20, children)  # fmt: skip
 
 
 def run_soak(
@@ -138,7 +159,8 @@ def run_soak(
     ``interval_s`` defaults to 5 s (1 s for runs under two minutes); ``warmup_s`` to 20 % of
     the run, at most five minutes. The result log, journal and NG archive go to
     ``state_dir`` (default: a temporary folder, removed afterwards unless ``keep_state``), and
-    a Modbus server role listens on a free port, so a soak never disturbs a configured line.
+    a Modbus server role and the HMI (if enabled) listen on free ports, so a soak never disturbs
+    a configured line.
     """
     import psutil  # dev extra: only the soak runner needs it
 
