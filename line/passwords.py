@@ -1,84 +1,15 @@
-"""Password hashing for HMI users: ``hashlib.scrypt`` with a random salt.
+"""Password hashes for HMI users: ``python -m line.passwords [PASSWORD]`` prints one.
 
-Stored format (one string in the config, never the password): ``scrypt$N$r$p$salt$hash``
-with salt and hash in URL-safe base64 without padding. scrypt is memory-hard, so a leaked
-config file does not give the passwords away cheaply; verification is constant-time.
-
-Make a hash for the config: ``python -m line.passwords`` (asks twice) or
-``python -m line.passwords PASSWORD``.
-"""
+The implementation lives in :mod:`plc.passwords` so that the OPC UA server (``plc`` may not
+import ``line``) and the HMI share one format and one verifier."""
 
 from __future__ import annotations
 
-import base64
-import getpass
-import hashlib
-import hmac
-import os
 import sys
 
-DEFAULT_N = 2**14  # 16 MiB of memory per check with r=8: slow for an attacker, ~50 ms for us
-DEFAULT_R = 8
-DEFAULT_P = 1
-_DKLEN = 32
-_MAX_N = 2**20  # refuse absurd parameters from a config (memory exhaustion)
+from plc.passwords import hash_password, main, parse_hash, verify_password
 
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def hash_password(password: str, n: int = DEFAULT_N, r: int = DEFAULT_R, p: int = DEFAULT_P) -> str:
-    salt = os.urandom(16)
-    digest = hashlib.scrypt(password.encode("utf-8"), salt=salt, n=n, r=r, p=p, dklen=_DKLEN, maxmem=_maxmem(n, r, p))
-    return f"scrypt${n}${r}${p}${_b64(salt)}${_b64(digest)}"
-
-
-def _maxmem(n: int, r: int, p: int) -> int:
-    return 128 * r * (n + p + 2) + (1 << 20)
-
-
-def parse_hash(encoded: str) -> tuple[int, int, int, bytes, bytes]:
-    """Split a stored hash; ValueError names what is wrong (config validation uses it)."""
-    parts = encoded.split("$")
-    if len(parts) != 6 or parts[0] != "scrypt":
-        raise ValueError("password hash must look like scrypt$N$r$p$salt$hash")
-    try:
-        n, r, p = int(parts[1]), int(parts[2]), int(parts[3])
-        salt, digest = _unb64(parts[4]), _unb64(parts[5])
-    except (ValueError, TypeError) as exc:
-        raise ValueError(f"password hash is malformed: {exc}") from None
-    if n < 2 or n > _MAX_N or n & (n - 1) or not 1 <= r <= 64 or not 1 <= p <= 16 or not salt or not digest:
-        raise ValueError("password hash parameters out of range (N a power of two up to 2^20, r 1..64, p 1..16)")
-    return n, r, p, salt, digest
-
-
-def verify_password(password: str, encoded: str) -> bool:
-    """True if ``password`` matches; a malformed hash never matches."""
-    try:
-        n, r, p, salt, digest = parse_hash(encoded)
-    except ValueError:
-        return False
-    candidate = hashlib.scrypt(password.encode("utf-8"), salt=salt, n=n, r=r, p=p, dklen=len(digest), maxmem=_maxmem(n, r, p))
-    return hmac.compare_digest(candidate, digest)
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if args:
-        password = args[0]
-    else:
-        password = getpass.getpass("password: ")
-        if password != getpass.getpass("again: "):
-            print("passwords differ", file=sys.stderr)
-            return 1
-    print(hash_password(password))
-    return 0
-
+__all__ = ["hash_password", "main", "parse_hash", "verify_password"]
 
 if __name__ == "__main__":
     sys.exit(main())

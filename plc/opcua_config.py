@@ -16,17 +16,15 @@ Password hashes: ``scrypt$<n>$<r>$<p>$<salt b64>$<hash b64>`` (stdlib ``hashlib.
 
 from __future__ import annotations
 
-import base64
 import getpass
-import hashlib
-import hmac
-import os
 import sys
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlparse
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from plc import passwords
 
 SecurityPolicyName = Literal[
     "None",
@@ -45,28 +43,13 @@ _SCRYPT_P = 1
 
 
 def hash_password(password: str, *, n: int = _SCRYPT_N, r: int = _SCRYPT_R, p: int = _SCRYPT_P) -> str:
-    """Salted scrypt hash in the self-describing format above (cost parameters travel with it,
-    so they can be raised later without invalidating stored users)."""
-    salt = os.urandom(16)
-    digest = hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p, dklen=32)
-    b64 = base64.b64encode
-    return f"scrypt${n}${r}${p}${b64(salt).decode()}${b64(digest).decode()}"
+    """Salted scrypt hash (:mod:`plc.passwords`, the format the HMI uses too)."""
+    return passwords.hash_password(password, n=n, r=r, p=p)
 
 
 def verify_password(password: str, stored: str) -> bool:
     """Constant-time check; a malformed stored hash never matches (it does not raise)."""
-    try:
-        scheme, n, r, p, salt_b64, hash_b64 = stored.split("$")
-        if scheme != "scrypt":
-            return False
-        salt = base64.b64decode(salt_b64)
-        expected = base64.b64decode(hash_b64)
-        digest = hashlib.scrypt(
-            password.encode(), salt=salt, n=int(n), r=int(r), p=int(p), dklen=len(expected)
-        )
-    except (ValueError, TypeError):
-        return False
-    return hmac.compare_digest(digest, expected)
+    return passwords.verify_password(password, stored)
 
 
 class _Frozen(BaseModel):
