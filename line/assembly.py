@@ -15,7 +15,7 @@ from line.archive import ImageArchive
 from line.config import StationConfig
 from line.errors import ConfigError, Problem, problems_from_validation
 from line.recipe_model import Recipe
-from line.recipes import RecipeBook, read_yaml
+from line.recipes import RecipeBook, absolute, read_yaml
 from line.results import ResultLog
 from line.station import Station
 from plc.sink import ResultSink
@@ -34,7 +34,7 @@ def load_station_config(path: Path) -> StationConfig:
     for section, key in (("recipes", "dir"), ("storage", "dir"), ("engine", "engine_cache_dir")):
         value = data.get(section, {}).get(key) if isinstance(data.get(section), dict) else None
         if isinstance(value, str) and not Path(value).is_absolute():
-            data[section][key] = str((base / value).resolve())
+            data[section][key] = str(absolute(base, value))
     mes = data.get("opcua_server")
     if isinstance(mes, dict):
         for key in ("state_dir", "trust_dir"):
@@ -45,7 +45,7 @@ def load_station_config(path: Path) -> StationConfig:
         if data.get(section) is None:  # absent, or a section whose keys are all commented out
             data[section] = {}
         if isinstance(data[section], dict):  # anything else is reported by the validation below
-            data[section].setdefault("dir", str((base / default).resolve()))
+            data[section].setdefault("dir", str(absolute(base, default)))
     cameras = data.get("cameras")
     for camera in cameras if isinstance(cameras, list) else []:
         options = camera.get("options") if isinstance(camera, dict) else None
@@ -62,7 +62,7 @@ def load_station_config(path: Path) -> StationConfig:
 
 def _resolve_paths(value: Any, base: Path) -> Any:
     if isinstance(value, str) and value and not Path(value).is_absolute():
-        return str((base / value).resolve())
+        return str(absolute(base, value))
     if isinstance(value, list):
         return [_resolve_paths(v, base) for v in value]
     return value

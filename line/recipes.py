@@ -52,7 +52,7 @@ def load_recipe(path: Path, check_model: bool = True) -> Recipe:
     if isinstance(model, dict):
         for key in ("onnx", "calibration"):
             if isinstance(model.get(key), str) and not Path(model[key]).is_absolute():
-                model[key] = str((path.parent / model[key]).resolve())
+                model[key] = str(absolute(path.parent, model[key]))
     try:
         recipe = Recipe.model_validate(data)
     except ValidationError as exc:
@@ -64,8 +64,21 @@ def load_recipe(path: Path, check_model: bool = True) -> Recipe:
     return recipe
 
 
+def absolute(base: Path, value: str) -> Path:
+    """``base / value`` resolved; as written when the OS refuses the name (a NUL byte, a name
+    too long), so that validation reports it instead of a traceback escaping."""
+    try:
+        return (base / value).resolve()
+    except (OSError, ValueError):
+        return base / value
+
+
 def model_problems(recipe: Recipe) -> list[str]:
-    if not recipe.model.onnx.exists():
+    try:
+        found = recipe.model.onnx.exists()
+    except (OSError, ValueError) as exc:  # NUL byte, name too long
+        return [f"unusable model path: {exc}"]
+    if not found:
         return [f"model file not found: {recipe.model.onnx}"]
     from inference.model_check import check_model
 

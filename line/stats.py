@@ -12,7 +12,9 @@ import numpy as np
 
 class LatencyRing:
     def __init__(self, size: int = 65536) -> None:
-        self._buf = np.zeros(size, np.float64)
+        # np.full writes every page now: np.zeros maps them lazily, so RSS would creep up by
+        # 512 KiB per ring over the first ``size`` parts and read as a leak in a soak test
+        self._buf = np.full(size, 0.0, np.float64)
         self._n = 0
 
     def add(self, value_ms: float) -> None:

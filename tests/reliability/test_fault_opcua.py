@@ -1,0 +1,63 @@
+"""An OPC UA client flood under a running station: 50 MES clients (40 ResultReady subscribers,
+10 GetResults pollers, each its own Basic256Sha256 SignAndEncrypt session, from
+``plc.opcua_load`` in a process of its own) against the station's MES server process. The
+station keeps deciding: every part one verdict, all logged, the verdict rate holds; the flood's
+clients get their events and pages."""
+
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+
+from plc.opcua_config import hash_password
+from plc.opcua_load import LoadSpec, create_client_certificate, start_load_process, trust_client_certificate
+from plc.sink import LinkState
+from tests.reliability.faults import assert_every_part_logged_once, running_station, verdicts, wait_for
+from tests.reliability.station_env import make_env
+
+CLIENTS = 50
+FLOOD_S = 10.0
+PASSWORD = "mes-flood-secret"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_fifty_opcua_clients_do_not_stop_the_station(tmp_path: Path) -> None:
+    endpoint = f"opc.tcp://127.0.0.1:{_free_port()}/linecheck/"
+    opcua = {
+        "endpoint": endpoint,
+        "users": {"mes": {"password_hash": hash_password(PASSWORD), "role": "reader"}},
+        "state_dir": str(tmp_path / "opcua"),
+    }
+    config = make_env(tmp_path, extra={"opcua_server": opcua})
+    cert, key = create_client_certificate(tmp_path / "load")
+    trust_client_certificate(tmp_path / "opcua" / "pki" / "trusted", cert)
+    with running_station(config) as station:
+        mes = next(s for s in station.sinks if s.name != "modbus_server")
+        wait_for(lambda: mes.link_state is LinkState.CONNECTED, 60, "the MES server process")
+        spec = LoadSpec(endpoint=endpoint, station_id="test-1", cert=cert, key=key, user="mes",
+                        password=PASSWORD, subscribers=CLIENTS - 10, pollers=10, duration_s=FLOOD_S,
+                        page_size=200, lookback_s=600)  # fmt: skip
+        t0_ns, at = time.time_ns(), verdicts(station)
+        counts = start_load_process(spec).result(timeout=FLOOD_S + 120)
+        during, t1_ns = verdicts(station) - at, time.time_ns()
+        mes_counters = mes.counters()
+    rows = assert_every_part_logged_once(station, config)
+    assert counts["errors"] == [], counts["errors"][:5]
+    assert len(counts["events"]) == CLIENTS - 10 and all(n > 0 for n in counts["events"])
+    assert counts["get_results_calls"] > 0
+    flood_s = (t1_ns - t0_ns) / 1e9
+    assert during >= 0.5 * 50 * flood_s, f"{during} verdicts in {flood_s:.1f} s of flood (camera: 50/s)"
+    window = [r for r in rows if t0_ns <= r.t_verdict_ns <= t1_ns]
+    real = [r for r in window if not r.reason]
+    assert len(real) >= 0.9 * len(window), (
+        f"{len(window) - len(real)} fail-safes of {len(window)} during the flood"
+    )
+    print(f"flood: {during} verdicts in {flood_s:.1f} s, fail-safe {len(window) - len(real)}, mes {mes_counters}, "
+          f"events/subscriber {min(counts['events'])}..{max(counts['events'])}, "
+          f"GetResults {counts['get_results_calls']} calls")  # fmt: skip
