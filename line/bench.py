@@ -178,9 +178,10 @@ def bench_pipeline(recipe: Recipe, options: EngineOptions, frames: list[np.ndarr
                                 pool_size=pool, max_frames=per_camera + args.warmup), images=frames, truths=truths)
                    for i in range(args.cameras)]  # fmt: skip
         sinks, sim = _sinks(args.plc, work)
-        log = ResultLog(work / "results.db", ImageArchive(work / "ng", 50))
+        log = ResultLog(work / "results.db", ImageArchive(work / "ng", 50, "jpg") if args.archive else None)
         gpu = options.device == "cuda"
         station = Station("bench", book, list(sources), sinks, log, queue_size=4, fetch_timeout_s=0.5,
+                          archive_ng=args.archive,
                           max_batch=args.cameras, pad_to=args.cameras if gpu else None)  # fmt: skip
         try:
             station.start()

@@ -66,7 +66,9 @@ class RecipeWatcher:
             self.last_error = f"{type(exc).__name__}: {exc}"
             log.warning("recipe reload failed: %s", self.last_error)
             return False
-        self._seen = self._fingerprint()  # after reload: includes model files of new recipes
+        # what we reloaded from, not what is there now: a file saved during the reload is seen
+        # at the next poll (new recipes' model files may cause one extra, harmless reload)
+        self._seen = now
         self.reloads += 1
         self.last_changes = changes
         log.info("recipes reloaded: %s; invalid: %s", changes, sorted(self.book.invalid))

@@ -28,6 +28,9 @@ from line.journal import VerdictJournal, journal_files, read_journal
 
 log = logging.getLogger(__name__)
 
+# NG frames waiting to be encoded hold a full copy each (1.3 MB at 1280x1024): bound them
+MAX_IMAGES_IN_FLIGHT = 32
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (
     rowid INTEGER PRIMARY KEY,
@@ -176,6 +179,9 @@ class ResultLog:
         self.dropped = 0
         self.written = 0
         self.archive_failures = 0
+        self.images_dropped = 0
+        self._images_in_flight = 0
+        self._images_lock = threading.Lock()
         self.alarms: list[str] = []
         self._alarm_cb: Any = None
         self._conn = connect(db_path, timeout_s=0.5)  # alarm early, keep retrying
@@ -194,10 +200,21 @@ class ResultLog:
         self.journal.append({"update": record.result_id, "delivered": record.delivered, "plc_seq": record.plc_seq})
 
     def submit(self, record: ResultRecord) -> None:
+        if record.image is not None:
+            with self._images_lock:
+                if self._images_in_flight >= MAX_IMAGES_IN_FLIGHT:
+                    # the archive is behind: keep the verdict, drop the picture (counted)
+                    record.image = None
+                    self.images_dropped += 1
+                else:
+                    self._images_in_flight += 1
         try:
             self._queue.put_nowait(record)
         except queue.Full:
             self.dropped += 1  # still in the journal; recovered at next start
+            if record.image is not None:
+                with self._images_lock:
+                    self._images_in_flight -= 1
 
     def event(self, kind: str, severity: str, message: str, data: dict[str, Any] | None = None) -> None:
         try:
@@ -239,7 +256,10 @@ class ResultLog:
                     except OSError as exc:
                         self.archive_failures += 1
                         self._alarm(f"NG image archive failed ({exc}); verdicts are still logged")
-                item.image = None
+                if item.image is not None:
+                    item.image = None
+                    with self._images_lock:
+                        self._images_in_flight -= 1
                 rows.append(item.row())
                 journalled += 1
             else:

@@ -214,7 +214,7 @@ class Station:
             deadline=deadline,
             reason=verdict.reason,
             defects=verdict.defect_counts(),
-            image_ref=f"{record.result_id}.png" if image is not None else "",
+            image_ref=f"{record.result_id}.{self.result_log.archive.fmt}" if image is not None and self.result_log.archive else "",
             timestamp_ns=record.t_verdict_ns,
         )
         self.result_log.journal_append(record)  # before the PLC write: crash-durable

@@ -85,7 +85,7 @@ class ModbusClientConfig(_Frozen):
     heartbeat_ms: int = Field(default=250, gt=0)
     poll_ms: int = Field(default=10, gt=0)
     reconnect_min_ms: int = Field(default=50, gt=0)
-    reconnect_max_ms: int = Field(default=2000, gt=0)
+    reconnect_max_ms: int = Field(default=500, gt=0)  # the link must be back within 1 s of the PLC's return
     reject_pulse_ms: int | None = Field(default=None, gt=0)  # None: no coil pulse
     # How a result reaches the PLC when result_seq is not the last register of the result
     # block (the default map: seq at 3, data at 4..9). "separate": data in one FC16, then

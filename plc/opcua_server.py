@@ -217,6 +217,8 @@ class StationServer:
         ):
             return status(ua.StatusCodes.BadInvalidArgument)
         lo, hi = datetime_to_ns(values[0]), datetime_to_ns(values[1]) + 999
+        # OPC UA's "no bound" dates (1601-01-01, 9999-12-31) lie outside int64 nanoseconds
+        lo, hi = max(lo, -(2**63)), min(hi, 2**63 - 1)
         start, limit = int(values[2]), int(values[3]) or self.config.get_results_max
         limit = min(limit, self.config.get_results_max)
         if lo > hi:

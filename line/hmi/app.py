@@ -99,7 +99,8 @@ def create_app(ctx: HmiContext) -> FastAPI:
         health = ctx.health()
         return JSONResponse(health, status_code=503 if health["status"] == "failed" else 200)
 
-    @app.get("/metrics", tags=["probes"])
+    @app.get("/metrics", tags=["probes"], response_class=Response,
+             responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}})
     def metrics() -> Response:
         if ctx.metrics is None:
             raise HTTPException(404, "metrics disabled")

@@ -64,11 +64,6 @@ def test_station_still_deciding_after_the_fuzz(rig: Rig) -> None:
 
 
 @pytest.mark.allow_leaks
-@pytest.mark.xfail(
-    reason="line/hmi/app.py: GET /metrics returns Prometheus text/plain but /openapi.json documents "
-    "application/json (reported to the lead)",
-    strict=False,
-)
 def test_metrics_content_type_is_documented(rig: Rig) -> None:
     schema = schemathesis.openapi.from_url(f"{rig.url}/openapi.json")
     operation = schema["/metrics"]["GET"]

@@ -84,7 +84,7 @@ def session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
         log.close()
 
 
-# Dates a nanosecond int64 can hold (1678..2261); dates outside it are the xfail test below.
+# Dates a nanosecond int64 can hold (1678..2261); dates outside it are clamped (test below).
 _dates = st.datetimes(
     datetime(1678, 1, 1), datetime(2261, 12, 31), timezones=st.just(timezone.utc)
 ) | st.sampled_from([datetime(1970, 1, 1, tzinfo=timezone.utc), datetime.now(timezone.utc)])
@@ -138,12 +138,6 @@ def test_get_results_random_arguments(session: Session, args: list[ua.Variant]) 
     _check(session, "GetResults", args)
 
 
-@pytest.mark.xfail(
-    reason="plc/opcua_server.py GetResults: From/To outside 1678..2261 (e.g. OPC UA's minimum date "
-    "1601-01-01, a common 'no lower bound') overflow SQLite's int64 -> BadUnexpectedError "
-    "(reported to the lead)",
-    strict=False,
-)
 @pytest.mark.parametrize("lo, hi", [(EXTREME_DATES[0], datetime(2020, 1, 1, tzinfo=timezone.utc)),
                                     (datetime(2020, 1, 1, tzinfo=timezone.utc), EXTREME_DATES[1])])  # fmt: skip
 def test_get_results_with_dates_beyond_int64_nanoseconds(

@@ -125,3 +125,21 @@ def test_full_archive_disk_raises_alarm_and_keeps_logging(tmp_path: Path) -> Non
     log.close()
     assert len(ResultLogReader(tmp_path / "results.db").all()) == 5
     assert log.archive_failures == 5 and any("No space" in a for a in log.alarms)
+
+
+def test_images_in_flight_are_bounded_verdicts_are_not(tmp_path: Path) -> None:
+    from line import results
+
+    db = tmp_path / "results.db"
+    log = ResultLog(db, ImageArchive(tmp_path / "ng", 100))
+    locker = sqlite3.connect(db, timeout=0.1)
+    locker.execute("BEGIN EXCLUSIVE")  # the writer stalls: NG images pile up
+    n = results.MAX_IMAGES_IN_FLIGHT + 10
+    for i in range(n):
+        log.journal_append(record(i))
+        log.submit(record(i, image=np.zeros((8, 8), np.uint8)))
+    assert log.images_dropped >= 9  # the writer may have taken one before it blocked
+    locker.rollback()
+    locker.close()
+    log.close()
+    assert len(ResultLogReader(db).all()) == n
