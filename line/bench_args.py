@@ -12,7 +12,7 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--height", type=int, default=1024)
     p.add_argument("--pixel-format", default="Mono8")
     p.add_argument("--cameras", type=int, default=1)
-    p.add_argument("--frames", type=int, default=200, help="frames per measured loop")
+    p.add_argument("--frames", type=int, default=1000, help="frames per measured loop")
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--duration", type=float, default=None, help="seconds per loop instead of --frames")
     p.add_argument("--fp16", action="store_true")
