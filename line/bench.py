@@ -325,6 +325,13 @@ def main(args: argparse.Namespace) -> int:
 
         result["plc_write_ms"] = measure_write_latency(2000)
         print(f"PLC write (client -> simulator, loopback): {result['plc_write_ms']}")
+    if args.what in ("mes", "all"):
+        from line.bench_mes import run_mes_bench
+
+        result["mes"] = run_mes_bench(args, duration_s=args.duration or 30.0)
+        m = result["mes"]
+        print(f"station p99 alone {m['alone_ms']['p99']:.2f} ms, with {m['subscribers']} subscribers + {m['pollers']} "
+              f"GetResults pollers {m['loaded_ms']['p99']:.2f} ms ({m['p99_change_pct']:+.1f} %)")  # fmt: skip
     if args.what in ("camera", "all"):
         result["camera"] = camera_bench(duration_s=args.duration or 5.0)
         print(f"camera acquisition: {result['camera']}")

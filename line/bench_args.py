@@ -20,6 +20,6 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true")
     p.add_argument("--plot", default=None, help="PNG file with latency distributions")
     p.add_argument("--budget-ms", type=float, default=None)
-    p.add_argument("--what", default="cpu", help="cpu | camera | plc | all")
+    p.add_argument("--what", default="cpu", help="cpu | camera | plc | mes | all")
     p.add_argument("--archive", action="store_true",
                    help="also archive NG images in the pipeline (the naive loop does not; ~2 ms JPEG per reject)")

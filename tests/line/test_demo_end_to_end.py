@@ -75,3 +75,33 @@ def test_demo_twenty_seconds_against_ground_truth(tmp_path: Path) -> None:
     assert all(b > a for a, b in zip(seqs, seqs[1:], strict=False))
     assert len(seqs) >= 0.9 * len(rows)  # polled every few ms: nearly every step observed
     assert seen["heartbeats"] > 10
+
+
+@pytest.mark.skipif(not (REPO / "recipes" / "demo" / "demo-parts.onnx").exists(), reason="demo model not present")
+def test_ctrl_c_stops_cleanly(tmp_path: Path) -> None:
+    """SIGINT (Ctrl-C): exit 0, every part decided and logged, the Modbus port closed, no journal left."""
+    import signal
+    import time
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "line", "demo", "--json", "--port", str(port), "--state-dir", str(tmp_path / "state")],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # wait until it serves Modbus
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        time.sleep(0.2)
+    time.sleep(2)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err[-2000:]
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["parts"] == summary["verdicts"] > 0
+    rows = sqlite3.connect(tmp_path / "state" / "results.db").execute("SELECT COUNT(*) FROM results").fetchone()[0]
+    assert rows == summary["parts"]
+    assert not list((tmp_path / "state" / "journal").glob("*.jsonl")), "journal left: log not flushed"
+    with socket.socket() as s:
+        assert s.connect_ex(("127.0.0.1", port)) != 0, "Modbus port still open"
