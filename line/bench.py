@@ -330,8 +330,9 @@ def main(args: argparse.Namespace) -> int:
 
         result["mes"] = run_mes_bench(args, duration_s=args.duration or 30.0)
         m = result["mes"]
-        print(f"station p99 alone {m['alone_ms']['p99']:.2f} ms, with {m['subscribers']} subscribers + {m['pollers']} "
-              f"GetResults pollers {m['loaded_ms']['p99']:.2f} ms ({m['p99_change_pct']:+.1f} %)")  # fmt: skip
+        print(f"station t_ready->verdict alone p50 {m['alone_ms']['p50']:.2f} / p99 {m['alone_ms']['p99']:.2f} ms; with "
+              f"{m['subscribers']} subscribers + {m['pollers']} GetResults pollers p50 {m['loaded_ms']['p50']:.2f} / "
+              f"p99 {m['loaded_ms']['p99']:.2f} ms (p99 {m['p99_change_pct']:+.1f} %)")  # fmt: skip
     if args.what in ("camera", "all"):
         result["camera"] = camera_bench(duration_s=args.duration or 5.0)
         print(f"camera acquisition: {result['camera']}")

@@ -75,7 +75,7 @@ def run_mes_bench(args: argparse.Namespace, duration_s: float = 30.0, rate_hz: f
             time.sleep(duration_s)
             alone: dict[str, float] = station.snapshot()["latency_ms"]  # type: ignore[assignment]
             spec = LoadSpec(endpoint=endpoint, station_id="bench", cert=cert, key=key, user="mes", password="bench",
-                            subscribers=SUBSCRIBERS, pollers=POLLERS, duration_s=duration_s + 25)  # fmt: skip
+                            subscribers=SUBSCRIBERS, pollers=POLLERS, duration_s=duration_s + 25, nice=19)  # fmt: skip
             load = start_load_process(spec)
             time.sleep(20)  # 25 secure sessions connect (scrypt + RSA handshakes) before we measure
             station.stats.reset()

@@ -92,6 +92,7 @@ class OpcUaServerConfig(_Frozen):
     history_max_values: int = Field(default=1000, ge=1, le=100_000)  # per HistoryRead response
     deadline_alarm: DeadlineAlarmConfig = DeadlineAlarmConfig()
     certificate_days: int = Field(default=3650, ge=1)
+    nice: int = Field(default=10, ge=0, le=19)  # CPU priority of the server process below the station's
 
     @field_validator("endpoint")
     @classmethod

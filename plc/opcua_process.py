@@ -21,6 +21,7 @@ import asyncio
 import itertools
 import logging
 import multiprocessing as mp
+import os
 import queue
 import threading
 import time
@@ -75,6 +76,8 @@ def server_main(
     log_level: int = logging.WARNING,
 ) -> None:
     """Entry point of the server process (module level: the spawn context pickles it)."""
+    if config.nice:  # MES answers may wait; the station's parts may not
+        os.nice(config.nice)
     logging.basicConfig(
         level=log_level, format="%(asctime)s opcua-server %(levelname)s %(name)s: %(message)s"
     )
