@@ -19,7 +19,7 @@ from camera.config import CameraSettings
 from camera.frame import GroundTruth
 from camera.paced import MAX_SIDE, PacedSource
 from camera.source import CameraState
-from camera.synthetic_parts import KNOWN_CLASSES, generate_part
+from camera.synthetic_parts import KNOWN_CLASSES, _textures, generate_part
 
 __all__ = ["KNOWN_CLASSES", "SyntheticSource", "generate_part"]
 
@@ -65,6 +65,12 @@ class SyntheticSource(PacedSource):
         if settings is not None:
             self.apply_settings(settings)
         self._set_state(CameraState.CONNECTED)
+
+    def start(self) -> None:
+        # the scene's static textures take ~0.3 s to render: do it before the first part is due,
+        # not on the acquisition thread while parts pile up behind it
+        _textures(self.options.width, self.options.height)
+        super().start()
 
     def _render(self, buf: np.ndarray, part_id: int, pixel_format: str) -> GroundTruth:
         height, width = buf.shape[:2]
