@@ -17,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+import numpy as np
+
 from camera.frame import Frame
 from camera.source import CameraState, FrameSource
 from inference.engine import ImageInput
@@ -156,8 +158,9 @@ class Station:
             self.stats.count("late_discarded")
             self._emit(ticket, prepared, prepared.policy.fail_safe("timeout"), timings, None)
             return
-        ng_image = frame.data.copy() if (self.archive_ng and verdict.result_code is ResultCode.REJECT) else None
-        if not self._emit(ticket, prepared, verdict, timings, ng_image):
+        # the NG picture is copied after the PLC write (the frame is held until we return)
+        ng_view = frame.data if (self.archive_ng and verdict.result_code is ResultCode.REJECT) else None
+        if not self._emit(ticket, prepared, verdict, timings, ng_view):
             self.stats.count("late_discarded")
 
     def fail_safe(self, ticket: PartTicket, reason: str) -> None:
@@ -173,7 +176,8 @@ class Station:
 
     # --- emission ----------------------------------------------------------------------------
     def _emit(
-        self, ticket: PartTicket, prepared: PreparedRecipe, verdict: Verdict, timings: dict[str, float], image: object
+        self, ticket: PartTicket, prepared: PreparedRecipe, verdict: Verdict, timings: dict[str, float],
+        ng_view: np.ndarray | None,
     ) -> bool:
         if not ticket.claim():
             return False
@@ -198,7 +202,6 @@ class Station:
             defects_json=json.dumps(defects),
             processing_us=processing_us,
             t_verdict_ns=time.time_ns(),
-            image=image,  # type: ignore[arg-type]
         )
         deadline = ticket.deadline if not verdict.reason else max(ticket.deadline, now) + FAIL_SAFE_WRITE_GRACE_S
         message = VerdictMessage(
@@ -214,7 +217,7 @@ class Station:
             deadline=deadline,
             reason=verdict.reason,
             defects=verdict.defect_counts(),
-            image_ref=f"{record.result_id}.{self.result_log.archive.fmt}" if image is not None and self.result_log.archive else "",
+            image_ref=f"{record.result_id}.{self.result_log.archive.fmt}" if ng_view is not None and self.result_log.archive else "",
             timestamp_ns=record.t_verdict_ns,
         )
         self.result_log.journal_append(record)  # before the PLC write: crash-durable
@@ -228,6 +231,8 @@ class Station:
             self.result_log.journal_delivery(record)
         timings["plc_write"] = (t_ack - now) * 1000
         record.timings_json = json.dumps({k: round(v, 3) for k, v in timings.items()})
+        if ng_view is not None:
+            record.image = ng_view.copy()
         self.result_log.submit(record)
         self._count(verdict, deliveries)
         self.stats.record(processing_us / 1000, (t_ack - ticket.t_ready) * 1000 if deliveries else None, timings)
