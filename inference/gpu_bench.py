@@ -24,8 +24,9 @@ import numpy as np
 from inference.config import EngineOptions, InputProfile, ModelConfig
 from inference.decode import decode
 from inference.engine import DetectorSpec, ImageInput
-from inference.gpu import BufferPool, Device, Event, HostRegistry, Stream
+from inference.gpu import BufferPool, Device, Event, Stream
 from inference.gpu_decode import GpuDecoder
+from inference.gpu_host import HostRegistry
 from inference.gpu_preprocess import GpuPreprocessor
 from inference.letterbox import LetterboxCanvas, LetterboxGeometry, compute_geometry, to_tensor
 from inference.pixels import prepare

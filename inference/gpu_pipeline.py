@@ -23,8 +23,9 @@ from inference.config import EngineOptions, InputProfile
 from inference.decode import Candidates
 from inference.detections import Detections
 from inference.engine import DetectionResult, DetectorSpec, Engine, ImageInput
-from inference.gpu import BufferPool, CopyCounters, Device, Event, HostRegistry, Stream, check, driver
+from inference.gpu import BufferPool, Device, Event, Stream, check, driver
 from inference.gpu_decode import GpuDecoder
+from inference.gpu_host import CopyCounters, HostRegistry
 from inference.gpu_preprocess import GpuPreprocessor
 from inference.letterbox import LetterboxGeometry, boxes_to_frame, compute_geometry
 from inference.nms import nms

@@ -20,18 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from inference.gpu import (
-    BufferPool,
-    CopyCounters,
-    Device,
-    GpuError,
-    HostRegistry,
-    Kernels,
-    Stream,
-    check,
-    driver,
-    launch,
-)
+from inference.gpu import BufferPool, Device, GpuError, Kernels, Stream, check, driver, launch
+from inference.gpu_host import CopyCounters, HostRegistry
 from inference.letterbox import LetterboxGeometry
 
 KERNEL_SOURCE = (Path(__file__).parent / "kernels" / "preprocess.cu").read_text()

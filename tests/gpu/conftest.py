@@ -27,7 +27,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(scope="module")
 def cuda() -> Iterator[tuple]:
     """(device, stream, pool, registry) for kernel-level tests; freed at module end."""
-    from inference.gpu import BufferPool, Device, HostRegistry, Stream
+    from inference.gpu import BufferPool, Device, Stream
+    from inference.gpu_host import HostRegistry
 
     device = Device(0)
     stream = Stream()
