@@ -27,8 +27,8 @@ from inference.gpu import BufferPool, Device, Event, Stream, check, driver
 from inference.gpu_decode import GpuDecoder
 from inference.gpu_host import CopyCounters, HostRegistry
 from inference.gpu_preprocess import GpuPreprocessor
-from inference.letterbox import LetterboxGeometry, boxes_to_frame, compute_geometry
-from inference.nms import nms
+from inference.letterbox import LetterboxGeometry, compute_geometry
+from inference.postprocess import finish_detections
 
 
 class GpuPipelineEngine(Engine):
@@ -191,14 +191,7 @@ class GpuPipelineEngine(Engine):
         return [DetectionResult(d, dict(timings), shape) for d in detections]
 
     def _finish(self, candidates: Candidates, geometry: LetterboxGeometry) -> Detections:
-        if len(candidates.scores) == 0:
-            return Detections.empty()
-        keep = nms(candidates.xyxy, candidates.scores, candidates.class_id, self.spec.nms)
-        return Detections(
-            boxes_to_frame(candidates.xyxy[keep], geometry),
-            candidates.scores[keep].astype(np.float32),
-            candidates.class_id[keep].astype(np.int32),
-        )
+        return finish_detections(candidates, geometry, self.spec.nms)
 
 
 def host_view(pool: BufferPool, name: str, dtype: Any, shape: tuple[int, ...]) -> np.ndarray:

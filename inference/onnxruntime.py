@@ -30,13 +30,12 @@ from inference.engine import DetectionResult, DetectorSpec, Engine, EngineLoadEr
 from inference.letterbox import (
     LetterboxCanvas,
     LetterboxGeometry,
-    boxes_to_frame,
     compute_geometry,
     to_tensor,
 )
 from inference.model_check import ModelInfo, inspect_session, open_session, probe_outputs
-from inference.nms import nms
 from inference.pixels import prepare
+from inference.postprocess import finish_detections
 
 
 class OnnxRuntimeEngine(Engine):
@@ -123,14 +122,7 @@ class OnnxRuntimeEngine(Engine):
         return [DetectionResult(d, dict(timings), shape) for d in detections]
 
     def _finish(self, candidates: Candidates, geometry: LetterboxGeometry) -> Detections:
-        if len(candidates.scores) == 0:
-            return Detections.empty()
-        keep = nms(candidates.xyxy, candidates.scores, candidates.class_id, self.spec.nms)
-        return Detections(
-            boxes_to_frame(candidates.xyxy[keep], geometry),
-            candidates.scores[keep].astype(np.float32),
-            candidates.class_id[keep].astype(np.int32),
-        )
+        return finish_detections(candidates, geometry, self.spec.nms)
 
     def _cache(self) -> dict[Any, Any]:
         cache: dict[Any, Any] | None = getattr(self._local, "cache", None)

@@ -16,7 +16,6 @@ Password hashes: ``scrypt$<n>$<r>$<p>$<salt b64>$<hash b64>`` (stdlib ``hashlib.
 
 from __future__ import annotations
 
-import getpass
 import sys
 from pathlib import Path
 from typing import Literal
@@ -139,15 +138,7 @@ def _main(argv: list[str]) -> int:
     if argv[:1] != ["hash-password"]:
         print("usage: python -m plc.opcua_config hash-password [PASSWORD]", file=sys.stderr)
         return 2
-    if len(argv) > 1:
-        password = argv[1]
-    else:
-        password = getpass.getpass("password: ")
-        if password != getpass.getpass("again: "):
-            print("passwords differ", file=sys.stderr)
-            return 1
-    print(hash_password(password))
-    return 0
+    return passwords.main(argv[1:])
 
 
 if __name__ == "__main__":
