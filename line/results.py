@@ -17,7 +17,7 @@ import queue
 import sqlite3
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -63,12 +63,6 @@ CREATE TABLE IF NOT EXISTS events (
 );
 """
 
-_COLUMNS = (
-    "result_id", "camera_id", "part_id", "frame_id", "recipe_id", "recipe_code", "result_code", "reason",
-    "reject_mask", "defect_count", "defects_json", "processing_us", "t_verdict_ns", "image_ref",
-    "delivered", "plc_seq", "timings_json",
-)  # fmt: skip
-_INSERT = f"INSERT OR IGNORE INTO results ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
 
 
 @dataclass
@@ -101,6 +95,11 @@ class ResultRecord:
 
     def row(self) -> tuple[Any, ...]:
         return tuple(getattr(self, c) for c in _COLUMNS)
+
+
+# the table's columns are the record's fields (the picture is archived, not stored)
+_COLUMNS = tuple(f.name for f in fields(ResultRecord) if f.name != "image")
+_INSERT = f"INSERT OR IGNORE INTO results ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
 
 
 @dataclass(frozen=True)

@@ -143,3 +143,12 @@ def test_images_in_flight_are_bounded_verdicts_are_not(tmp_path: Path) -> None:
     locker.close()
     log.close()
     assert len(ResultLogReader(db).all()) == n
+
+
+def test_row_type_matches_the_table() -> None:
+    """ResultRow (the read contract for HMI and OPC UA) stays in step with the written record."""
+    from dataclasses import fields
+
+    from line import results
+
+    assert tuple(f.name for f in fields(results.ResultRow)) == ("rowid", *results._COLUMNS)
