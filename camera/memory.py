@@ -8,6 +8,7 @@ pipeline can sustain.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Sequence
@@ -28,6 +29,9 @@ class MemorySource(FrameSource):
         pool_size: int = Field(default=6, ge=1)
         pixel_format: str = "Mono8"
         max_frames: int | None = None
+        # a shared trigger: every camera given the same ``trigger_epoch`` (perf_counter time)
+        # fires on the same schedule, as the cameras of a multi-view station do; None: from start
+        trigger_epoch: float | None = None
 
     def __init__(
         self,
@@ -51,7 +55,13 @@ class MemorySource(FrameSource):
         self._next_t = 0.0
 
     def start(self) -> None:
-        self._next_t = time.perf_counter()
+        now = time.perf_counter()
+        epoch, rate = self.options.trigger_epoch, self.options.rate_hz
+        if epoch is None or rate <= 0:
+            self._next_t = now
+        else:  # the first trigger of the shared schedule after now (same grid for every camera)
+            period = 1.0 / rate
+            self._next_t = epoch + math.ceil(max(now - epoch, 0.0) / period) * period - period
         self._set_state(CameraState.ACQUIRING)
 
     def stop(self) -> None:

@@ -41,7 +41,7 @@ class GpuPipelineEngine(Engine):
         self.device = Device(options.device_id)
         self.stream = Stream()
         self.pool = BufferPool()
-        self.registry = HostRegistry()
+        self.registry = HostRegistry.shared(options.device_id)
         self._events = [Event() for _ in range(4)]
         self._geometries: dict[tuple[int, int], LetterboxGeometry] = {}
         self._preprocessor: GpuPreprocessor | None = None
@@ -154,7 +154,7 @@ class GpuPipelineEngine(Engine):
     def close(self) -> None:
         self.device.activate()
         self.stream.synchronize()
-        self.registry.close()
+        HostRegistry.release_shared(self.options.device_id)
         self.pool.close()
         for e in self._events:
             e.close()

@@ -20,6 +20,11 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true")
     p.add_argument("--plot", default=None, help="PNG file with latency distributions")
     p.add_argument("--budget-ms", type=float, default=None)
+    p.add_argument("--rate-hz", type=float, default=None,
+                   help="per-camera frame rate of the paced (latency) run; default half the sustained maximum. "
+                        "With several cameras this is the 'N cameras at R Hz, zero drops, no deadline miss' run")
     p.add_argument("--what", default="cpu", help="cpu | camera | plc | mes | all")
+    p.add_argument("--phase", choices=["aligned", "free"], default="aligned",
+                   help="paced cameras: one shared trigger (aligned, a multi-view station) or free-running at random phases")
     p.add_argument("--archive", action="store_true",
                    help="also archive NG images in the pipeline (the naive loop does not; ~2 ms JPEG per reject)")

@@ -41,7 +41,7 @@ FAIL_SAFE_REASONS = ("timeout", "camera_error", "incomplete_frame", "inference_e
 
 @dataclass(frozen=True)
 class _CompiledRule:
-    class_ids: np.ndarray
+    class_lut: np.ndarray  # bool per class id: a table lookup is ~10x cheaper than np.isin per part
     bin: int
     min_area_px: float
     min_count: int
@@ -54,7 +54,7 @@ class DecisionPolicy:
         self.recipe = recipe
         index = {name: i for i, name in enumerate(recipe.classes)}
         self._rules = tuple(
-            _CompiledRule(np.array([index[c] for c in r.classes], np.int32), r.bin, r.min_area_px, r.min_count)
+            _CompiledRule(_class_lut([index[c] for c in r.classes], len(recipe.classes)), r.bin, r.min_area_px, r.min_count)
             for r in recipe.reject
         )
         self._roi = np.array(recipe.roi, np.float32).reshape(-1, 4) if recipe.roi else None
@@ -72,11 +72,13 @@ class DecisionPolicy:
         return detections[keep]
 
     def decide(self, detections: Detections) -> Verdict:
+        if len(detections) == 0:  # the common case on a good line: no array work at all
+            return Verdict(ResultCode.PASS, 0, 0, detections, ())
         defects = self.counted(detections)
         names = tuple(self.recipe.classes[int(c)] for c in defects.class_id)
         area = defects.area
         for rule in self._rules:
-            hit = np.isin(defects.class_id, rule.class_ids) & (area >= rule.min_area_px)
+            hit = rule.class_lut[defects.class_id] & (area >= rule.min_area_px)
             if int(hit.sum()) >= rule.min_count:
                 return Verdict(ResultCode.REJECT, rule.bin, 1 << (rule.bin - 1), defects, names)
         return Verdict(ResultCode.PASS, 0, 0, defects, names)
@@ -84,6 +86,12 @@ class DecisionPolicy:
     def fail_safe(self, reason: str) -> Verdict:
         code = ResultCode.FAIL_SAFE_REJECT if self.recipe.fail_safe == "reject" else ResultCode.HOLD
         return Verdict(code, 0, 0, Detections.empty(), (), reason)
+
+
+def _class_lut(class_ids: list[int], n_classes: int) -> np.ndarray:
+    lut = np.zeros(n_classes, bool)
+    lut[class_ids] = True
+    return lut
 
 
 def _inside_any(cx: np.ndarray, cy: np.ndarray, rects: np.ndarray) -> np.ndarray:

@@ -11,12 +11,13 @@ and counted (``late_discarded``), never sent late.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from camera.errors import CameraError, FetchTimeout
 from camera.frame import Frame, FrameStatus, GroundTruth
@@ -26,6 +27,7 @@ from line.part_queue import Item, PartFailure, PartQueue
 log = logging.getLogger(__name__)
 
 MAX_GAP_FILL = 1000  # a longer gap is a camera restart, not lost parts
+PIPELINE_DEPTH = 2  # frames of one lane between submit and decided (one batched, one deciding)
 
 
 @dataclass(eq=False)
@@ -53,6 +55,10 @@ class Decider(Protocol):
     def budget_s(self) -> float: ...
 
     def inspect(self, ticket: PartTicket, frame: Frame) -> None: ...
+
+    def submit(self, ticket: PartTicket, frame: Frame) -> Any: ...
+
+    def complete(self, ticket: PartTicket, frame: Frame, pending: Any) -> None: ...
 
     def fail_safe(self, ticket: PartTicket, reason: str) -> None: ...
 
@@ -84,12 +90,19 @@ class CameraLane:
         self.camera_errors = 0
         self.camera_drops = 0  # frames the camera lost before we saw them (frame-id gaps)
         self.parts = 0  # tickets issued: every one of them gets exactly one verdict
+        # pipelined (a batching station): submit the next frame while the last is being decided
+        self.pipelined = False
+        self._in_flight = threading.Semaphore(PIPELINE_DEPTH)
+        self._finish_queue: queue.SimpleQueue[tuple[PartTicket, Item, Any] | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
 
     # --- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
         self.source.start()
-        for name, target in (("acq", self._acquire), ("infer", self._infer), ("deadline", self._watchdog)):
+        roles = [("acq", self._acquire), ("infer", self._infer), ("deadline", self._watchdog)]
+        if self.pipelined:
+            roles.append(("finish", self._finish))
+        for name, target in roles:
             thread = threading.Thread(target=target, name=f"{name}-{self.camera_id}", daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -104,7 +117,9 @@ class CameraLane:
         self._stop.set()
         with self._pending_cond:
             self._pending_cond.notify_all()
-        for thread in self._threads[1:]:
+        self._threads[1].join()  # inference: nothing more is submitted
+        self._finish_queue.put(None)  # the finisher decides what is in flight, then ends
+        for thread in self._threads[2:]:
             thread.join()
         for item, ticket in self.queue.close():
             if isinstance(item, Frame):
@@ -159,14 +174,22 @@ class CameraLane:
             item.camera_id, item.part_id, item.frame_id, item.t_ready, item.t_ready + self.decider.budget_s(), ground_truth
         )
         with self._pending_cond:
+            # the watchdog sleeps until the head's deadline; only a new earliest deadline must
+            # wake it (an empty lane, or a recipe switch to a shorter budget). Waking it for every
+            # frame costs a thread switch that races the inference thread for the GIL.
+            wake = not self._pending or ticket.deadline < self._pending[0].deadline
             self._pending.append(ticket)
             self.parts += 1
-            self._pending_cond.notify()
+            if wake:
+                self._pending_cond.notify()
         if not self.queue.put(item, ticket):  # not even a failure record fits: decide now
             self._decide_fail_safe(ticket, getattr(item, "reason", "dropped"))
 
     # --- inference -----------------------------------------------------------------------
     def _infer(self) -> None:
+        if self.pipelined:
+            self._submit_loop()
+            return
         while not self._stop.is_set():
             entry = self.queue.get(0.1)
             if entry is None:
@@ -183,6 +206,46 @@ class CameraLane:
                 self.decider.camera_event(self.camera_id, "inference_error", str(exc))
             finally:
                 item.release()
+
+    def _submit_loop(self) -> None:
+        """Hand frames to the batcher without waiting for their result; the finisher thread
+        decides them in arrival order (failures too, so the PLC sees this lane's parts in order)."""
+        while not self._stop.is_set():
+            entry = self.queue.get(0.1)
+            if entry is None:
+                continue
+            item, ticket = entry
+            if isinstance(item, PartFailure):
+                self._finish_queue.put((ticket, item, None))
+                continue
+            self._in_flight.acquire()  # at most PIPELINE_DEPTH frames of this lane held
+            try:
+                pending = self.decider.submit(ticket, item)
+            except Exception as exc:
+                pending = exc
+            if pending is None:  # decided already (deadline passed while queued)
+                item.release()
+                self._in_flight.release()
+                continue
+            self._finish_queue.put((ticket, item, pending))
+
+    def _finish(self) -> None:
+        while (entry := self._finish_queue.get()) is not None:
+            ticket, item, pending = entry
+            if isinstance(item, PartFailure):
+                self._decide_fail_safe(ticket, item.reason)
+                continue
+            try:
+                if isinstance(pending, Exception):
+                    raise pending
+                self.decider.complete(ticket, item, pending)
+            except Exception as exc:  # the loop must never die on one part
+                log.exception("inspection of part %s failed", ticket.part_id)
+                self._decide_fail_safe(ticket, "inference_error")
+                self.decider.camera_event(self.camera_id, "inference_error", str(exc))
+            finally:
+                item.release()
+                self._in_flight.release()
 
     def _decide_fail_safe(self, ticket: PartTicket, reason: str) -> None:
         self.decider.fail_safe(ticket, reason)

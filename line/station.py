@@ -21,8 +21,8 @@ import numpy as np
 
 from camera.frame import Frame
 from camera.source import CameraState, FrameSource
-from inference.engine import ImageInput
-from line.batcher import Batcher
+from inference.engine import DetectionResult, ImageInput
+from line.batcher import Batcher, BatchRequest
 from line.decision import Verdict
 from line.lane import CameraLane, PartTicket
 from line.recipe_model import Recipe
@@ -49,6 +49,16 @@ class Outcome:
 Observer = Callable[[Outcome], None]
 
 
+@dataclass(frozen=True)
+class PendingInspection:
+    """A part between :meth:`Station.submit` and :meth:`Station.complete`."""
+
+    prepared: PreparedRecipe
+    t0: float
+    request: BatchRequest | None  # batched: the result comes from the batcher
+    result: DetectionResult | None  # unbatched: already detected
+
+
 class LiveTap(Protocol):
     def offer(self, frame: Frame, verdict: Verdict, recipe: Recipe) -> None: ...
 
@@ -67,6 +77,7 @@ class Station:
         archive_ng: bool = True,
         max_batch: int = 1,
         pad_to: int | None = None,
+        batch_wait_s: float = 0.001,
     ) -> None:
         if book.active is None:
             raise ValueError("the recipe book has no active recipe")
@@ -79,8 +90,10 @@ class Station:
         self.observers: list[Observer] = []
         self.lanes = [CameraLane(s, self, queue_size, overflow_policy, fetch_timeout_s) for s in sources]
         self._emit_lock = threading.Lock()
-        self._batching = (max_batch, pad_to) if max_batch > 1 and len(sources) > 1 else None
+        self._batching = (max_batch, pad_to, batch_wait_s) if max_batch > 1 and len(sources) > 1 else None
         self.batcher: Batcher | None = None
+        for lane in self.lanes:
+            lane.pipelined = self._batching is not None
         self._status = StatusBits.READY
         self._running = False
         self._monitor: threading.Thread | None = None
@@ -99,7 +112,8 @@ class Station:
             sink.start()
         self._publish_status(StatusBits.READY | StatusBits.RUNNING)
         if self._batching is not None:
-            self.batcher = Batcher(*self._batching)
+            max_batch, pad_to, wait_s = self._batching
+            self.batcher = Batcher(max_batch, pad_to, wait_s, expected=self._lanes_up)
         for lane in self.lanes:
             lane.start()
         self._running = True
@@ -125,29 +139,48 @@ class Station:
         self._final_recipe = self.book.active.recipe.id if self.book.active else None
         self.book.close()
 
+    def _lanes_up(self) -> int:
+        """Lanes whose camera delivers frames: the most one batch can gather."""
+        return sum(1 for lane in self.lanes if lane.source.state is CameraState.ACQUIRING)
+
     # --- Decider (called by lanes) -----------------------------------------------------------
     def budget_s(self) -> float:
         active = self.book.active
         return (active.recipe.cycle_budget_ms if active else 40.0) / 1000.0
 
     def inspect(self, ticket: PartTicket, frame: Frame) -> None:
+        pending = self.submit(ticket, frame)
+        if pending is not None:
+            self.complete(ticket, frame, pending)
+
+    def submit(self, ticket: PartTicket, frame: Frame) -> PendingInspection | None:
+        """Start judging a part; None when its deadline already passed (decided fail-safe).
+
+        With a batcher this returns at once, so the lane can hand over its next frame while
+        this one is in the batch: the GPU keeps working while lanes decide and write to the PLC.
+        """
         if ticket.claimed:  # its deadline passed while it waited: already decided fail-safe
             self.stats.count("late_discarded")
-            return
+            return None
         prepared = self.book.active  # read once: this part is judged by exactly this recipe
         assert prepared is not None  # noqa: S101 - the constructor guarantees an active recipe
         t0 = time.perf_counter()
         image = ImageInput(frame.data, frame.pixel_format)
         if self.batcher is not None:
-            result = self.batcher.detect(prepared.engine, image)
-        else:
-            result = prepared.engine.detect([image])[0]
+            return PendingInspection(prepared, t0, self.batcher.submit(prepared.engine, image), None)
+        return PendingInspection(prepared, t0, None, prepared.engine.detect([image])[0])
+
+    def complete(self, ticket: PartTicket, frame: Frame, pending: PendingInspection) -> None:
+        """Decide and signal a submitted part (raises what the engine raised: the lane fail-safes)."""
+        prepared = pending.prepared
+        result = pending.result if pending.request is None else Batcher.wait(pending.request)
+        assert result is not None  # noqa: S101
         t_detected = time.perf_counter()
         verdict = prepared.policy.decide(result.detections)
         t_decided = time.perf_counter()
         timings = dict(result.timings_ms)
-        timings["acquire_wait"] = (t0 - frame.t_ready) * 1000
-        timings["detect"] = (t_detected - t0) * 1000  # the engine call as the station sees it
+        timings["acquire_wait"] = (pending.t0 - frame.t_ready) * 1000
+        timings["detect"] = (t_detected - pending.t0) * 1000  # the engine call as the station sees it
         timings["decision"] = (t_decided - t_detected) * 1000
         if self.live_tap is not None:
             try:

@@ -44,6 +44,33 @@ export PYTHONPATH="$SITE:$PWD${PYTHONPATH:+:$PYTHONPATH}"
 NV=$(python3 -c "import glob,site,os; print(':'.join(sorted({os.path.dirname(p) for d in site.getsitepackages() for p in glob.glob(d+'/nvidia/**/lib*.so*', recursive=True)})))" 2>/dev/null)
 export LD_LIBRARY_PATH="${NV}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 
+SPY=$(command -v py-spy || ls /tmp/site/bin/py-spy 2>/dev/null || true)
+if [ "${1:-}" = "--profile" ]; then
+  # issue "Benchmarks": GPU tests, the per-step profile of the GPU path, the 1-camera station bench
+  echo "== gpu tests"; python3 -m pytest tests/gpu -q -x -p no:cacheprovider 2>&1 | tail -4
+  python3 recipes/models/export_yolov8n.py --out var/models/yolov8n.onnx 2>&1 | tail -1
+  echo "== gpu path profile"
+  python3 -m inference.gpu_profile var/models/yolov8n.onnx --fp16 --batch 1 8 --json "$OUT/gpu_profile.json"
+  echo "== 1 camera"
+  python3 -m line bench --backend onnxruntime-cuda --model yolov8n --fp16 --frames 1000 --plc client --json \
+    --plot "$OUT/bench_yolov8n_fp16_cuda.png" | tee "$OUT/bench_1cam.txt"
+  exit 0
+fi
+if [ "${1:-}" = "--eight" ]; then
+  # 8 cameras at RATE Hz each (default 190: 1520 frames/s), 20 ms budget; py-spy where it runs
+  rate=${2:-190}
+  for phase in aligned free; do
+    echo "== 8 cameras x $rate Hz, $phase"
+    cmd=(python3 -m line bench --backend onnxruntime-cuda --model yolov8n --fp16 --cameras 8 --frames 8000
+         --rate-hz "$rate" --budget-ms 20 --plc server --phase "$phase" --json)
+    if [ -n "$SPY" ] && [ "$phase" = aligned ]; then
+      "$SPY" record --nonblocking --threads -r 200 -f raw -o "$OUT/spy_8cam.txt" -- "${cmd[@]}" | tee "$OUT/bench_8cam_$phase.txt"
+    else
+      "${cmd[@]}" | tee "$OUT/bench_8cam_$phase.txt"
+    fi
+  done
+  exit 0
+fi
 if [ "${1:-}" = "--station-bench" ]; then
   # issue "Benchmarks": the real station (`linecheck bench`) on the GPU, pipeline vs naive vs raw engine
   echo "== linecheck bench on $(nvidia-smi --query-gpu=name --format=csv,noheader)"

@@ -70,3 +70,21 @@ def test_no_candidates(cuda) -> None:
         dev.ptr, out.shape, False
     )
     assert len(got) == 1 and len(got[0].scores) == 0
+
+
+def test_counts_either_side_of_the_prefetch(cuda) -> None:
+    """Images with none, a few and more candidates than the rows fetched with the counts."""
+    from inference.gpu_decode import PREFETCH_ROWS
+
+    device, stream, pool, _ = cuda
+    rng = np.random.default_rng(3)
+    thresholds = np.array([0.5, 0.5], np.float32)
+    out = rng.random((3, 6, 6720), dtype=np.float32) * np.float32(0.4)  # all below 0.5
+    out[:, :4] *= 1600
+    out[1, 4, rng.choice(6720, 40, replace=False)] = 0.9
+    out[2, 5, rng.choice(6720, PREFETCH_ROWS + 300, replace=False)] = 0.8
+    dev = pool.device("test-decode-prefetch", out.nbytes)
+    dev.upload(out, stream)
+    got = GpuDecoder(device, stream, pool, "yolov8", thresholds).decode(dev.ptr, out.shape, False)
+    assert [len(c.scores) for c in got] == [0, 40, PREFETCH_ROWS + 300]
+    _equal(got, decode("yolov8", out, thresholds))

@@ -71,3 +71,41 @@ def test_unregistrable_memory_falls_back_to_a_counted_copy(cuda) -> None:
         assert (pre.counters.host_copies, pre.counters.dma_uploads) == (1, 0)
     finally:
         registry.enabled = True
+
+
+def test_eight_camera_pools_stay_registered(cuda) -> None:
+    """8 cameras x 16 buffers cycle through the registry without re-registration (an LRU bound
+    below the buffers in flight registered and unregistered on every frame: 114 fps at 8 cams)."""
+    from inference.gpu_host import HostRegistry
+
+    registry = HostRegistry()
+    buffers = [np.zeros((64, 64), np.uint8) for _ in range(8 * 16)]
+    try:
+        for _ in range(3):
+            for b in buffers:
+                registry.ensure(b)
+        assert registry.registered == len(buffers)  # each once, on its second sight
+        assert all(registry.ensure(b) for b in buffers)
+        assert registry.registered == len(buffers)
+    finally:
+        registry.close()
+
+
+def test_engines_on_one_device_share_the_registry(cuda) -> None:
+    from inference.gpu_host import HostRegistry
+
+    a = HostRegistry.shared(0)
+    b = HostRegistry.shared(0)
+    try:
+        assert a is b
+        frame = np.zeros((64, 64), np.uint8)
+        assert a.ensure(frame, eager=True)
+        assert b.ensure(frame)  # no second cudaHostRegister of the same memory
+        assert a.registered == 1
+    finally:
+        HostRegistry.release_shared(0)
+        assert HostRegistry.shared(0) is a  # one user left: the registry lives on
+        HostRegistry.release_shared(0)
+        HostRegistry.release_shared(0)
+    assert HostRegistry.shared(0) is not a  # the last user gone: a fresh one
+    HostRegistry.release_shared(0)

@@ -1,0 +1,120 @@
+"""Where the GPU detect path spends its time, host side and device side, per step.
+
+    python -m inference.gpu_profile var/models/yolov8n.onnx [--fp16] [--batch 1 8] [--json F]
+
+For each batch size it runs the engine's own steps (preprocess enqueue, network enqueue,
+decode with its synchronisations, host NMS) with a host timestamp after each, in two rhythms:
+``hot`` (back to back, as the raw-engine bench) and ``paced`` (a 4 ms sleep between calls,
+as a line at a few hundred parts/s sees it: cold caches, a sleeping CPU). Device intervals
+come from CUDA events. Not a test: it prints a table and writes JSON (issue "Benchmarks":
+profile first, then cut).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from inference.config import EngineOptions, InputProfile, ModelConfig
+from inference.engine import DetectorSpec, ImageInput
+from inference.gpu import Event
+
+FRAME = (1024, 1280)
+
+
+def _p(values: list[float]) -> dict[str, float]:
+    a = np.asarray(values)
+    return {"p50": round(float(np.percentile(a, 50)), 4), "p99": round(float(np.percentile(a, 99)), 4)}
+
+
+def profile(engine: Any, batch: int, paced_s: float, iters: int) -> dict[str, Any]:
+    rng = np.random.default_rng(1)
+    frames = [rng.integers(0, 256, FRAME, dtype=np.uint8) for _ in range(max(4, batch * 2))]
+    engine.register_host_buffers(frames)
+    images = [ImageInput(frames[i % len(frames)], "Mono8") for i in range(batch)]
+    ev = [Event() for _ in range(4)]
+    host: dict[str, list[float]] = {
+        k: [] for k in ("enqueue_pre", "enqueue_net", "decode_sync", "nms", "total")
+    }
+    dev: dict[str, list[float]] = {k: [] for k in ("pre", "net", "decode")}
+    for i in range(iters + 20):
+        if paced_s:
+            time.sleep(paced_s)
+        t0 = time.perf_counter()
+        ev[0].record(engine.stream)
+        ptr, geometry, b = engine.preprocess_only(images)
+        ev[1].record(engine.stream)
+        t1 = time.perf_counter()
+        out_ptr, out_shape, half = engine._run(ptr, b, geometry.input_h, geometry.input_w)
+        ev[2].record(engine.stream)
+        t2 = time.perf_counter()
+        candidates = engine._decoder.decode(out_ptr, out_shape, half)[:batch]
+        ev[3].record(engine.stream)
+        t3 = time.perf_counter()
+        [engine._finish(c, geometry) for c in candidates]
+        ev[3].synchronize()
+        t4 = time.perf_counter()
+        if i >= 20:
+            for k, v in zip(host, ((t1 - t0), (t2 - t1), (t3 - t2), (t4 - t3), (t4 - t0)), strict=True):
+                host[k].append(v * 1e3)
+            dev["pre"].append(ev[1].elapsed_ms(ev[0]))
+            dev["net"].append(ev[2].elapsed_ms(ev[1]))
+            dev["decode"].append(ev[3].elapsed_ms(ev[2]))
+    # the network alone, as a user times it: run on device buffers, synchronized, host clock
+    ptr, geometry, b = engine.preprocess_only(images)
+    engine.stream.synchronize()
+    net_wall: list[float] = []
+    for i in range(iters + 20):
+        if paced_s:
+            time.sleep(paced_s)
+        t0 = time.perf_counter()
+        engine._run(ptr, b, geometry.input_h, geometry.input_w)
+        engine.stream.synchronize()
+        if i >= 20:
+            net_wall.append((time.perf_counter() - t0) * 1e3)
+    for e in ev:
+        e.close()
+    return {
+        "host_ms": {k: _p(v) for k, v in host.items()},
+        "device_ms": {k: _p(v) for k, v in dev.items()},
+        "net_run_sync_wall_ms": _p(net_wall),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("model", type=Path)
+    ap.add_argument("--fp16", action="store_true")
+    ap.add_argument("--batch", type=int, nargs="+", default=[1, 8])
+    ap.add_argument("--iters", type=int, default=300)
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args()
+    from inference.onnxruntime_gpu import OnnxRuntimeCudaEngine
+
+    classes = tuple(f"class{i}" for i in range(80))
+    model = ModelConfig.model_validate({"onnx": args.model, "layout": "yolov8",
+                                        "input": InputProfile(min=(320, 320), opt=(512, 640), max=(640, 640))})  # fmt: skip
+    spec = DetectorSpec(model, classes, (0.25,) * len(classes))
+    out: dict[str, Any] = {}
+    for batch in args.batch:
+        engine = OnnxRuntimeCudaEngine(spec, EngineOptions(backend="onnxruntime", device="cuda", fp16=args.fp16,
+                                                           max_batch=batch, engine_cache_dir=Path("var/engines")))  # fmt: skip
+        for rhythm, pause in (("hot", 0.0), ("paced", 0.004)):
+            r = out[f"b{batch}_{rhythm}"] = profile(engine, batch, pause, args.iters)
+            h, d = r["host_ms"], r["device_ms"]
+            print(f"batch {batch} {rhythm:5}: host enqueue pre {h['enqueue_pre']['p50']:.3f} net {h['enqueue_net']['p50']:.3f} "
+                  f"decode+sync {h['decode_sync']['p50']:.3f} nms {h['nms']['p50']:.3f} total {h['total']['p50']:.3f}/"
+                  f"{h['total']['p99']:.3f} | device pre {d['pre']['p50']:.3f} net {d['net']['p50']:.3f} "
+                  f"decode {d['decode']['p50']:.3f} | net run+sync wall {r['net_run_sync_wall_ms']['p50']:.3f}", flush=True)  # fmt: skip
+        engine.close()
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
