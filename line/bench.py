@@ -239,7 +239,11 @@ def run_inference_bench(args: argparse.Namespace) -> dict[str, Any]:
     raw = bench_engine(engine, recipe, frames[0], args.pixel_format, n, args.warmup)
     engine.close()
     print(f"  engine: p50 {raw['latency_ms']['p50']:.2f} ms", file=sys.stderr)
-    naive = bench_naive(recipe, frames, tuple(raw["input_hw"]), args.backend != "onnxruntime", n, args.warmup)
+    if args.no_naive:  # iterating on the station alone (profiles): the comparison is skipped, and says so
+        nan = float("nan")
+        naive = {"fps": nan, "latency_ms": {"p50": nan, "p99": nan, "p999": nan, "max": nan, "n": 0}, "skipped": True}
+    else:
+        naive = bench_naive(recipe, frames, tuple(raw["input_hw"]), args.backend != "onnxruntime", n, args.warmup)
     print(f"  naive: {naive['fps']:.1f} fps, p50 {naive['latency_ms']['p50']:.2f} ms", file=sys.stderr)
     saturated = bench_pipeline(recipe, options, frames, truths, args, rate_hz=0.0, n=n)
     print(f"  pipeline (back-pressured): {saturated['fps']:.1f} fps", file=sys.stderr)

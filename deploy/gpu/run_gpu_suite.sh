@@ -45,6 +45,10 @@ NV=$(python3 -c "import glob,site,os; print(':'.join(sorted({os.path.dirname(p) 
 export LD_LIBRARY_PATH="${NV}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 
 SPY=$(command -v py-spy || ls /tmp/site/bin/py-spy 2>/dev/null || true)
+if [ "${1:-}" = "--exec" ]; then  # any command in this environment (ORT GPU, carried wheels)
+  shift
+  exec "$@"
+fi
 if [ "${1:-}" = "--profile" ]; then
   # issue "Benchmarks": GPU tests, the per-step profile of the GPU path, the 1-camera station bench
   echo "== gpu tests"; python3 -m pytest tests/gpu -q -x -p no:cacheprovider 2>&1 | tail -4
