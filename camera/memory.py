@@ -68,6 +68,11 @@ class MemorySource(FrameSource):
         if self.state is CameraState.ACQUIRING:
             self._set_state(CameraState.CONNECTED)
 
+    @property
+    def exhausted(self) -> bool:
+        """Every frame of ``max_frames`` handed out (or dropped)."""
+        return self.options.max_frames is not None and self._n >= self.options.max_frames
+
     def fetch(self, timeout_s: float) -> Frame:
         if self.options.max_frames is not None and self._n >= self.options.max_frames:
             time.sleep(min(timeout_s, 0.01))

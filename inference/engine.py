@@ -65,12 +65,17 @@ class Engine(ABC):
     def infer_raw(self, tensor: np.ndarray) -> list[np.ndarray]:
         """Run the network on an already preprocessed NCHW float tensor; host arrays out."""
 
-    def warmup(self, height: int, width: int, pixel_format: str = "Mono8", iterations: int = 2) -> None:
+    def warmup(
+        self, height: int, width: int, pixel_format: str = "Mono8", iterations: int = 2, batch: int = 1
+    ) -> None:
+        """Run the shapes production will run, so nothing is built on the first part: a GPU
+        engine captures one CUDA graph per batch shape, seconds each (cuDNN search + capture)."""
         channels = 4 if pixel_format == "RGBa8" else 3 if pixel_format in ("RGB8", "BGR8") else 1
         shape = (height, width) if channels == 1 else (height, width, channels)
         image = ImageInput(np.zeros(shape, np.uint8), pixel_format)
-        for _ in range(iterations):
-            self.detect([image])
+        for size in sorted({1, batch}):
+            for _ in range(iterations):
+                self.detect([image] * size)
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Free runtime resources."""

@@ -85,7 +85,11 @@ def build_station(config: StationConfig, *, active: str | None = None) -> Statio
             for source in sources:
                 source.validate_settings(recipe.camera)
 
-        book = RecipeBook(config.recipes.dir, engine_factory, config.recipes.warm_max, validate_camera, (height, width, fmt))
+        # cross-camera batching; on the GPU padded to one shape, so one CUDA graph serves every batch
+        batching = config.engine.max_batch > 1 and len(sources) > 1
+        pad_to = config.engine.max_batch if batching and config.engine.device == "cuda" else None
+        book = RecipeBook(config.recipes.dir, engine_factory, config.recipes.warm_max, validate_camera, (height, width, fmt),
+                          warm_batch=config.engine.max_batch if batching else 1)  # fmt: skip
         storage = config.storage.dir
         state_file = storage / "active_recipe"
         wanted = active or (state_file.read_text().strip() if state_file.exists() else None) or config.recipes.active
@@ -103,7 +107,7 @@ def build_station(config: StationConfig, *, active: str | None = None) -> Statio
             config.station.id, book, sources, [], result_log,
             queue_size=config.station.queue_size, overflow_policy=config.station.overflow_policy,
             fetch_timeout_s=first.fetch_timeout_ms / 1000, archive_ng=config.storage.archive_ng_images,
-            max_batch=config.engine.max_batch,
+            max_batch=config.engine.max_batch, pad_to=pad_to, batch_wait_s=config.station.batch_wait_ms / 1000,
         )  # fmt: skip
         for src in sources:  # the recipe's camera block goes to the device before the first frame
             src.apply_settings(book.active.recipe.camera)  # type: ignore[union-attr]

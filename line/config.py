@@ -24,6 +24,9 @@ class StationSection(_Frozen):
     # a fail-safe verdict for that part (a dropped frame is never a silent pass)
     overflow_policy: Literal["drop_oldest", "drop_newest"] = "drop_oldest"
     status_interval_s: float = Field(default=1.0, gt=0)
+    # several cameras batched (engine.max_batch > 1): how long a batch may wait for the other
+    # cameras' frames of the same trigger before it runs without them
+    batch_wait_ms: float = Field(default=1.0, ge=0.0, le=50.0)
 
 
 class RecipesSection(_Frozen):

@@ -127,6 +127,11 @@ class CameraLane:
             self._decide_fail_safe(ticket, "shutdown")
         self.source.close()
 
+    def undecided(self) -> int:
+        """Parts of this lane still waiting for their verdict."""
+        with self._pending_cond:
+            return sum(1 for ticket in self._pending if not ticket.claimed)
+
     # --- acquisition ---------------------------------------------------------------------
     def _acquire(self) -> None:
         camera_down = False

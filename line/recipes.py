@@ -147,12 +147,14 @@ class RecipeBook:
         validate_camera: Hook | None = None,
         warm_shape: tuple[int, int, str] | None = None,
         check_models: bool = True,
+        warm_batch: int = 1,
     ) -> None:
         self.check_models = check_models
         self.directory = directory
         self._engine_factory = engine_factory
         self._validate_camera = validate_camera
         self._warm_shape = warm_shape
+        self._warm_batch = warm_batch  # the batch the station runs (cameras batched, padded)
         self.warm_max = warm_max
         self.recipes: dict[str, Recipe] = {}
         self.files: dict[str, Path] = {}
@@ -229,7 +231,8 @@ class RecipeBook:
         try:
             if self._warm_shape is not None:
                 h, w, fmt = self._warm_shape
-                engine.warmup(recipe.camera.height or h, recipe.camera.width or w, recipe.camera.pixel_format or fmt)
+                engine.warmup(recipe.camera.height or h, recipe.camera.width or w, recipe.camera.pixel_format or fmt,
+                              batch=self._warm_batch)  # fmt: skip
         except Exception:
             engine.close()
             self._progress(recipe_id, "failed", 3, started)

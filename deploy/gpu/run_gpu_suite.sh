@@ -66,13 +66,18 @@ if [ "${1:-}" = "--eight" ]; then
   for phase in aligned free; do
     echo "== 8 cameras x $rate Hz, $phase"
     cmd=(python3 -m line bench --backend onnxruntime-cuda --model yolov8n --fp16 --cameras 8 --frames 8000
-         --rate-hz "$rate" --budget-ms 20 --plc server --phase "$phase" --json)
-    if [ -n "$SPY" ] && [ "$phase" = aligned ]; then
-      "$SPY" record --nonblocking --threads -r 200 -f raw -o "$OUT/spy_8cam.txt" -- "${cmd[@]}" | tee "$OUT/bench_8cam_$phase.txt"
+         --rate-hz "$rate" --budget-ms 20 --plc server --phase "$phase" --no-naive --json)
+    if [ -n "$SPY" ] && [ "$phase" = aligned ]; then  # --gil: only the thread holding the GIL
+      "$SPY" record --gil --nonblocking --threads -r 250 -f raw -o "$OUT/spy_8cam_gil.txt" -- "${cmd[@]}" \
+        | tee "$OUT/bench_8cam_$phase.txt"
     else
       "${cmd[@]}" | tee "$OUT/bench_8cam_$phase.txt"
     fi
   done
+  [ "${3:-}" = "--one" ] || exit 0
+  echo "== 1 camera"
+  python3 -m line bench --backend onnxruntime-cuda --model yolov8n --fp16 --frames 1000 --plc client --json \
+    --plot "$OUT/bench_yolov8n_fp16_cuda.png" | tee "$OUT/bench_1cam.txt"
   exit 0
 fi
 if [ "${1:-}" = "--station-bench" ]; then
