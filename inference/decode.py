@@ -36,8 +36,18 @@ class Candidates(NamedTuple):
 
     @staticmethod
     def empty() -> Candidates:
-        return Candidates(np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0,), np.int32))
+        return _EMPTY_CANDIDATES  # shared: zero-length read-only arrays (an allocation less per frame)
 
+
+def _frozen_empty(shape: tuple[int, ...], dtype: type) -> np.ndarray:
+    a: np.ndarray = np.zeros(shape, dtype)
+    a.flags.writeable = False
+    return a
+
+
+_EMPTY_CANDIDATES = Candidates(
+    _frozen_empty((0, 4), np.float32), _frozen_empty((0,), np.float32), _frozen_empty((0,), np.int32)
+)
 
 Decoder = Callable[[np.ndarray, np.ndarray], list[Candidates]]
 

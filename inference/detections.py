@@ -16,11 +16,13 @@ class Detections:
     def __post_init__(self) -> None:
         n = len(self.confidence)
         if self.xyxy.shape != (n, 4) or self.class_id.shape != (n,):
-            raise ValueError(f"inconsistent detections: xyxy {self.xyxy.shape}, conf {self.confidence.shape}, cls {self.class_id.shape}")
+            raise ValueError(
+                f"inconsistent detections: xyxy {self.xyxy.shape}, conf {self.confidence.shape}, cls {self.class_id.shape}"
+            )
 
     @classmethod
     def empty(cls) -> Detections:
-        return cls(np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0,), np.int32))
+        return _EMPTY  # one shared instance: zero-length read-only arrays, nothing to change
 
     def __len__(self) -> int:
         return len(self.confidence)
@@ -33,3 +35,15 @@ class Detections:
 
     def __getitem__(self, index: np.ndarray | slice) -> Detections:
         return Detections(self.xyxy[index], self.confidence[index], self.class_id[index])
+
+
+def _read_only(a: np.ndarray) -> np.ndarray:
+    a.flags.writeable = False
+    return a
+
+
+_EMPTY = Detections(
+    _read_only(np.zeros((0, 4), np.float32)),
+    _read_only(np.zeros((0,), np.float32)),
+    _read_only(np.zeros((0,), np.int32)),
+)

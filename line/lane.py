@@ -93,15 +93,19 @@ class CameraLane:
         # pipelined (a batching station): submit the next frame while the last is being decided
         self.pipelined = False
         self._in_flight = threading.Semaphore(PIPELINE_DEPTH)
-        self._finish_queue: queue.SimpleQueue[tuple[PartTicket, Item, Any] | None] = queue.SimpleQueue()
+        # one finisher thread per station (``Finisher``): it decides the parts of every lane in
+        # submission order, one wake-up per batch instead of one per part and lane
+        self.finisher: Finisher | None = None
+        self._outstanding = 0  # entries of this lane the finisher has not decided yet
+        self._outstanding_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
 
     # --- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
         self.source.start()
+        if self.pipelined and self.finisher is None:
+            raise RuntimeError("a pipelined lane needs the station's finisher")
         roles = [("acq", self._acquire), ("infer", self._infer), ("deadline", self._watchdog)]
-        if self.pipelined:
-            roles.append(("finish", self._finish))
         for name, target in roles:
             thread = threading.Thread(target=target, name=f"{name}-{self.camera_id}", daemon=True)
             thread.start()
@@ -118,7 +122,8 @@ class CameraLane:
         with self._pending_cond:
             self._pending_cond.notify_all()
         self._threads[1].join()  # inference: nothing more is submitted
-        self._finish_queue.put(None)  # the finisher decides what is in flight, then ends
+        while self._outstanding:  # the finisher decides what is in flight
+            time.sleep(0.001)
         for thread in self._threads[2:]:
             thread.join()
         for item, ticket in self.queue.close():
@@ -221,7 +226,7 @@ class CameraLane:
                 continue
             item, ticket = entry
             if isinstance(item, PartFailure):
-                self._finish_queue.put((ticket, item, None))
+                self._to_finisher(ticket, item, None)
                 continue
             self._in_flight.acquire()  # at most PIPELINE_DEPTH frames of this lane held
             try:
@@ -232,14 +237,20 @@ class CameraLane:
                 item.release()
                 self._in_flight.release()
                 continue
-            self._finish_queue.put((ticket, item, pending))
+            self._to_finisher(ticket, item, pending)
 
-    def _finish(self) -> None:
-        while (entry := self._finish_queue.get()) is not None:
-            ticket, item, pending = entry
+    def _to_finisher(self, ticket: PartTicket, item: Item, pending: Any) -> None:
+        assert self.finisher is not None  # noqa: S101 - checked in start()
+        with self._outstanding_lock:
+            self._outstanding += 1
+        self.finisher.put(self, ticket, item, pending)
+
+    def finish(self, ticket: PartTicket, item: Item, pending: Any) -> None:
+        """Decide one submitted part (called by the station's finisher thread)."""
+        try:
             if isinstance(item, PartFailure):
                 self._decide_fail_safe(ticket, item.reason)
-                continue
+                return
             try:
                 if isinstance(pending, Exception):
                     raise pending
@@ -251,6 +262,9 @@ class CameraLane:
             finally:
                 item.release()
                 self._in_flight.release()
+        finally:
+            with self._outstanding_lock:
+                self._outstanding -= 1
 
     def _decide_fail_safe(self, ticket: PartTicket, reason: str) -> None:
         self.decider.fail_safe(ticket, reason)
@@ -279,3 +293,25 @@ class CameraLane:
                         return
             for ticket in expired:
                 self.decider.fail_safe(ticket, "timeout")
+
+
+class Finisher:
+    """The station's one deciding thread for pipelined lanes: parts come in submission order
+    (each lane's in its own order), results of one batch arrive together."""
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[tuple[CameraLane, PartTicket, Item, Any] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="finisher", daemon=True)
+        self._thread.start()
+
+    def put(self, lane: CameraLane, ticket: PartTicket, item: Item, pending: Any) -> None:
+        self._queue.put((lane, ticket, item, pending))
+
+    def _run(self) -> None:
+        while (entry := self._queue.get()) is not None:
+            lane, ticket, item, pending = entry
+            lane.finish(ticket, item, pending)
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()

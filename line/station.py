@@ -8,11 +8,12 @@ elsewhere. Sinks never kill the loop: a failing sink yields ``Delivery(delivered
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
+import os
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -24,7 +25,7 @@ from camera.source import CameraState, FrameSource
 from inference.engine import DetectionResult, ImageInput
 from line.batcher import Batcher, BatchRequest
 from line.decision import Verdict
-from line.lane import CameraLane, PartTicket
+from line.lane import CameraLane, Finisher, PartTicket
 from line.recipe_model import Recipe
 from line.recipes import PreparedRecipe, RecipeBook, SwitchResult
 from line.results import ResultLog, ResultRecord
@@ -32,6 +33,16 @@ from line.stats import StationStats
 from plc.sink import Delivery, ResultCode, ResultSink, StatusBits, VerdictMessage
 
 log = logging.getLogger(__name__)
+
+# result ids: unique across restarts (a random per-process half) and cheap on the hot path
+# (a counter half): uuid4 reads the OS entropy pool on every part
+_ID_PREFIX = os.urandom(8).hex()
+_ID_COUNTER = itertools.count(1)
+
+
+def next_result_id() -> str:
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
+
 
 FAIL_SAFE_WRITE_GRACE_S = 0.010  # a fail-safe decided at the deadline may still take this long to write
 
@@ -92,6 +103,7 @@ class Station:
         self._emit_lock = threading.Lock()
         self._batching = (max_batch, pad_to, batch_wait_s) if max_batch > 1 and len(sources) > 1 else None
         self.batcher: Batcher | None = None
+        self.finisher: Finisher | None = None
         for lane in self.lanes:
             lane.pipelined = self._batching is not None
         self._status = StatusBits.READY
@@ -114,6 +126,9 @@ class Station:
         if self._batching is not None:
             max_batch, pad_to, wait_s = self._batching
             self.batcher = Batcher(max_batch, pad_to, wait_s, expected=self._lanes_up)
+            self.finisher = Finisher()
+            for lane in self.lanes:
+                lane.finisher = self.finisher
         for lane in self.lanes:
             lane.start()
         self._running = True
@@ -127,6 +142,8 @@ class Station:
         self._running = False
         for lane in self.lanes:
             lane.stop()
+        if self.finisher is not None:
+            self.finisher.close()
         if self.batcher is not None:
             self.batcher.close()
         self._stop.set()
@@ -222,7 +239,7 @@ class Station:
             for name, c, box in zip(verdict.class_names, verdict.defects.confidence, verdict.defects.xyxy, strict=True)
         ]
         record = ResultRecord(
-            result_id=uuid.uuid4().hex,
+            result_id=next_result_id(),
             camera_id=ticket.camera_id,
             part_id=ticket.part_id,
             frame_id=ticket.frame_id,
