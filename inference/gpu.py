@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from inference import cuda_enqueue
+
 try:  # cuda-python 12.6+ / 13
     from cuda.bindings import driver, nvrtc, runtime
 except ImportError:  # pragma: no cover - only on hosts without cuda-python
@@ -134,9 +136,11 @@ class Event:
     def __init__(self, timing: bool = True) -> None:
         flags = runtime.cudaEventDefault if timing else runtime.cudaEventDisableTiming
         self._event = check(runtime.cudaEventCreateWithFlags(flags), "cudaEventCreateWithFlags")
+        self.handle: int = int(self._event)
 
     def record(self, stream: Stream) -> None:
-        check(runtime.cudaEventRecord(self._event, stream.raw), "cudaEventRecord")
+        if not cuda_enqueue.event_record(self.handle, stream.handle):
+            check(runtime.cudaEventRecord(self._event, stream.raw), "cudaEventRecord")
 
     def synchronize(self) -> None:
         check(runtime.cudaEventSynchronize(self._event), "cudaEventSynchronize")
@@ -162,6 +166,8 @@ class DeviceBuffer:
         """Async host → device copy (DMA when ``host`` is pinned or registered)."""
         if host.nbytes > self.nbytes:
             raise GpuError(f"upload of {host.nbytes} B into a {self.nbytes} B buffer")
+        if cuda_enqueue.memcpy_htod(self.ptr, host.ctypes.data, host.nbytes, stream.handle):
+            return
         check(
             driver.cuMemcpyHtoDAsync(self.ptr, host.ctypes.data, host.nbytes, stream.handle),
             "cuMemcpyHtoDAsync",
@@ -169,6 +175,8 @@ class DeviceBuffer:
 
     def download(self, host: np.ndarray, stream: Stream, nbytes: int | None = None) -> None:
         n = host.nbytes if nbytes is None else nbytes
+        if cuda_enqueue.memcpy_dtoh(host.ctypes.data, self.ptr, n, stream.handle):
+            return
         check(driver.cuMemcpyDtoHAsync(host.ctypes.data, self.ptr, n, stream.handle), "cuMemcpyDtoHAsync")
 
     def fill_zero(self, stream: Stream) -> None:
@@ -315,6 +323,8 @@ def launch(
 ) -> None:
     """cuLaunchKernel on our stream; ``args`` is a KernelArgs or the address of a ``void*[]``."""
     address = args if isinstance(args, int) else args.address
+    if cuda_enqueue.launch(int(function), grid, block, stream.handle, address):
+        return
     check(
         driver.cuLaunchKernel(function, *grid, *block, 0, stream.handle, address, 0),
         "cuLaunchKernel",

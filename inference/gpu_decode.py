@@ -11,16 +11,45 @@ path's and NMS (``inference.nms``, on the host) sees the same candidates in the 
 from __future__ import annotations
 
 import ctypes
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from inference import cuda_enqueue
 from inference.decode import Candidates, decode, decode_yolov5, decode_yolov8
-from inference.gpu import BufferPool, Device, KernelArgs, Kernels, Stream, check, driver, launch, runtime
+from inference.gpu import (
+    BufferPool,
+    Device,
+    KernelArgs,
+    Kernels,
+    PinnedBuffer,
+    Stream,
+    check,
+    driver,
+    launch,
+    runtime,
+)
 
 KERNEL_SOURCE = (Path(__file__).parent / "kernels" / "decode.cu").read_text()
 _KERNELS = {"yolov8": "filter_yolov8", "yolov5": "filter_yolov5"}
 PREFETCH_ROWS = 256  # candidates per image fetched with the counts (86 KB at 84 columns)
+
+
+@dataclass(frozen=True)
+class DecodePlan:
+    """What :meth:`GpuDecoder.enqueue` set in motion and :meth:`GpuDecoder.collect` reads."""
+
+    batch: int
+    count: int
+    width: int
+    cap: int
+    counts_ptr: int
+    indices_ptr: int
+    rows_ptr: int
+    host_counts: np.ndarray
+    host_idx: PinnedBuffer
+    host_rows: PinnedBuffer
 
 
 class GpuDecoder:
@@ -47,56 +76,72 @@ class GpuDecoder:
 
     def decode(self, output_ptr: int, shape: tuple[int, int, int], half: bool) -> list[Candidates]:
         """Decode a device output of ``shape`` ([B, a, b], fp16 if ``half``); synchronizes."""
-        batch, a, b = shape
         if self.layout == "end2end":
             return self._decode_whole(output_ptr, shape, half)
+        return self.collect(self.enqueue(output_ptr, shape, half))
+
+    def enqueue(self, output_ptr: int, shape: tuple[int, int, int], half: bool) -> DecodePlan:
+        """The device half, stream-ordered and without a host wait (so it can be captured in a
+        CUDA graph): prefilter kernel, then the counts and the first ``cap`` rows per image
+        come back together, before we know how many there are."""
+        batch, a, b = shape
         num_classes = len(self.thresholds)
         if self.layout == "yolov8":
             width, count = a, b
         else:
             count, width = a, b
         expect = 4 + num_classes if self.layout == "yolov8" else 5 + num_classes
-        if width != expect:
+        if self.layout == "end2end" or width != expect:
             raise ValueError(f"{self.layout} output {list(shape)} does not fit {num_classes} classes")
         counts = self.pool.device("decode:counts", 4 * batch)
         indices = self.pool.device("decode:indices", 4 * batch * count)
         rows = self.pool.device("decode:rows", 4 * batch * count * width)
-        check(runtime.cudaMemsetAsync(counts.ptr, 0, 4 * batch, self.stream.raw), "cudaMemsetAsync")
+        if not cuda_enqueue.memset_d8(counts.ptr, 0, 4 * batch, self.stream.handle):
+            check(runtime.cudaMemsetAsync(counts.ptr, 0, 4 * batch, self.stream.raw), "cudaMemsetAsync")
         self._args.set(
             output_ptr, int(half), batch, num_classes, count, self._min_thr, counts.ptr, indices.ptr, rows.ptr
         )
         launch(self._function, (-(-count // 256), batch, 1), (256, 1, 1), self._args, self.stream)
-        host_counts = self.pool.pinned("decode:counts", 4 * batch).view(np.int32, (batch,))
-        host_idx = self.pool.pinned("decode:indices", 4 * batch * count)
-        host_rows = self.pool.pinned("decode:rows", 4 * batch * count * width)
-        # One round trip in the common case: the counts and the first ``cap`` rows of every
-        # image come back together (one 2-D copy each), before we know how many there are;
-        # only an image with more candidates than that costs a second copy and sync.
-        cap = min(count, PREFETCH_ROWS)
-        counts.download(host_counts, self.stream)
-        _dtoh_2d(host_idx.ptr, indices.ptr, 4 * count, 4 * cap, batch, self.stream)
-        _dtoh_2d(host_rows.ptr, rows.ptr, 4 * count * width, 4 * cap * width, batch, self.stream)
-        self.stream.synchronize()
-        ks = [int(k) for k in host_counts]
-        if max(ks) > cap:
+        plan = DecodePlan(
+            batch, count, width, min(count, PREFETCH_ROWS), counts.ptr, indices.ptr, rows.ptr,
+            self.pool.pinned("decode:counts", 4 * batch).view(np.int32, (batch,)),
+            self.pool.pinned("decode:indices", 4 * batch * count),
+            self.pool.pinned("decode:rows", 4 * batch * count * width),
+        )  # fmt: skip
+        fetched = cuda_enqueue.memcpy_dtoh(
+            plan.host_counts.ctypes.data, counts.ptr, 4 * batch, self.stream.handle
+        )
+        if not fetched:
+            counts.download(plan.host_counts, self.stream)
+        _dtoh_2d(plan.host_idx.ptr, indices.ptr, 4 * count, 4 * plan.cap, batch, self.stream)
+        _dtoh_2d(plan.host_rows.ptr, rows.ptr, 4 * count * width, 4 * plan.cap * width, batch, self.stream)
+        return plan
+
+    def collect(self, plan: DecodePlan, synchronized: bool = False) -> list[Candidates]:
+        """The host half: wait (unless the caller did), fetch overflow rows, exact decode."""
+        if not synchronized:
+            self.stream.synchronize()
+        count, width, cap = plan.count, plan.width, plan.cap
+        ks = [int(k) for k in plan.host_counts]
+        if max(ks) > cap:  # only an image with more candidates than the prefetch: a second copy
             for i, k in enumerate(ks):
                 if k > cap:
                     rest = k - cap
                     _dtoh(
-                        host_idx.ptr + 4 * (i * count + cap),
-                        indices.ptr + 4 * (i * count + cap),
+                        plan.host_idx.ptr + 4 * (i * count + cap),
+                        plan.indices_ptr + 4 * (i * count + cap),
                         4 * rest,
                         self.stream,
                     )
                     _dtoh(
-                        host_rows.ptr + 4 * (i * count + cap) * width,
-                        rows.ptr + 4 * (i * count + cap) * width,
+                        plan.host_rows.ptr + 4 * (i * count + cap) * width,
+                        plan.rows_ptr + 4 * (i * count + cap) * width,
                         4 * rest * width,
                         self.stream,
                     )
             self.stream.synchronize()
-        all_idx = host_idx.view(np.int32, (batch, count))
-        all_rows = host_rows.view(np.float32, (batch, count, width))
+        all_idx = plan.host_idx.view(np.int32, (plan.batch, count))
+        all_rows = plan.host_rows.view(np.float32, (plan.batch, count, width))
         results = []
         for i, k in enumerate(ks):
             self.candidates_copied += k
@@ -122,6 +167,10 @@ class GpuDecoder:
 
 def _dtoh_2d(dst: int, src: int, pitch: int, width_bytes: int, height: int, stream: Stream) -> None:
     """``height`` rows of ``width_bytes`` each, ``pitch`` apart on both sides (per-image slices)."""
+    if cuda_enqueue.available():  # row by row, holding the GIL: cheaper than one GIL round trip
+        for row in range(height):
+            cuda_enqueue.memcpy_dtoh(dst + row * pitch, src + row * pitch, width_bytes, stream.handle)
+        return
     kind = runtime.cudaMemcpyKind.cudaMemcpyDeviceToHost
     check(
         runtime.cudaMemcpy2DAsync(dst, pitch, src, pitch, width_bytes, height, kind, stream.raw),
@@ -130,4 +179,6 @@ def _dtoh_2d(dst: int, src: int, pitch: int, width_bytes: int, height: int, stre
 
 
 def _dtoh(dst: int, src: int, nbytes: int, stream: Stream) -> None:
+    if cuda_enqueue.memcpy_dtoh(dst, src, nbytes, stream.handle):
+        return
     check(driver.cuMemcpyDtoHAsync(dst, src, nbytes, stream.handle), "cuMemcpyDtoHAsync")

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from inference import cuda_enqueue
 from inference.gpu import BufferPool, Device, GpuError, Kernels, Stream, check, driver, launch
 from inference.gpu_host import CopyCounters, HostRegistry
 from inference.letterbox import LetterboxGeometry
@@ -208,7 +209,8 @@ class GpuPreprocessor:
 
 
 def _memcpy_htod(dst: int, src: int, nbytes: int, stream: Stream) -> None:
-    check(driver.cuMemcpyHtoDAsync(dst, src, nbytes, stream.handle), "cuMemcpyHtoDAsync")
+    if not cuda_enqueue.memcpy_htod(dst, src, nbytes, stream.handle):
+        check(driver.cuMemcpyHtoDAsync(dst, src, nbytes, stream.handle), "cuMemcpyHtoDAsync")
 
 
 __all__ = ["FORMATS", "GpuError", "GpuPreprocessor", "frame_layout"]

@@ -86,6 +86,88 @@ def profile(engine: Any, batch: int, paced_s: float, iters: int) -> dict[str, An
     }
 
 
+def whole_graph(engine: Any, batch: int, paced_s: float, iters: int) -> dict[str, Any]:
+    """Experiment: upload + preprocess kernel + network (a plain session with the dims pinned)
+    + decode kernel + copies captured as ONE CUDA graph, replayed per frame. Compared with the
+    engine's own path on the same buffers (output equal?) and timed the same way."""
+    import onnxruntime as ort
+
+    from inference.gpu import CudaGraph
+
+    rng = np.random.default_rng(2)
+    frames = [rng.integers(0, 256, FRAME, dtype=np.uint8) for _ in range(batch)]
+    engine.register_host_buffers(frames)
+    images = [ImageInput(f, "Mono8") for f in frames]
+    engine.detect(images)
+    in_ptr, geometry, b = engine.preprocess_only(images)
+    key = (b, geometry.input_h, geometry.input_w)
+    binding0, _, out_ptr = engine._bindings[key]
+    out_shape = engine._shapes[key]
+    half = engine._half_output
+    engine._run(in_ptr, b, geometry.input_h, geometry.input_w)
+    engine.stream.synchronize()
+    nbytes = int(np.prod(out_shape)) * (2 if half else 4)
+    ref = np.empty(nbytes, np.uint8)
+    engine.stream.synchronize()
+    from inference.gpu import check, runtime
+
+    check(
+        runtime.cudaMemcpy(ref.ctypes.data, out_ptr, nbytes, runtime.cudaMemcpyKind.cudaMemcpyDeviceToHost),
+        "cudaMemcpy",
+    )
+    dims = {}
+    for axis, value in zip(
+        engine._plain.get_inputs()[0].shape, (b, engine.spec.model.channels, key[1], key[2]), strict=True
+    ):
+        if isinstance(axis, str) and axis:
+            dims[axis] = value
+    session = engine._session(graphs=False, dims=dims)
+    binding = session.io_binding()
+    dtype = np.float16 if engine._half_input else np.float32
+    binding.bind_input(
+        engine._info.input_name, "cuda", 0, dtype, [b, engine.spec.model.channels, key[1], key[2]], in_ptr
+    )
+    binding.bind_output(
+        engine._info.output_name, "cuda", 0, np.float16 if half else np.float32, list(out_shape), out_ptr
+    )
+    ro = ort.RunOptions()
+    ro.add_run_config_entry("disable_synchronize_execution_providers", "1")
+    for _ in range(3):
+        session.run_with_iobinding(binding, ro)
+        engine.stream.synchronize()
+    graph = CudaGraph(engine.stream)
+    try:
+        graph.begin()
+        engine.preprocess_only(images)
+        session.run_with_iobinding(binding, ro)
+        plan = engine._decoder.enqueue(out_ptr, out_shape, half)
+        graph.end()
+    except Exception as exc:  # noqa: BLE001 - the experiment reports why capture failed
+        return {"error": f"{type(exc).__name__}: {exc}"[:400]}
+    check(runtime.cudaMemsetAsync(out_ptr, 0, nbytes, engine.stream.raw), "cudaMemsetAsync")
+    graph.replay()
+    engine.stream.synchronize()
+    got = np.empty(nbytes, np.uint8)
+    check(
+        runtime.cudaMemcpy(got.ctypes.data, out_ptr, nbytes, runtime.cudaMemcpyKind.cudaMemcpyDeviceToHost),
+        "cudaMemcpy",
+    )
+    view = np.float16 if half else np.float32
+    diff = float(np.max(np.abs(got.view(view).astype(np.float32) - ref.view(view).astype(np.float32))))
+    lat: list[float] = []
+    for i in range(iters + 20):
+        if paced_s:
+            time.sleep(paced_s)
+        t0 = time.perf_counter()
+        graph.replay()
+        engine.stream.synchronize()
+        [engine._finish(c, geometry) for c in engine._decoder.collect(plan, synchronized=True)]
+        if i >= 20:
+            lat.append((time.perf_counter() - t0) * 1e3)
+    graph.close()
+    return {"max_abs_diff_vs_engine": diff, "total_ms": _p(lat)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("model", type=Path)
@@ -105,6 +187,8 @@ def main() -> None:
         engine = OnnxRuntimeCudaEngine(spec, EngineOptions(backend="onnxruntime", device="cuda", fp16=args.fp16,
                                                            max_batch=batch, engine_cache_dir=Path("var/engines")))  # fmt: skip
         for rhythm, pause in (("hot", 0.0), ("paced", 0.004)):
+            g = out[f"b{batch}_{rhythm}_whole_graph"] = whole_graph(engine, batch, pause, args.iters)
+            print(f"batch {batch} {rhythm:5}: whole graph {g}", flush=True)
             r = out[f"b{batch}_{rhythm}"] = profile(engine, batch, pause, args.iters)
             h, d = r["host_ms"], r["device_ms"]
             print(f"batch {batch} {rhythm:5}: host enqueue pre {h['enqueue_pre']['p50']:.3f} net {h['enqueue_net']['p50']:.3f} "
