@@ -35,6 +35,7 @@ def _load() -> Any:
                     "cuMemsetD8Async": [_c.c_uint64, _c.c_ubyte, _c.c_size_t, _c.c_void_p],
                     "cuEventRecord": [_c.c_void_p, _c.c_void_p],
                     "cuLaunchKernel": [_c.c_void_p] + [_c.c_uint] * 7 + [_c.c_void_p] * 3,
+                    "cuEventElapsedTime": [_c.POINTER(_c.c_float), _c.c_void_p, _c.c_void_p],
                 }
                 for name, argtypes in sig.items():
                     fn = getattr(lib, name)
@@ -98,3 +99,13 @@ def launch(
         return False
     _check(lib.cuLaunchKernel(function, *grid, *block, 0, stream, args, None), "cuLaunchKernel")
     return True
+
+
+def elapsed_ms(start: int, end: int) -> float | None:
+    """Milliseconds between two completed events (a query, no wait); None: not available."""
+    lib = _load()
+    if lib is None:
+        return None
+    ms = _c.c_float()
+    _check(lib.cuEventElapsedTime(_c.byref(ms), start, end), "cuEventElapsedTime")
+    return float(ms.value)

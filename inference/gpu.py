@@ -88,6 +88,9 @@ def cuda_available() -> tuple[bool, str]:
         return False, str(exc)
 
 
+_current = threading.local()  # the device this thread last made current through ``Device``
+
+
 class Device:
     """One GPU; ``activate`` makes its primary context current on the calling thread."""
 
@@ -95,6 +98,7 @@ class Device:
         _require()
         self.id = device_id
         check(runtime.cudaSetDevice(device_id), "cudaSetDevice")
+        _current.device = device_id
         check(runtime.cudaFree(0), "cudaFree(0) (context init)")
         props = check(runtime.cudaGetDeviceProperties(device_id), "cudaGetDeviceProperties")
         raw = props.name
@@ -103,7 +107,11 @@ class Device:
         self.total_memory: int = int(props.totalGlobalMem)
 
     def activate(self) -> None:
+        """Once per thread and device switch, not per frame (each call is a GIL round trip)."""
+        if getattr(_current, "device", None) == self.id:
+            return
         check(runtime.cudaSetDevice(self.id), "cudaSetDevice")
+        _current.device = self.id
 
     def synchronize(self) -> None:
         check(runtime.cudaDeviceSynchronize(), "cudaDeviceSynchronize")
@@ -146,6 +154,9 @@ class Event:
         check(runtime.cudaEventSynchronize(self._event), "cudaEventSynchronize")
 
     def elapsed_ms(self, start: Event) -> float:
+        ms = cuda_enqueue.elapsed_ms(start.handle, self.handle)
+        if ms is not None:
+            return ms
         return float(check(runtime.cudaEventElapsedTime(start._event, self._event), "cudaEventElapsedTime"))
 
     def close(self) -> None:

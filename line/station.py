@@ -8,6 +8,7 @@ elsewhere. Sinks never kill the loop: a failing sink yields ``Delivery(delivered
 
 from __future__ import annotations
 
+import gc
 import itertools
 import json
 import logging
@@ -120,6 +121,11 @@ class Station:
 
     # --- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
+        # Everything loaded so far (models, schemas, libraries) lives as long as the process:
+        # frozen out of the collector, a full collection (which holds the GIL, so every lane
+        # waits) no longer walks it. Cyclic garbage made before this point is collected first.
+        gc.collect()
+        gc.freeze()
         for sink in self.sinks:
             sink.start()
         self._publish_status(StatusBits.READY | StatusBits.RUNNING)
