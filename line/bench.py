@@ -228,6 +228,7 @@ def bench_pipeline(recipe: Recipe, options: EngineOptions, frames: list[np.ndarr
             "dropped": sum(lane.queue.dropped for lane in station.lanes) + sum(s.counters.dropped for s in sources),
             "deadline_misses": counts.get("fail_safe.timeout", 0),
             "fail_safe": counts.get("fail_safe", 0),
+            "gc_pause_ms": snap["gc_pause_ms"],
             "rate_hz": rate_hz,
             "_samples": samples,
         }
@@ -292,6 +293,9 @@ def print_table(result: dict[str, Any]) -> None:
     print(f"paced run: {result['cameras']} camera(s) x {p['rate_hz']:.1f} Hz offered {p['offered_fps']:.0f} fps, "
           f"decided {p['paced_fps']:.1f} fps, dropped {p['dropped']}, deadline misses {p['deadline_misses']} "
           f"(fail-safe {p['fail_safe']}); RSS {result['rss_mb']:.0f} MB")  # fmt: skip
+    gcp = p.get("gc_pause_ms", {})
+    if gcp.get("n"):
+        print(f"GC pauses during the paced run: {gcp['n']} (full {gcp['full']}), p99 {gcp['p99']:.2f} ms, max {gcp['max']:.2f} ms")
 
 
 def plot(result: dict[str, Any], path: str) -> None:

@@ -8,7 +8,6 @@ elsewhere. Sinks never kill the loop: a failing sink yields ``Delivery(delivered
 
 from __future__ import annotations
 
-import gc
 import itertools
 import json
 import logging
@@ -26,6 +25,7 @@ from camera.source import CameraState, FrameSource
 from inference.engine import DetectionResult, ImageInput
 from line.batcher import Batcher, BatchRequest
 from line.decision import Verdict
+from line.gc_watch import GcWatch, freeze_startup_heap
 from line.lane import CameraLane, Finisher, PartTicket
 from line.recipe_model import Recipe
 from line.recipes import PreparedRecipe, RecipeBook, SwitchResult
@@ -99,6 +99,7 @@ class Station:
         self.result_log = result_log
         self.archive_ng = archive_ng
         self.stats = StationStats()
+        self.gc_watch = GcWatch()
         self.observers: list[Observer] = []
         self.lanes = [CameraLane(s, self, queue_size, overflow_policy, fetch_timeout_s) for s in sources]
         self._emit_lock = threading.Lock()
@@ -125,8 +126,8 @@ class Station:
         # frozen out of the collector, a full collection (which holds the GIL, so every lane
         # waits) no longer walks it. Cyclic garbage made before this point is collected first.
         if os.environ.get("LINECHECK_GC_FREEZE", "1") != "0":  # "0": A/B measurements
-            gc.collect()
-            gc.freeze()
+            freeze_startup_heap()
+        self.gc_watch.install()
         for sink in self.sinks:
             sink.start()
         self._publish_status(StatusBits.READY | StatusBits.RUNNING)
@@ -157,6 +158,7 @@ class Station:
         if self._monitor is not None:
             self._monitor.join()
         self._publish_status(StatusBits.NONE)
+        self.gc_watch.remove()
         for sink in self.sinks:
             sink.close()
         self.result_log.close()
@@ -420,5 +422,6 @@ class Station:
                                          "queue_dropped": lane.queue.dropped} for lane in self.lanes},  # fmt: skip
             "sinks": {s.name: {"link": s.link_state.value, **s.counters()} for s in self.sinks},
             "log": {"written": self.result_log.written, "dropped": self.result_log.dropped, "pending": self.result_log.pending()},
+            "gc_pause_ms": self.gc_watch.snapshot(),
             **self.stats.snapshot(),
         }
