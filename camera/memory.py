@@ -68,6 +68,9 @@ class MemorySource(FrameSource):
         if self.state is CameraState.ACQUIRING:
             self._set_state(CameraState.CONNECTED)
 
+    def host_buffers(self) -> list[np.ndarray]:
+        return list(self._pool)
+
     @property
     def exhausted(self) -> bool:
         """Every frame of ``max_frames`` handed out (or dropped)."""

@@ -103,6 +103,9 @@ class PacedSource(FrameSource):
     def pool(self) -> BufferPool:
         return self._pool
 
+    def host_buffers(self) -> list[np.ndarray]:
+        return [self._pool.buffer(i) for i in range(self._pool.size)]
+
     @property
     def pixel_format(self) -> str:
         return self._format

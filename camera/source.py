@@ -88,6 +88,11 @@ class FrameSource(ABC):
         """Validate, then apply ``settings``. The running settings stay on refusal."""
         self.validate_settings(settings)
 
+    def host_buffers(self) -> list[Any]:
+        """The arrays frames are delivered in, where this source owns them (a GPU engine
+        page-locks them once, up front, instead of on their second use mid-production)."""
+        return []
+
     def trigger(self, part_id: int | None = None) -> None:
         """Software trigger; ``part_id`` travels with the frame it causes."""
         raise NotImplementedError(f"{type(self).__name__} has no software trigger")
