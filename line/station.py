@@ -8,7 +8,6 @@ elsewhere. Sinks never kill the loop: a failing sink yields ``Delivery(delivered
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 import os
@@ -31,22 +30,10 @@ from line.recipe_model import Recipe
 from line.recipes import PreparedRecipe, RecipeBook, SwitchResult
 from line.results import ResultLog, ResultRecord
 from line.stats import StationStats
+from line.verdict_records import build_message, build_record
 from plc.sink import Delivery, ResultCode, ResultSink, StatusBits, VerdictMessage
 
 log = logging.getLogger(__name__)
-
-# result ids: unique across restarts (a random per-process half) and cheap on the hot path
-# (a counter half): uuid4 reads the OS entropy pool on every part
-_ID_PREFIX = os.urandom(8).hex()
-_ID_COUNTER = itertools.count(1)
-
-
-def next_result_id() -> str:
-    return f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
-
-
-FAIL_SAFE_WRITE_GRACE_S = 0.010  # a fail-safe decided at the deadline may still take this long to write
-
 
 @dataclass(frozen=True)
 class Outcome:
@@ -257,42 +244,10 @@ class Station:
         now = time.perf_counter()
         processing_us = int((now - ticket.t_ready) * 1e6)
         recipe = prepared.recipe
-        defects = [
-            {"class": name, "confidence": round(float(c), 4), "box": [round(float(v), 1) for v in box]}
-            for name, c, box in zip(verdict.class_names, verdict.defects.confidence, verdict.defects.xyxy, strict=True)
-        ]
-        record = ResultRecord(
-            result_id=next_result_id(),
-            camera_id=ticket.camera_id,
-            part_id=ticket.part_id,
-            frame_id=ticket.frame_id,
-            recipe_id=recipe.id,
-            recipe_code=recipe.code,
-            result_code=int(verdict.result_code),
-            reason=verdict.reason,
-            reject_mask=verdict.reject_mask,
-            defect_count=verdict.defect_count,
-            defects_json=json.dumps(defects),
-            processing_us=processing_us,
-            t_verdict_ns=time.time_ns(),
-        )
-        deadline = ticket.deadline if not verdict.reason else max(ticket.deadline, now) + FAIL_SAFE_WRITE_GRACE_S
-        message = VerdictMessage(
-            result_id=record.result_id,
-            camera_id=ticket.camera_id,
-            part_id=ticket.part_id & 0xFFFF,
-            recipe_id=recipe.id,
-            recipe_code=recipe.code,
-            result_code=verdict.result_code,
-            reject_mask=verdict.reject_mask,
-            defect_count=verdict.defect_count,
-            processing_us=processing_us,
-            deadline=deadline,
-            reason=verdict.reason,
-            defects=verdict.defect_counts(),
-            image_ref=f"{record.result_id}.{self.result_log.archive.fmt}" if ng_view is not None and self.result_log.archive else "",
-            timestamp_ns=record.t_verdict_ns,
-        )
+        record = build_record(ticket, recipe, verdict, processing_us)
+        archive = self.result_log.archive
+        image_ref = f"{record.result_id}.{archive.fmt}" if ng_view is not None and archive else ""
+        message = build_message(ticket, recipe, verdict, record, now, image_ref)
         self.result_log.journal_append(record)  # before the PLC write: crash-durable
         with self._emit_lock:
             deliveries = tuple(self._publish(sink, message) for sink in self.sinks)
