@@ -211,9 +211,7 @@ class CameraLane:
             try:
                 self.decider.inspect(ticket, item)
             except Exception as exc:  # the loop must never die on one part
-                log.exception("inspection of part %s failed", ticket.part_id)
-                self._decide_fail_safe(ticket, "inference_error")
-                self.decider.camera_event(self.camera_id, "inference_error", str(exc))
+                self._inspection_failed(ticket, exc)
             finally:
                 item.release()
 
@@ -256,15 +254,18 @@ class CameraLane:
                     raise pending
                 self.decider.complete(ticket, item, pending)
             except Exception as exc:  # the loop must never die on one part
-                log.exception("inspection of part %s failed", ticket.part_id)
-                self._decide_fail_safe(ticket, "inference_error")
-                self.decider.camera_event(self.camera_id, "inference_error", str(exc))
+                self._inspection_failed(ticket, exc)
             finally:
                 item.release()
                 self._in_flight.release()
         finally:
             with self._outstanding_lock:
                 self._outstanding -= 1
+
+    def _inspection_failed(self, ticket: PartTicket, exc: Exception) -> None:
+        log.error("inspection of part %s failed", ticket.part_id, exc_info=exc)
+        self._decide_fail_safe(ticket, "inference_error")
+        self.decider.camera_event(self.camera_id, "inference_error", str(exc))
 
     def _decide_fail_safe(self, ticket: PartTicket, reason: str) -> None:
         self.decider.fail_safe(ticket, reason)
