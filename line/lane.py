@@ -197,45 +197,40 @@ class CameraLane:
 
     # --- inference -----------------------------------------------------------------------
     def _infer(self) -> None:
-        if self.pipelined:
-            self._submit_loop()
-            return
+        """One loop for both modes: inspect each part here, or (pipelined) hand it over."""
+        handle = self._submit if self.pipelined else self._inspect_now
         while not self._stop.is_set():
             entry = self.queue.get(0.1)
-            if entry is None:
-                continue
-            item, ticket = entry
-            if isinstance(item, PartFailure):
-                self._decide_fail_safe(ticket, item.reason)
-                continue
-            try:
-                self.decider.inspect(ticket, item)
-            except Exception as exc:  # the loop must never die on one part
-                self._inspection_failed(ticket, exc)
-            finally:
-                item.release()
+            if entry is not None:
+                handle(*entry)
 
-    def _submit_loop(self) -> None:
-        """Hand frames to the batcher without waiting for their result; the finisher thread
-        decides them in arrival order (failures too, so the PLC sees this lane's parts in order)."""
-        while not self._stop.is_set():
-            entry = self.queue.get(0.1)
-            if entry is None:
-                continue
-            item, ticket = entry
-            if isinstance(item, PartFailure):
-                self._to_finisher(ticket, item, None)
-                continue
-            self._in_flight.acquire()  # at most PIPELINE_DEPTH frames of this lane held
-            try:
-                pending = self.decider.submit(ticket, item)
-            except Exception as exc:
-                pending = exc
-            if pending is None:  # decided already (deadline passed while queued)
-                item.release()
-                self._in_flight.release()
-                continue
-            self._to_finisher(ticket, item, pending)
+    def _inspect_now(self, item: Item, ticket: PartTicket) -> None:
+        if isinstance(item, PartFailure):
+            self._decide_fail_safe(ticket, item.reason)
+            return
+        try:
+            self.decider.inspect(ticket, item)
+        except Exception as exc:  # the loop must never die on one part
+            self._inspection_failed(ticket, exc)
+        finally:
+            item.release()
+
+    def _submit(self, item: Item, ticket: PartTicket) -> None:
+        """Hand a frame to the batcher without waiting for its result; the finisher thread
+        decides parts in arrival order (failures too, so the PLC sees this lane's parts in order)."""
+        if isinstance(item, PartFailure):
+            self._to_finisher(ticket, item, None)
+            return
+        self._in_flight.acquire()  # at most PIPELINE_DEPTH frames of this lane held
+        try:
+            pending = self.decider.submit(ticket, item)
+        except Exception as exc:
+            pending = exc
+        if pending is None:  # decided already (deadline passed while queued)
+            item.release()
+            self._in_flight.release()
+            return
+        self._to_finisher(ticket, item, pending)
 
     def _to_finisher(self, ticket: PartTicket, item: Item, pending: Any) -> None:
         assert self.finisher is not None  # noqa: S101 - checked in start()
