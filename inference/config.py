@@ -55,7 +55,9 @@ class EngineOptions(_Frozen):
     device: Literal["cpu", "cuda"] = "cpu"
     device_id: int = 0
     intra_op_threads: int = Field(default=0, ge=0)  # 0: runtime default
-    cuda_graphs: bool = True
+    cuda_graphs: bool = True  # ORT's graph per shape, and one graph for kernel + network + decode
+    # extra ONNX Runtime CUDA provider options, passed as given (e.g. {"prefer_nhwc": "1"})
+    cuda_provider_options: dict[str, str] = Field(default_factory=dict)
     fp16: bool = False
     engine_cache_dir: Path = Path("var/engines")
     max_batch: int = Field(default=1, gt=0)

@@ -36,6 +36,7 @@ def _load() -> Any:
                     "cuEventRecord": [_c.c_void_p, _c.c_void_p],
                     "cuLaunchKernel": [_c.c_void_p] + [_c.c_uint] * 7 + [_c.c_void_p] * 3,
                     "cuEventElapsedTime": [_c.POINTER(_c.c_float), _c.c_void_p, _c.c_void_p],
+                    "cuGraphLaunch": [_c.c_void_p, _c.c_void_p],
                 }
                 for name, argtypes in sig.items():
                     fn = getattr(lib, name)
@@ -98,6 +99,14 @@ def launch(
     if lib is None:
         return False
     _check(lib.cuLaunchKernel(function, *grid, *block, 0, stream, args, None), "cuLaunchKernel")
+    return True
+
+
+def graph_launch(graph_exec: int, stream: int) -> bool:
+    lib = _load()
+    if lib is None:
+        return False
+    _check(lib.cuGraphLaunch(graph_exec, stream), "cuGraphLaunch")
     return True
 
 

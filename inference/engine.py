@@ -65,6 +65,21 @@ class Engine(ABC):
     def infer_raw(self, tensor: np.ndarray) -> list[np.ndarray]:
         """Run the network on an already preprocessed NCHW float tensor; host arrays out."""
 
+    def try_launch(self, images: Sequence[ImageInput]) -> object | None:
+        """Start ``detect`` on ``images`` without waiting for its result, if this engine can
+        right now (an idle GPU engine: the work is queued on the device and this returns).
+
+        Why: the camera's thread can start the GPU the moment a frame is ready, and the thread
+        that decides the part catches up while the device computes. None means "call
+        ``detect``" (a CPU engine, a busy one). A handle reserves the engine until it is passed
+        to :meth:`finish`, exactly once, from any thread.
+        """
+        return None
+
+    def finish(self, launched: object) -> list[DetectionResult]:
+        """Wait for a :meth:`try_launch` and return what ``detect`` would have returned."""
+        raise TypeError(f"{type(self).__name__} launches nothing: call detect()")
+
     def warmup(
         self, height: int, width: int, pixel_format: str = "Mono8", iterations: int = 2, batch: int = 1
     ) -> None:

@@ -150,6 +150,14 @@ class Event:
         if not cuda_enqueue.event_record(self.handle, stream.handle):
             check(runtime.cudaEventRecord(self._event, stream.raw), "cudaEventRecord")
 
+    def record_in_capture(self, stream: Stream) -> None:
+        """Record as a node of the graph being captured on ``stream`` (an external event), so
+        each replay stamps it: per-stage device timings inside a whole-graph replay."""
+        check(
+            runtime.cudaEventRecordWithFlags(self._event, stream.raw, runtime.cudaEventRecordExternal),
+            "cudaEventRecordWithFlags",
+        )
+
     def synchronize(self) -> None:
         check(runtime.cudaEventSynchronize(self._event), "cudaEventSynchronize")
 
@@ -363,7 +371,15 @@ class CudaGraph:
         self._exec = check(runtime.cudaGraphInstantiate(self._graph, 0), "cudaGraphInstantiate")
 
     def replay(self) -> None:
-        check(runtime.cudaGraphLaunch(self._exec, self.stream.raw), "cudaGraphLaunch")
+        if not cuda_enqueue.graph_launch(int(self._exec), self.stream.handle):
+            check(runtime.cudaGraphLaunch(self._exec, self.stream.raw), "cudaGraphLaunch")
+
+    def abort(self) -> None:
+        """End a capture that failed halfway, so the stream is usable again."""
+        status = runtime.cudaStreamEndCapture(self.stream.raw)
+        graph = status[1] if isinstance(status, tuple) and len(status) > 1 else None
+        if graph is not None:
+            runtime.cudaGraphDestroy(graph)
 
     def close(self) -> None:
         if self._exec is not None:

@@ -11,10 +11,12 @@ time for decode + NMS.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from abc import abstractmethod
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -24,11 +26,25 @@ from inference.decode import Candidates
 from inference.detections import Detections
 from inference.engine import DetectionResult, DetectorSpec, Engine, ImageInput
 from inference.gpu import BufferPool, Device, Event, Stream, check, driver
-from inference.gpu_decode import GpuDecoder
+from inference.gpu_decode import DecodePlan, GpuDecoder
+from inference.gpu_fused import CapturableNetwork, FusedGraph, FusedKey, capture
 from inference.gpu_host import CopyCounters, HostRegistry
 from inference.gpu_preprocess import GpuPreprocessor
 from inference.letterbox import LetterboxGeometry, compute_geometry
 from inference.postprocess import finish_detections
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class InFlight:
+    """A launched batch: its work is queued on the engine's stream; ``finish`` collects it."""
+
+    t0: float
+    n: int
+    geometry: LetterboxGeometry
+    plan: DecodePlan
+    fused: FusedGraph | None
 
 
 class GpuPipelineEngine(Engine):
@@ -49,7 +65,15 @@ class GpuPipelineEngine(Engine):
         self._profile: InputProfile = spec.model.input
         self._half_input = False
         self._static_batch: int | None = None
-        self._lock = threading.RLock()
+        # a plain Lock, not an RLock: try_launch takes it on one thread and finish (maybe on
+        # another) gives it back
+        self._lock = threading.Lock()
+        # one CUDA graph per frame layout for kernel + network + decode (``inference.gpu_fused``)
+        self.whole_graph = options.cuda_graphs
+        self.whole_graph_error: str | None = None
+        self._fused: dict[FusedKey, FusedGraph] = {}
+        self._fused_seen: set[FusedKey] = set()
+        self._fused_failed: set[FusedKey] = set()
 
     # -- backend hooks ------------------------------------------------------------------------
 
@@ -58,6 +82,10 @@ class GpuPipelineEngine(Engine):
         self, input_ptr: int, batch: int, height: int, width: int
     ) -> tuple[int, tuple[int, int, int], bool]:
         """Enqueue the network on ``self.stream``; return (output ptr, output shape, fp16?)."""
+
+    def _capture_network(self, input_ptr: int, batch: int, height: int, width: int) -> CapturableNetwork | None:
+        """The network, enqueueable inside a stream capture; None: this backend cannot."""
+        return None
 
     def _setup(self) -> None:
         """Create the preprocessor/decoder once the backend knows its input dtype."""
@@ -92,6 +120,32 @@ class GpuPipelineEngine(Engine):
         run one engine per camera for parallel cameras."""
         with self._lock:
             return self._detect(images)
+
+    def try_launch(self, images: Sequence[ImageInput]) -> InFlight | None:
+        """Queue one batch on the device and return at once, if the engine is idle (see
+        ``Engine.try_launch``); the engine stays reserved until :meth:`finish`."""
+        assert self._decoder is not None  # noqa: S101
+        if self._decoder.layout == "end2end" or not images:
+            return None
+        if len(images) > (self._static_batch or self.options.max_batch):
+            return None
+        if not self._lock.acquire(blocking=False):
+            return None
+        try:
+            self.device.activate()
+            return self._launch(images)
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def finish(self, launched: object) -> list[DetectionResult]:
+        if not isinstance(launched, InFlight):
+            raise TypeError(f"not a launch of this engine: {launched!r}")
+        try:
+            self.device.activate()
+            return self._collect(launched)
+        finally:
+            self._lock.release()
 
     def _detect(self, images: Sequence[ImageInput]) -> list[DetectionResult]:
         self.device.activate()
@@ -135,12 +189,9 @@ class GpuPipelineEngine(Engine):
         frame_h, frame_w = images[0].data.shape[:2]
         geometry = self.geometry(frame_h, frame_w)
         batch = self._static_batch or len(images)
-        key = f"input:{batch}x{geometry.input_h}x{geometry.input_w}"  # stable address per shape (graphs)
-        dst = self.pool.device(key, self._preprocessor_checked().output_nbytes(geometry, batch))
-        self._preprocessor_checked().run(
-            [im.data for im in images], images[0].pixel_format, geometry, dst.ptr
-        )
-        return dst.ptr, geometry, batch
+        dst = self._input_buffer(geometry, batch)
+        self._preprocessor_checked().run([im.data for im in images], images[0].pixel_format, geometry, dst)
+        return dst, geometry, batch
 
     def geometry(self, frame_h: int, frame_w: int) -> LetterboxGeometry:
         key = (frame_h, frame_w)
@@ -152,13 +203,25 @@ class GpuPipelineEngine(Engine):
         return geometry
 
     def close(self) -> None:
-        self.device.activate()
-        self.stream.synchronize()
+        self._drop_fused()
         HostRegistry.release_shared(self.options.device_id)
         self.pool.close()
         for e in self._events:
             e.close()
         self.stream.close()
+
+    def _drop_fused(self) -> None:
+        # a launch in flight finishes first (bounded: a dead caller must not hang a shutdown)
+        locked = self._lock.acquire(timeout=5.0)
+        try:
+            self.device.activate()
+            self.stream.synchronize()
+            for fused in self._fused.values():
+                fused.close()
+            self._fused.clear()
+        finally:
+            if locked:
+                self._lock.release()
 
     # -- internals ----------------------------------------------------------------------------
 
@@ -168,6 +231,9 @@ class GpuPipelineEngine(Engine):
         return self._preprocessor
 
     def _detect_batch(self, images: Sequence[ImageInput]) -> list[DetectionResult]:
+        assert self._decoder is not None  # noqa: S101
+        if self._decoder.layout != "end2end":
+            return self._collect(self._launch(images))
         e0, e1, e2, e3 = self._events
         t0 = time.perf_counter()
         e0.record(self.stream)
@@ -175,20 +241,100 @@ class GpuPipelineEngine(Engine):
         e1.record(self.stream)
         out_ptr, out_shape, half = self._run(input_ptr, batch, geometry.input_h, geometry.input_w)
         e2.record(self.stream)
-        assert self._decoder is not None  # noqa: S101
         candidates = self._decoder.decode(out_ptr, out_shape, half)[: len(images)]
         e3.record(self.stream)
         detections = [self._finish(c, geometry) for c in candidates]
         e3.synchronize()
+        return self._results(detections, geometry, t0, True)
+
+    def _launch(self, images: Sequence[ImageInput]) -> InFlight:
+        """Upload, then the whole graph for this layout, or the steps one by one (no wait)."""
+        e0, e1, e2, e3 = self._events
+        t0 = time.perf_counter()
+        e0.record(self.stream)
+        preprocessor = self._preprocessor_checked()
+        pixel_format = images[0].pixel_format
+        staging_ptr, h, w, pitch = preprocessor.upload([im.data for im in images], pixel_format)
+        geometry = self.geometry(h, w)
+        batch = self._static_batch or len(images)
+        input_ptr = self._input_buffer(geometry, batch)
+        key: FusedKey = (len(images), batch, h, w, pitch, pixel_format)
+        fused = self._fused_graph(key, staging_ptr, input_ptr, geometry) if self.whole_graph else None
+        assert self._decoder is not None  # noqa: S101
+        if fused is not None:
+            if not fused.timed:
+                e1.record(self.stream)
+            fused.graph.replay()
+            plan = fused.plan
+        else:
+            preprocessor.launch_kernel(staging_ptr, (h, w, pitch), len(images), pixel_format, geometry, input_ptr)
+            e1.record(self.stream)
+            out_ptr, out_shape, half = self._run(input_ptr, batch, geometry.input_h, geometry.input_w)
+            e2.record(self.stream)
+            plan = self._decoder.enqueue(out_ptr, out_shape, half)
+        e3.record(self.stream)
+        return InFlight(t0, len(images), geometry, plan, fused)
+
+    def _collect(self, launched: InFlight) -> list[DetectionResult]:
+        assert self._decoder is not None  # noqa: S101
+        candidates = self._decoder.collect(launched.plan)[: launched.n]  # waits for the stream
+        detections = [self._finish(c, launched.geometry) for c in candidates]
+        staged = launched.fused is None or launched.fused.timed
+        return self._results(detections, launched.geometry, launched.t0, staged)
+
+    def _results(
+        self, detections: list[Detections], geometry: LetterboxGeometry, t0: float, staged: bool
+    ) -> list[DetectionResult]:
+        e0, e1, e2, e3 = self._events
         t1 = time.perf_counter()
-        timings = {
-            "preprocess": e1.elapsed_ms(e0),  # upload + kernel, device time
-            "engine": e2.elapsed_ms(e1),
-            "decode": e3.elapsed_ms(e2),  # prefilter kernel + candidate copy, device time
-            "total": (t1 - t0) * 1e3,  # host wall time incl. host decode + NMS
-        }
+        if staged:
+            timings = {
+                "preprocess": e1.elapsed_ms(e0),  # upload + kernel, device time
+                "engine": e2.elapsed_ms(e1),
+                "decode": e3.elapsed_ms(e2),  # prefilter kernel + candidate copy, device time
+            }
+        else:  # a whole graph without stage events: the upload, then everything else
+            timings = {"preprocess": e1.elapsed_ms(e0), "graph": e3.elapsed_ms(e1)}
+        timings["total"] = (t1 - t0) * 1e3  # host wall time incl. host decode + NMS
         shape = (geometry.input_h, geometry.input_w)
         return [DetectionResult(d, dict(timings), shape) for d in detections]
+
+    def _input_buffer(self, geometry: LetterboxGeometry, batch: int) -> int:
+        key = f"input:{batch}x{geometry.input_h}x{geometry.input_w}"  # stable address per shape (graphs)
+        return self.pool.device(key, self._preprocessor_checked().output_nbytes(geometry, batch)).ptr
+
+    def _fused_graph(
+        self, key: FusedKey, staging_ptr: int, input_ptr: int, geometry: LetterboxGeometry
+    ) -> FusedGraph | None:
+        """The layout's graph; captured on its second batch (the first, step by step, sizes
+        every buffer), again after any buffer was regrown; None where capture failed."""
+        fused = self._fused.get(key)
+        if fused is not None:
+            if fused.epoch == self.pool.allocations:
+                return fused
+            fused.close()
+            del self._fused[key]
+        if key in self._fused_failed:
+            return None
+        if key not in self._fused_seen:
+            self._fused_seen.add(key)
+            return None
+        try:
+            network = self._capture_network(input_ptr, key[1], geometry.input_h, geometry.input_w)
+            if network is None:
+                self._fused_failed.add(key)
+                return None
+            assert self._decoder is not None  # noqa: S101
+            fused = capture(key, staging_ptr, input_ptr, geometry, network, self._preprocessor_checked(),
+                            self._decoder, self.stream, (self._events[1], self._events[2]))  # fmt: skip
+        except Exception as exc:  # noqa: BLE001 - an optimisation: the steps keep working
+            self._fused_failed.add(key)
+            self.whole_graph_error = f"{type(exc).__name__}: {exc}"[:300]
+            log.warning("whole-graph capture failed for %s, running step by step: %s", key, self.whole_graph_error)
+            return None
+        fused.epoch = self.pool.allocations
+        self._fused[key] = fused
+        return fused
 
     def _finish(self, candidates: Candidates, geometry: LetterboxGeometry) -> Detections:
         return finish_detections(candidates, geometry, self.spec.nms)

@@ -179,6 +179,20 @@ class GpuPreprocessor:
     ) -> None:
         """Upload ``images`` and write the (len(images), C, H, W) tensor at ``dst_ptr`` (async)."""
         src_ptr, h, w, pitch = self.upload(images, pixel_format)
+        self.launch_kernel(src_ptr, (h, w, pitch), len(images), pixel_format, geometry, dst_ptr)
+
+    def launch_kernel(
+        self,
+        src_ptr: int,
+        layout: tuple[int, int, int],
+        batch: int,
+        pixel_format: str,
+        geometry: LetterboxGeometry,
+        dst_ptr: int,
+    ) -> None:
+        """The kernel alone, on frames already staged by :meth:`upload` (``layout`` is its
+        (h, w, pitch)): a whole-graph capture records this and replays it per frame."""
+        h, w, pitch = layout
         if (h, w) != (geometry.frame_h, geometry.frame_w):
             raise ValueError(f"frames are {h}x{w}, geometry expects {geometry.frame_h}x{geometry.frame_w}")
         fmt, bpp, (r_y, r_x) = FORMATS[pixel_format]
@@ -204,7 +218,7 @@ class GpuPreprocessor:
         p.scale_y = _opencv_scale(h, geometry.resized_h)
         self._src.value, self._dst.value = src_ptr, dst_ptr
         block = (32, 8, 1)
-        grid = (-(-geometry.input_w // 32), -(-geometry.input_h // 8), len(images))
+        grid = (-(-geometry.input_w // 32), -(-geometry.input_h // 8), batch)
         launch(self._function, grid, block, ctypes.addressof(self._argv), self.stream)
 
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from inference.config import EngineOptions
 from inference.engine import DetectorSpec, EngineLoadError
+from inference.gpu_fused import CapturableNetwork
 from inference.gpu_pipeline import GpuPipelineEngine
 from inference.model_check import inspect_session, output_problems
 
@@ -105,6 +106,10 @@ class OnnxRuntimeCudaEngine(GpuPipelineEngine):
             self.cuda_graph_error: str | None = None
             self._graph_sessions: dict[tuple[int, int, int], Any] = {}  # per input shape; None: failed
             self._shapes: dict[tuple[int, int, int], tuple[int, int, int]] = {}  # input → output shape
+            # whole-graph networks (session, binding, input ptr) per input shape; replaced ones are
+            # kept until close: a graph captured earlier may replay their memory
+            self._capture_sessions: dict[tuple[int, int, int], tuple[Any, Any, int]] = {}
+            self._retired_sessions: list[tuple[Any, Any, int]] = []
             self._bindings: dict[
                 tuple[int, int, int], tuple[Any, Any, int]
             ] = {}  # → (binding, run_options, out ptr)
@@ -127,14 +132,8 @@ class OnnxRuntimeCudaEngine(GpuPipelineEngine):
         """
         if key in self._graph_sessions:
             return self._graph_sessions[key]
-        dims = {}
-        for axis, value in zip(
-            self._plain.get_inputs()[0].shape, (key[0], self.spec.model.channels, key[1], key[2]), strict=True
-        ):
-            if isinstance(axis, str) and axis:
-                dims[axis] = value
         try:
-            session = self._session(graphs=True, dims=dims)
+            session = self._session(graphs=True, dims=self._pinned_dims(key))
         except Exception as exc:  # noqa: BLE001 - graphs are an optimisation: run without
             self.cuda_graph_error = _first_line(exc)
             session = None
@@ -155,6 +154,7 @@ class OnnxRuntimeCudaEngine(GpuPipelineEngine):
             "cudnn_conv_algo_search": "EXHAUSTIVE",
             "do_copy_in_default_stream": "0",
             "enable_cuda_graph": "1" if graphs else "0",
+            **self.options.cuda_provider_options,
         }
         providers: list[Any] = [("CUDAExecutionProvider", cuda)]
         if self.use_tensorrt_provider:
@@ -172,6 +172,53 @@ class OnnxRuntimeCudaEngine(GpuPipelineEngine):
         if graphs:
             so.add_session_config_entry("session.disable_cpu_ep_fallback", "1")
         return ort.InferenceSession(str(self.model_path), sess_options=so, providers=providers)
+
+    def _pinned_dims(self, key: tuple[int, int, int]) -> dict[str, int]:
+        dims = {}
+        for axis, value in zip(
+            self._plain.get_inputs()[0].shape, (key[0], self.spec.model.channels, key[1], key[2]), strict=True
+        ):
+            if isinstance(axis, str) and axis:
+                dims[axis] = value
+        return dims
+
+    def _capture_network(self, input_ptr: int, batch: int, height: int, width: int) -> CapturableNetwork | None:
+        """A plain session with the dims pinned, bound to our buffers, warmed (cuDNN's algorithm
+        search, its arena) so that a capture records only kernels. It serves this one capture:
+        the graph replays the addresses its arena handed out, so nothing else may run on it."""
+        if self.use_tensorrt_provider:
+            return None  # the TensorRT EP captures its own graphs
+        key = (batch, height, width)
+        _, _, out_ptr = self._binding(input_ptr, key)
+        out_shape = self._shapes[key]
+        run_options = _ort().RunOptions()
+        run_options.add_run_config_entry("disable_synchronize_execution_providers", "1")
+        cached = self._capture_sessions.get(key)
+        if cached is not None and cached[2] == input_ptr:
+            # graphs of other frame layouts may replay this session's memory: share it (all
+            # replays are ordered on our one stream)
+            session, binding = cached[0], cached[1]
+        else:
+            if cached is not None:
+                self._retired_sessions.append(cached)  # older graphs may still point into it
+            session = self._session(graphs=False, dims=self._pinned_dims(key))
+            binding = session.io_binding()
+            in_dtype = np.float16 if self._half_input else np.float32
+            out_dtype = np.float16 if self._half_output else np.float32
+            shape = [batch, self.spec.model.channels, height, width]
+            binding.bind_input(self._info.input_name, "cuda", self.options.device_id, in_dtype, shape, input_ptr)
+            binding.bind_output(
+                self._info.output_name, "cuda", self.options.device_id, out_dtype, list(out_shape), out_ptr
+            )
+            for _ in range(3):
+                session.run_with_iobinding(binding, run_options)
+                self.stream.synchronize()
+            self._capture_sessions[key] = (session, binding, input_ptr)
+
+        def enqueue() -> None:
+            session.run_with_iobinding(binding, run_options)
+
+        return CapturableNetwork(enqueue, out_ptr, out_shape, self._half_output)
 
     def _trt_profile(self) -> dict[str, str]:
         """The recipe's dynamic-shape range as TensorRT EP profile options (no rebuild per shape)."""
@@ -269,8 +316,11 @@ class OnnxRuntimeCudaEngine(GpuPipelineEngine):
         self._run(input_ptr, batch, height, width)
 
     def close(self) -> None:
+        self._drop_fused()  # the graphs go first: they replay the capture sessions' memory
         self._bindings.clear()
         self._graph_sessions.clear()
+        self._capture_sessions.clear()
+        self._retired_sessions.clear()
         self._plain = None
         super().close()
 

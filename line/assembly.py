@@ -108,6 +108,7 @@ def build_station(config: StationConfig, *, active: str | None = None) -> Statio
             queue_size=config.station.queue_size, overflow_policy=config.station.overflow_policy,
             fetch_timeout_s=first.fetch_timeout_ms / 1000, archive_ng=config.storage.archive_ng_images,
             max_batch=config.engine.max_batch, pad_to=pad_to, batch_wait_s=config.station.batch_wait_ms / 1000,
+            early_launch=config.station.early_launch,
         )  # fmt: skip
         for src in sources:  # the recipe's camera block goes to the device before the first frame
             src.apply_settings(book.active.recipe.camera)  # type: ignore[union-attr]

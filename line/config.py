@@ -27,6 +27,9 @@ class StationSection(_Frozen):
     # several cameras batched (engine.max_batch > 1): how long a batch may wait for the other
     # cameras' frames of the same trigger before it runs without them
     batch_wait_ms: float = Field(default=1.0, ge=0.0, le=50.0)
+    # one camera per engine call (no batching): the camera's thread starts the GPU on a frame
+    # the moment it is ready, when the engine is idle (saves the hand-over to the inference thread)
+    early_launch: bool = True
 
 
 class RecipesSection(_Frozen):

@@ -39,6 +39,7 @@ class PartTicket:
     deadline: float
     ground_truth: GroundTruth | None = None
     claimed: bool = False
+    launched: Any = None  # the decider's handle when the GPU was started from the camera thread
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def claim(self) -> bool:
@@ -54,9 +55,11 @@ class Decider(Protocol):
 
     def budget_s(self) -> float: ...
 
-    def inspect(self, ticket: PartTicket, frame: Frame) -> None: ...
-
     def submit(self, ticket: PartTicket, frame: Frame) -> Any: ...
+
+    def launch(self, ticket: PartTicket, frame: Frame) -> Any: ...
+
+    def abandon(self, launched: Any) -> None: ...
 
     def complete(self, ticket: PartTicket, frame: Frame, pending: Any) -> None: ...
 
@@ -98,6 +101,15 @@ class CameraLane:
         self.finisher: Finisher | None = None
         self._outstanding = 0  # entries of this lane the finisher has not decided yet
         self._outstanding_lock = threading.Lock()
+        # early launch (an unbatched lane): the camera thread starts the GPU on a frame when no
+        # older part of this lane still needs the engine, so the inference thread's wake-up
+        # overlaps the device's work instead of preceding it. The two counters have one writer
+        # each (acquisition, inference); equal means every older part is past the engine, the
+        # condition that keeps a launch (which reserves the engine until the inference thread
+        # finishes it) from blocking an older part's ``detect`` behind it.
+        self.early_launch = False
+        self._entered = 0
+        self._past_engine = 0
         self._threads: list[threading.Thread] = []
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -127,6 +139,7 @@ class CameraLane:
         for thread in self._threads[2:]:
             thread.join()
         for item, ticket in self.queue.close():
+            self._abandon_launch(ticket)
             if isinstance(item, Frame):
                 item.release()
             self._decide_fail_safe(ticket, "shutdown")
@@ -192,7 +205,15 @@ class CameraLane:
             self.parts += 1
             if wake:
                 self._pending_cond.notify()
+        if self.early_launch and isinstance(item, Frame) and self._entered == self._past_engine:
+            try:
+                ticket.launched = self.decider.launch(ticket, item)
+            except Exception:  # the inference thread's own attempt reports it properly
+                log.debug("early launch of part %s failed", ticket.part_id, exc_info=True)
+        self._entered += 1
         if not self.queue.put(item, ticket):  # not even a failure record fits: decide now
+            self._abandon_launch(ticket)
+            self._past_engine += 1
             self._decide_fail_safe(ticket, getattr(item, "reason", "dropped"))
 
     # --- inference -----------------------------------------------------------------------
@@ -205,14 +226,25 @@ class CameraLane:
                 handle(*entry)
 
     def _inspect_now(self, item: Item, ticket: PartTicket) -> None:
-        if isinstance(item, PartFailure):
+        if isinstance(item, PartFailure):  # a launched frame may have been dropped since
+            self._abandon_launch(ticket)
+            self._past_engine += 1
             self._decide_fail_safe(ticket, item.reason)
             return
+        past_engine = False
         try:
-            self.decider.inspect(ticket, item)
+            pending = ticket.launched
+            if pending is None:
+                pending = self.decider.submit(ticket, item)  # the engine runs here
+            self._past_engine += 1
+            past_engine = True
+            if pending is not None:  # None: decided already (deadline passed while queued)
+                self.decider.complete(ticket, item, pending)
         except Exception as exc:  # the loop must never die on one part
             self._inspection_failed(ticket, exc)
         finally:
+            if not past_engine:
+                self._past_engine += 1
             item.release()
 
     def _submit(self, item: Item, ticket: PartTicket) -> None:
@@ -261,6 +293,15 @@ class CameraLane:
         log.error("inspection of part %s failed", ticket.part_id, exc_info=exc)
         self._decide_fail_safe(ticket, "inference_error")
         self.decider.camera_event(self.camera_id, "inference_error", str(exc))
+
+    def _abandon_launch(self, ticket: PartTicket) -> None:
+        """A launched part that will not be inspected: give the engine back, drop the result."""
+        launched, ticket.launched = ticket.launched, None
+        if launched is not None:
+            try:
+                self.decider.abandon(launched)
+            except Exception:
+                log.exception("abandoning the launch of part %s failed", ticket.part_id)
 
     def _decide_fail_safe(self, ticket: PartTicket, reason: str) -> None:
         self.decider.fail_safe(ticket, reason)

@@ -56,6 +56,7 @@ class PendingInspection:
     t0: float
     request: BatchRequest | None  # batched: the result comes from the batcher
     result: DetectionResult | None  # unbatched: already detected
+    launched: object | None = None  # launched from the camera thread: the engine's handle
 
 
 class LiveTap(Protocol):
@@ -77,6 +78,7 @@ class Station:
         max_batch: int = 1,
         pad_to: int | None = None,
         batch_wait_s: float = 0.001,
+        early_launch: bool = True,
     ) -> None:
         if book.active is None:
             raise ValueError("the recipe book has no active recipe")
@@ -95,6 +97,7 @@ class Station:
         self.finisher: Finisher | None = None
         for lane in self.lanes:
             lane.pipelined = self._batching is not None
+            lane.early_launch = early_launch and not lane.pipelined
         self._status = StatusBits.READY
         self._running = False
         self._monitor: threading.Thread | None = None
@@ -175,11 +178,6 @@ class Station:
         active = self.book.active
         return (active.recipe.cycle_budget_ms if active else 40.0) / 1000.0
 
-    def inspect(self, ticket: PartTicket, frame: Frame) -> None:
-        pending = self.submit(ticket, frame)
-        if pending is not None:
-            self.complete(ticket, frame, pending)
-
     def submit(self, ticket: PartTicket, frame: Frame) -> PendingInspection | None:
         """Start judging a part; None when its deadline already passed (decided fail-safe).
 
@@ -197,10 +195,27 @@ class Station:
             return PendingInspection(prepared, t0, self.batcher.submit(prepared.engine, image), None)
         return PendingInspection(prepared, t0, None, prepared.engine.detect([image])[0])
 
+    def launch(self, ticket: PartTicket, frame: Frame) -> PendingInspection | None:
+        """From the camera's thread: start the engine on this frame if it is idle and can run
+        without blocking (a GPU engine queues the work and returns); None: inspect as usual."""
+        prepared = self.book.active
+        if prepared is None or self.batcher is not None or ticket.claimed:
+            return None
+        t0 = time.perf_counter()
+        launched = prepared.engine.try_launch([ImageInput(frame.data, frame.pixel_format)])
+        return None if launched is None else PendingInspection(prepared, t0, None, None, launched)
+
+    def abandon(self, pending: PendingInspection) -> None:
+        """A launched part that will not be decided here (dropped, shut down): free the engine."""
+        pending.prepared.engine.finish(pending.launched)
+
     def complete(self, ticket: PartTicket, frame: Frame, pending: PendingInspection) -> None:
         """Decide and signal a submitted part (raises what the engine raised: the lane fail-safes)."""
         prepared = pending.prepared
-        result = pending.result if pending.request is None else Batcher.wait(pending.request)
+        if pending.launched is not None:  # first: finishing gives the engine back
+            result: DetectionResult | None = prepared.engine.finish(pending.launched)[0]
+        else:
+            result = pending.result if pending.request is None else Batcher.wait(pending.request)
         assert result is not None  # noqa: S101
         t_detected = time.perf_counter()
         verdict = prepared.policy.decide(result.detections)

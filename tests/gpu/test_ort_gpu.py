@@ -166,3 +166,41 @@ def test_demo_model_matches_cpu_on_synthetic_parts(tmp_path) -> None:
             _matched(g, c, 0.05, 0.4)
             found += len(g)
         assert found > 0, "the demo model found nothing on defective parts"
+
+
+def test_whole_graph_and_early_launch_give_the_step_path_detections(yolov8n, tmp_path) -> None:
+    """One graph for kernel + network + decode, and a launch finished on another thread, find
+    what the step-by-step path finds; a launch reserves the engine until it is finished."""
+    import threading
+
+    spec = _spec(yolov8n, 80, 0.01)
+    rng = np.random.default_rng(3)
+    frames = [rng.integers(0, 256, (1024, 1280), dtype=np.uint8) for _ in range(3)]
+    with open_engine(spec, _options(tmp_path, fp16=True)) as gpu:
+        gpu.register_host_buffers(frames)
+        gpu.whole_graph = False
+        ref = [gpu.detect([ImageInput(f, "Mono8")])[0] for f in frames]
+        gpu.whole_graph = True
+        for _ in range(2):  # the first call sizes the buffers, the second captures
+            gpu.detect([ImageInput(frames[0], "Mono8")])
+        assert gpu._fused, gpu.whole_graph_error
+        assert all(f.timed for f in gpu._fused.values()), "stage events inside the graph"
+        for frame, want in zip(frames, ref, strict=True):
+            got = gpu.detect([ImageInput(frame, "Mono8")])[0]
+            assert len(got.detections) == len(want.detections) > 0
+            _matched(want.detections, got.detections, 0.01, 0.01)
+            assert {"preprocess", "engine", "decode"} <= set(got.timings_ms)
+            assert 0 < got.timings_ms["engine"] < got.timings_ms["total"]
+            launched = gpu.try_launch([ImageInput(frame, "Mono8")])
+            assert launched is not None
+            assert gpu.try_launch([ImageInput(frame, "Mono8")]) is None, "a launch reserves the engine"
+            box: list = []
+            finisher = threading.Thread(target=lambda box=box, launched=launched: box.append(gpu.finish(launched)))
+            finisher.start()
+            finisher.join(10)
+            early = box[0][0]
+            np.testing.assert_array_equal(early.detections.xyxy, got.detections.xyxy)
+            np.testing.assert_array_equal(early.detections.class_id, got.detections.class_id)
+        last = gpu.try_launch([ImageInput(frames[0], "Mono8")])
+        assert last is not None, "finishing gave the engine back"
+        gpu.finish(last)

@@ -119,3 +119,47 @@ def write_recipes(folder: Path, budget_ms: float = 200.0, count: int = 2) -> Pat
     for i in range(count):
         (folder / f"r{i + 1}.yaml").write_text(RECIPE.format(id=f"r{i + 1}", code=i + 1, budget=budget_ms))
     return folder
+
+
+class LaunchingEngine(ScriptedEngine):
+    """Behaves like a GPU engine towards the station: ``try_launch`` reserves the engine
+    without blocking and queues the work (the result is due ``delay_s`` later); ``finish``
+    waits for it and gives the engine back; ``detect`` waits for the engine."""
+
+    backend = "scripted-gpu"
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.busy = threading.Lock()
+        self.launch_threads: list[str] = []
+        self.finished = 0
+
+    def detect(self, images: Sequence[ImageInput]) -> list[DetectionResult]:
+        with self.busy:
+            return super().detect(images)
+
+    def try_launch(self, images: Sequence[ImageInput]) -> object | None:
+        if not self.busy.acquire(blocking=False):
+            return None
+        self.launch_threads.append(threading.current_thread().name)
+        delay, self.delay_s = self.delay_s, 0.0
+        try:
+            result: object = super().detect(images)
+        except Exception as exc:  # a device error surfaces when the work is waited for
+            result = exc
+        finally:
+            self.delay_s = delay
+        return (time.perf_counter() + delay * len(images), result)
+
+    def finish(self, launched: object) -> list[DetectionResult]:
+        due, result = launched  # type: ignore[misc]
+        try:
+            wait = due - time.perf_counter()
+            if wait > 0:
+                time.sleep(wait)
+            if isinstance(result, Exception):
+                raise result
+            return result  # type: ignore[no-any-return]
+        finally:
+            self.finished += 1
+            self.busy.release()
