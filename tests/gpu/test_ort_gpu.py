@@ -168,9 +168,23 @@ def test_demo_model_matches_cpu_on_synthetic_parts(tmp_path) -> None:
         assert found > 0, "the demo model found nothing on defective parts"
 
 
-def test_whole_graph_and_early_launch_give_the_step_path_detections(yolov8n, tmp_path) -> None:
-    """One graph for kernel + network + decode, and a launch finished on another thread, find
-    what the step-by-step path finds; a launch reserves the engine until it is finished."""
+def _network_output(gpu) -> np.ndarray:
+    """The engine's device output buffer (both paths write it), as float32 on the host."""
+    from inference.gpu import check, runtime
+
+    ((key, (_, _, out_ptr)),) = gpu._bindings.items()
+    shape = gpu._shapes[key]
+    dtype = np.float16 if gpu._half_output else np.float32
+    host = np.empty(shape, dtype)
+    gpu.stream.synchronize()
+    kind = runtime.cudaMemcpyKind.cudaMemcpyDeviceToHost
+    check(runtime.cudaMemcpy(host.ctypes.data, out_ptr, host.nbytes, kind), "cudaMemcpy")
+    return host.astype(np.float32)
+
+
+def test_whole_graph_and_early_launch_give_the_step_path_results(yolov8n, tmp_path) -> None:
+    """One graph for kernel + network + decode, and a launch finished on another thread,
+    compute what the step-by-step path computes; a launch reserves the engine until finished."""
     import threading
 
     spec = _spec(yolov8n, 80, 0.01)
@@ -179,15 +193,20 @@ def test_whole_graph_and_early_launch_give_the_step_path_detections(yolov8n, tmp
     with open_engine(spec, _options(tmp_path, fp16=True)) as gpu:
         gpu.register_host_buffers(frames)
         gpu.whole_graph = False
-        ref = [gpu.detect([ImageInput(f, "Mono8")])[0] for f in frames]
+        ref = []
+        for f in frames:
+            ref.append((gpu.detect([ImageInput(f, "Mono8")])[0], _network_output(gpu)))
         gpu.whole_graph = True
         for _ in range(2):  # the first call sizes the buffers, the second captures
             gpu.detect([ImageInput(frames[0], "Mono8")])
         assert gpu._fused, gpu.whole_graph_error
         assert all(f.timed for f in gpu._fused.values()), "stage events inside the graph"
-        for frame, want in zip(frames, ref, strict=True):
+        for frame, (want, want_out) in zip(frames, ref, strict=True):
             got = gpu.detect([ImageInput(frame, "Mono8")])[0]
-            assert len(got.detections) == len(want.detections) > 0
+            got_out = _network_output(gpu)
+            assert np.ptp(want_out) > 0
+            np.testing.assert_allclose(got_out, want_out, atol=2e-2, rtol=2e-2)
+            assert len(got.detections) == len(want.detections)
             _matched(want.detections, got.detections, 0.01, 0.01)
             assert {"preprocess", "engine", "decode"} <= set(got.timings_ms)
             assert 0 < got.timings_ms["engine"] < got.timings_ms["total"]
@@ -199,6 +218,7 @@ def test_whole_graph_and_early_launch_give_the_step_path_detections(yolov8n, tmp
             finisher.start()
             finisher.join(10)
             early = box[0][0]
+            np.testing.assert_array_equal(_network_output(gpu), got_out)
             np.testing.assert_array_equal(early.detections.xyxy, got.detections.xyxy)
             np.testing.assert_array_equal(early.detections.class_id, got.detections.class_id)
         last = gpu.try_launch([ImageInput(frames[0], "Mono8")])

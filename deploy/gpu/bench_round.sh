@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# One GPU call for issue "Benchmarks": GPU tests, then the 1-camera bench (twice: the naive
+# loop and the paced pipeline move from run to run), the 1-camera bench with NHWC convolutions
+# (ORT CUDA option prefer_nhwc=1), and 8 cameras at 190 Hz, shared trigger and free-running.
+# Run inside the suite's environment:
+#   bash deploy/gpu/run_gpu_suite.sh --exec bash deploy/gpu/bench_round.sh [tests|one|nhwc|eight ...]
+set -uo pipefail
+OUT=${OUT:-$PWD/var/gpu-suite}
+mkdir -p "$OUT"
+steps=("$@")
+[ ${#steps[@]} -gt 0 ] || steps=(tests one one nhwc eight)
+[ -f var/models/yolov8n.onnx ] || python3 recipes/models/export_yolov8n.py --out var/models/yolov8n.onnx 2>&1 | tail -1
+one=(python3 -m line bench --backend onnxruntime-cuda --model yolov8n --fp16 --frames 1000 --plc client --json)
+summary() {  # the table and the stage line, without ORT's provider warnings
+  grep -E "^(machine|raw engine|naive loop|pipeline|stages|paced run|GC pauses)|^  (engine|naive|pipeline)" "$1" | cut -c1-400
+}
+i=0
+for step in "${steps[@]}"; do
+  i=$((i + 1))
+  case "$step" in
+    tests)
+      echo "== gpu tests"
+      python3 -m pytest tests/gpu -q -p no:cacheprovider 2>&1 | grep -Ev "Warning|warnings|^ +" | tail -8 ;;
+    one)
+      echo "== 1 camera ($i)"
+      "${one[@]}" --plot "$OUT/bench_1cam_$i.png" > "$OUT/bench_1cam_$i.txt" 2>&1
+      summary "$OUT/bench_1cam_$i.txt" ;;
+    nhwc)
+      echo "== 1 camera, prefer_nhwc=1 ($i)"
+      "${one[@]}" --cuda-option prefer_nhwc=1 --plot "$OUT/bench_1cam_nhwc_$i.png" > "$OUT/bench_1cam_nhwc_$i.txt" 2>&1
+      summary "$OUT/bench_1cam_nhwc_$i.txt" ;;
+    eight)
+      for phase in aligned free; do
+        echo "== 8 cameras x 190 Hz, $phase"
+        python3 -m line bench --backend onnxruntime-cuda --model yolov8n --fp16 --cameras 8 --frames 8000 \
+          --rate-hz 190 --budget-ms 20 --plc server --phase "$phase" --no-naive --json \
+          > "$OUT/bench_8cam_$phase.txt" 2>&1
+        summary "$OUT/bench_8cam_$phase.txt"
+      done ;;
+  esac
+done
