@@ -154,7 +154,7 @@ class GpuPreprocessor:
         image_stride = -(-span // 256) * 256
         staging = self.pool.device(f"frames:{pixel_format}", image_stride * len(images))
         for i, image in enumerate(images):
-            if frame_layout(image, pixel_format) != (h, w, pitch):
+            if i and frame_layout(image, pixel_format) != (h, w, pitch):
                 raise ValueError("a batch must hold frames of one shape and layout")
             dst = staging.ptr + i * image_stride
             if self.registry.ensure(image):

@@ -168,6 +168,44 @@ def whole_graph(engine: Any, batch: int, paced_s: float, iters: int) -> dict[str
     return {"max_abs_diff_vs_engine": diff, "total_ms": _p(lat)}
 
 
+def fused_launch(engine: Any, paced_s: float, iters: int) -> dict[str, Any]:
+    """The station's one-camera path (``try_launch`` + ``finish``, whole graph), split into
+    host and device: the launch call, the device span (events e0..e3), ``finish`` once the
+    device is surely done (host post-processing alone) and the whole chain."""
+    rng = np.random.default_rng(3)
+    frames = [rng.integers(0, 256, FRAME, dtype=np.uint8) for _ in range(4)]
+    engine.register_host_buffers(frames)
+    for i in range(3):
+        engine.finish(engine.try_launch([ImageInput(frames[i % 4], "Mono8")]))
+    out: dict[str, list[float]] = {k: [] for k in ("launch_host", "device_span", "finish_idle", "chain", "engine_in_graph")}
+    e0, e1, e2, e3 = engine._events
+    for i in range(iters + 20):
+        image = ImageInput(frames[i % 4], "Mono8")
+        if paced_s:
+            time.sleep(paced_s)
+        t0 = time.perf_counter()
+        launched = engine.try_launch([image])
+        t1 = time.perf_counter()
+        if i % 2:  # odd: finish once the device is idle (host work alone); even: at once (the chain)
+            time.sleep(0.003)
+            t2 = time.perf_counter()
+            engine.finish(launched)
+            t3 = time.perf_counter()
+            if i >= 20:
+                out["finish_idle"].append((t3 - t2) * 1e3)
+        else:
+            engine.finish(launched)
+            t3 = time.perf_counter()
+            if i >= 20:
+                out["chain"].append((t3 - t0) * 1e3)
+        if i >= 20:
+            out["launch_host"].append((t1 - t0) * 1e3)
+            out["device_span"].append(e3.elapsed_ms(e0))
+            if launched.fused is not None and launched.fused.timed:
+                out["engine_in_graph"].append(e2.elapsed_ms(e1))
+    return {k: _p(v) for k, v in out.items() if v}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("model", type=Path)
@@ -175,6 +213,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int, nargs="+", default=[1, 8])
     ap.add_argument("--iters", type=int, default=300)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--fused-only", action="store_true", help="only the station's launch path")
+    ap.add_argument("--cuda-option", action="append", default=[], metavar="KEY=VALUE")
     args = ap.parse_args()
     from inference.onnxruntime_gpu import OnnxRuntimeCudaEngine
 
@@ -184,9 +224,16 @@ def main() -> None:
     spec = DetectorSpec(model, classes, (0.25,) * len(classes))
     out: dict[str, Any] = {}
     for batch in args.batch:
+        extra = dict(item.split("=", 1) for item in args.cuda_option)
         engine = OnnxRuntimeCudaEngine(spec, EngineOptions(backend="onnxruntime", device="cuda", fp16=args.fp16,
-                                                           max_batch=batch, engine_cache_dir=Path("var/engines")))  # fmt: skip
+                                                           max_batch=batch, engine_cache_dir=Path("var/engines"),
+                                                           cuda_provider_options=extra))  # fmt: skip
         for rhythm, pause in (("hot", 0.0), ("paced", 0.004)):
+            if batch == 1:
+                f = out[f"b1_{rhythm}_fused_launch"] = fused_launch(engine, pause, args.iters)
+                print(f"batch 1 {rhythm:5}: station path (try_launch + finish) {f}", flush=True)
+            if args.fused_only:
+                continue
             g = out[f"b{batch}_{rhythm}_whole_graph"] = whole_graph(engine, batch, pause, args.iters)
             print(f"batch {batch} {rhythm:5}: whole graph {g}", flush=True)
             r = out[f"b{batch}_{rhythm}"] = profile(engine, batch, pause, args.iters)

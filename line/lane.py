@@ -196,6 +196,11 @@ class CameraLane:
         ticket = PartTicket(
             item.camera_id, item.part_id, item.frame_id, item.t_ready, item.t_ready + self.decider.budget_s(), ground_truth
         )
+        if self.early_launch and isinstance(item, Frame) and self._entered == self._past_engine:
+            try:  # first: the device starts while the bookkeeping below runs
+                ticket.launched = self.decider.launch(ticket, item)
+            except Exception:  # the inference thread's own attempt reports it properly
+                log.debug("early launch of part %s failed", ticket.part_id, exc_info=True)
         with self._pending_cond:
             # the watchdog sleeps until the head's deadline; only a new earliest deadline must
             # wake it (an empty lane, or a recipe switch to a shorter budget). Waking it for every
@@ -205,11 +210,6 @@ class CameraLane:
             self.parts += 1
             if wake:
                 self._pending_cond.notify()
-        if self.early_launch and isinstance(item, Frame) and self._entered == self._past_engine:
-            try:
-                ticket.launched = self.decider.launch(ticket, item)
-            except Exception:  # the inference thread's own attempt reports it properly
-                log.debug("early launch of part %s failed", ticket.part_id, exc_info=True)
         self._entered += 1
         if not self.queue.put(item, ticket):  # not even a failure record fits: decide now
             self._abandon_launch(ticket)

@@ -2,8 +2,9 @@
 # One GPU call for issue "Benchmarks": GPU tests, then the 1-camera bench (twice: the naive
 # loop and the paced pipeline move from run to run), the 1-camera bench with NHWC convolutions
 # (ORT CUDA option prefer_nhwc=1), and 8 cameras at 190 Hz, shared trigger and free-running.
+# `profile`: inference.gpu_profile at batch 1 (host/device split of the station's path).
 # Run inside the suite's environment:
-#   bash deploy/gpu/run_gpu_suite.sh --exec bash deploy/gpu/bench_round.sh [tests|one|nhwc|eight ...]
+#   bash deploy/gpu/run_gpu_suite.sh --exec bash deploy/gpu/bench_round.sh [tests|profile|one|nhwc|eight ...]
 set -uo pipefail
 OUT=${OUT:-$PWD/var/gpu-suite}
 mkdir -p "$OUT"
@@ -18,6 +19,10 @@ i=0
 for step in "${steps[@]}"; do
   i=$((i + 1))
   case "$step" in
+    profile)
+      echo "== gpu path profile, batch 1"
+      python3 -m inference.gpu_profile var/models/yolov8n.onnx --fp16 --batch 1 --json "$OUT/gpu_profile.json" 2>&1 \
+        | grep -E "^batch" | cut -c1-900 ;;
     tests)
       echo "== gpu tests"
       python3 -m pytest tests/gpu -q -p no:cacheprovider 2>&1 | grep -Ev "Warning|warnings|^ +" | tail -8 ;;
