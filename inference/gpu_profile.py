@@ -169,40 +169,51 @@ def whole_graph(engine: Any, batch: int, paced_s: float, iters: int) -> dict[str
 
 
 def fused_launch(engine: Any, paced_s: float, iters: int) -> dict[str, Any]:
-    """The station's one-camera path (``try_launch`` + ``finish``, whole graph), split into
-    host and device: the launch call, the device span (events e0..e3), ``finish`` once the
-    device is surely done (host post-processing alone) and the whole chain."""
+    """The station's one-camera path (``try_launch`` + ``finish`` on the whole graph), step by
+    step with a host timestamp after each: what the host adds before the device starts and
+    after it is done. ``chain`` is the sum; ``device_span`` the events e0..e3; also the
+    candidates that reach the host decoder and the detections NMS keeps, per frame."""
     rng = np.random.default_rng(3)
     frames = [rng.integers(0, 256, FRAME, dtype=np.uint8) for _ in range(4)]
     engine.register_host_buffers(frames)
     for i in range(3):
         engine.finish(engine.try_launch([ImageInput(frames[i % 4], "Mono8")]))
-    out: dict[str, list[float]] = {k: [] for k in ("launch_host", "device_span", "finish_idle", "chain", "engine_in_graph")}
+    steps = ("upload", "lookup", "graph_launch", "sync_wait", "collect", "nms", "results", "chain")
+    out: dict[str, list[float]] = {k: [] for k in (*steps, "device_span", "engine_in_graph", "candidates", "detections")}
     e0, e1, e2, e3 = engine._events
+    pre, decoder = engine._preprocessor, engine._decoder
     for i in range(iters + 20):
-        image = ImageInput(frames[i % 4], "Mono8")
+        data = frames[i % 4]
         if paced_s:
             time.sleep(paced_s)
-        t0 = time.perf_counter()
-        launched = engine.try_launch([image])
-        t1 = time.perf_counter()
-        if i % 2:  # odd: finish once the device is idle (host work alone); even: at once (the chain)
-            time.sleep(0.003)
-            t2 = time.perf_counter()
-            engine.finish(launched)
-            t3 = time.perf_counter()
-            if i >= 20:
-                out["finish_idle"].append((t3 - t2) * 1e3)
-        else:
-            engine.finish(launched)
-            t3 = time.perf_counter()
-            if i >= 20:
-                out["chain"].append((t3 - t0) * 1e3)
+        t = [time.perf_counter()]
+        e0.record(engine.stream)
+        staging, h, w, pitch = pre.upload([data], "Mono8")
+        t.append(time.perf_counter())
+        geometry = engine.geometry(h, w)
+        input_ptr = engine._input_buffer(geometry, 1)
+        fused = engine._fused_graph((1, 1, h, w, pitch, "Mono8"), staging, input_ptr, geometry)
+        t.append(time.perf_counter())
+        fused.graph.replay()
+        e3.record(engine.stream)
+        t.append(time.perf_counter())
+        engine.stream.synchronize()
+        t.append(time.perf_counter())
+        copied = decoder.candidates_copied
+        candidates = decoder.collect(fused.plan, synchronized=True)
+        t.append(time.perf_counter())
+        detections = [engine._finish(c, geometry) for c in candidates]
+        t.append(time.perf_counter())
+        engine._results(detections, geometry, t[0], True)
+        t.append(time.perf_counter())
         if i >= 20:
-            out["launch_host"].append((t1 - t0) * 1e3)
+            for k, (a, b) in zip(steps, zip(t, t[1:], strict=False), strict=False):
+                out[k].append((b - a) * 1e3)
+            out["chain"].append((t[-1] - t[0]) * 1e3)
             out["device_span"].append(e3.elapsed_ms(e0))
-            if launched.fused is not None and launched.fused.timed:
-                out["engine_in_graph"].append(e2.elapsed_ms(e1))
+            out["engine_in_graph"].append(e2.elapsed_ms(e1))
+            out["candidates"].append(float(decoder.candidates_copied - copied))
+            out["detections"].append(float(len(detections[0])))
     return {k: _p(v) for k, v in out.items() if v}
 
 
