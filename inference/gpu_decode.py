@@ -50,6 +50,8 @@ class DecodePlan:
     host_counts: np.ndarray
     host_idx: PinnedBuffer
     host_rows: PinnedBuffer
+    idx_view: np.ndarray  # (batch, count) int32 over host_idx: made once, a graph's plan is reused
+    rows_view: np.ndarray  # (batch, count, width) float32 over host_rows
 
 
 class GpuDecoder:
@@ -102,11 +104,12 @@ class GpuDecoder:
             output_ptr, int(half), batch, num_classes, count, self._min_thr, counts.ptr, indices.ptr, rows.ptr
         )
         launch(self._function, (-(-count // 256), batch, 1), (256, 1, 1), self._args, self.stream)
+        host_idx = self.pool.pinned("decode:indices", 4 * batch * count)
+        host_rows = self.pool.pinned("decode:rows", 4 * batch * count * width)
         plan = DecodePlan(
             batch, count, width, min(count, PREFETCH_ROWS), counts.ptr, indices.ptr, rows.ptr,
-            self.pool.pinned("decode:counts", 4 * batch).view(np.int32, (batch,)),
-            self.pool.pinned("decode:indices", 4 * batch * count),
-            self.pool.pinned("decode:rows", 4 * batch * count * width),
+            self.pool.pinned("decode:counts", 4 * batch).view(np.int32, (batch,)), host_idx, host_rows,
+            host_idx.view(np.int32, (batch, count)), host_rows.view(np.float32, (batch, count, width)),
         )  # fmt: skip
         fetched = cuda_enqueue.memcpy_dtoh(
             plan.host_counts.ctypes.data, counts.ptr, 4 * batch, self.stream.handle
@@ -121,8 +124,10 @@ class GpuDecoder:
         """The host half: wait (unless the caller did), fetch overflow rows, exact decode."""
         if not synchronized:
             self.stream.synchronize()
+        if not plan.host_counts.any():  # the common case on a line: nothing near a threshold
+            return [Candidates.empty()] * plan.batch
         count, width, cap = plan.count, plan.width, plan.cap
-        ks = [int(k) for k in plan.host_counts]
+        ks: list[int] = plan.host_counts.tolist()
         if max(ks) > cap:  # only an image with more candidates than the prefetch: a second copy
             for i, k in enumerate(ks):
                 if k > cap:
@@ -140,8 +145,7 @@ class GpuDecoder:
                         self.stream,
                     )
             self.stream.synchronize()
-        all_idx = plan.host_idx.view(np.int32, (plan.batch, count))
-        all_rows = plan.host_rows.view(np.float32, (plan.batch, count, width))
+        all_idx, all_rows = plan.idx_view, plan.rows_view
         results = []
         for i, k in enumerate(ks):
             self.candidates_copied += k

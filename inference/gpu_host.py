@@ -79,8 +79,12 @@ class HostRegistry:
         self._lock = threading.Lock()
         self.registered = 0
         self.failures = 0
+        self.epoch = 0  # bumped when a registration goes away: caches of "registered" drop then
 
     def _find(self, start: int, end: int) -> _Registration | None:
+        reg = self._regs.get(start)  # a camera buffer: the registered root itself
+        if reg is not None and end <= reg.end:
+            return reg
         for key, reg in self._regs.items():
             if reg.start <= start and end <= reg.end:
                 self._regs.move_to_end(key)
@@ -123,6 +127,7 @@ class HostRegistry:
             self.registered += 1
             while len(self._regs) > self.capacity:
                 _, old = self._regs.popitem(last=False)
+                self.epoch += 1
                 check(runtime.cudaHostUnregister(old.start), "cudaHostUnregister")
             return True
 
@@ -137,6 +142,7 @@ class HostRegistry:
             for reg in self._regs.values():
                 runtime.cudaHostUnregister(reg.start)
             self._regs.clear()
+            self.epoch += 1
 
 
 @dataclass
