@@ -265,15 +265,16 @@ class GpuPipelineEngine(Engine):
             if not fused.timed:
                 e1.record(self.stream)
             fused.graph.replay()
-            plan = fused.plan
-        else:
-            preprocessor.launch_kernel(staging_ptr, (h, w, pitch), len(images), pixel_format, geometry, input_ptr)
-            e1.record(self.stream)
-            out_ptr, out_shape, half = self._run(input_ptr, batch, geometry.input_h, geometry.input_w)
-            e2.record(self.stream)
-            plan = self._decoder.enqueue(out_ptr, out_shape, half)
+            if not fused.timed:
+                e3.record(self.stream)
+            return InFlight(t0, len(images), geometry, fused.plan, fused)
+        preprocessor.launch_kernel(staging_ptr, (h, w, pitch), len(images), pixel_format, geometry, input_ptr)
+        e1.record(self.stream)
+        out_ptr, out_shape, half = self._run(input_ptr, batch, geometry.input_h, geometry.input_w)
+        e2.record(self.stream)
+        plan = self._decoder.enqueue(out_ptr, out_shape, half)
         e3.record(self.stream)
-        return InFlight(t0, len(images), geometry, plan, fused)
+        return InFlight(t0, len(images), geometry, plan, None)
 
     def _collect(self, launched: InFlight) -> list[DetectionResult]:
         assert self._decoder is not None  # noqa: S101
@@ -326,7 +327,7 @@ class GpuPipelineEngine(Engine):
                 return None
             assert self._decoder is not None  # noqa: S101
             fused = capture(key, staging_ptr, input_ptr, geometry, network, self._preprocessor_checked(),
-                            self._decoder, self.stream, (self._events[1], self._events[2]))  # fmt: skip
+                            self._decoder, self.stream, (self._events[1], self._events[2], self._events[3]))  # fmt: skip
         except Exception as exc:  # noqa: BLE001 - an optimisation: the steps keep working
             self._fused_failed.add(key)
             self.whole_graph_error = f"{type(exc).__name__}: {exc}"[:300]

@@ -220,7 +220,7 @@ class Station:
         t_detected = time.perf_counter()
         verdict = prepared.policy.decide(result.detections)
         t_decided = time.perf_counter()
-        timings = dict(result.timings_ms)
+        timings = result.timings_ms  # each result's own dict (the engine copies it per image)
         timings["acquire_wait"] = (pending.t0 - frame.t_ready) * 1000
         timings["detect"] = (t_detected - pending.t0) * 1000  # the engine call as the station sees it
         timings["decision"] = (t_decided - t_detected) * 1000
