@@ -55,7 +55,11 @@ class EngineOptions(_Frozen):
     device: Literal["cpu", "cuda"] = "cpu"
     device_id: int = 0
     intra_op_threads: int = Field(default=0, ge=0)  # 0: runtime default
-    cuda_graphs: bool = True  # ORT's graph per shape, and one graph for kernel + network + decode
+    cuda_graphs: bool = True  # the network replayed as a CUDA graph (one per input shape)
+    # with cuda_graphs: letterbox kernel + network + decode captured as ONE graph per frame layout
+    # (inference.gpu_fused); off: the steps are enqueued one by one (a model that cannot be captured
+    # falls back by itself, this is for A/B and for cautious sites)
+    whole_graph: bool = True
     # extra ONNX Runtime CUDA provider options, passed as given (e.g. {"prefer_nhwc": "1"})
     cuda_provider_options: dict[str, str] = Field(default_factory=dict)
     fp16: bool = False

@@ -69,7 +69,7 @@ class GpuPipelineEngine(Engine):
         # another) gives it back
         self._lock = threading.Lock()
         # one CUDA graph per frame layout for kernel + network + decode (``inference.gpu_fused``)
-        self.whole_graph = options.cuda_graphs
+        self.whole_graph = options.cuda_graphs and options.whole_graph
         self.whole_graph_error: str | None = None
         self._fused: dict[FusedKey, FusedGraph] = {}
         self._fused_seen: set[FusedKey] = set()

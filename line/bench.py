@@ -110,7 +110,7 @@ def engine_options(args: argparse.Namespace) -> EngineOptions:
     extra = dict(item.split("=", 1) for item in args.cuda_option)
     return EngineOptions.model_validate({"backend": backend, "device": device, "fp16": args.fp16,
                                          "max_batch": max(1, args.cameras), "engine_cache_dir": REPO / "var" / "engines",
-                                         "cuda_provider_options": extra})  # fmt: skip
+                                         "cuda_provider_options": extra, "whole_graph": not args.no_whole_graph})  # fmt: skip
 
 
 def bench_engine(engine: Engine, recipe: Recipe, frame: np.ndarray, pixel_format: str, n: int, warmup: int) -> dict[str, Any]:
