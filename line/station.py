@@ -29,6 +29,7 @@ from line.lane import CameraLane, Finisher, PartTicket
 from line.recipe_model import Recipe
 from line.recipes import PreparedRecipe, RecipeBook, SwitchResult
 from line.results import ResultLog, ResultRecord
+from line.station_report import mes_state, snapshot
 from line.stats import StationStats
 from line.verdict_records import build_message, build_record
 from plc.sink import Delivery, ResultCode, ResultSink, StatusBits, VerdictMessage
@@ -341,18 +342,7 @@ class Station:
 
     def _publish_state(self) -> None:
         """Counters and link states for sinks that mirror the station (the MES server)."""
-        counts = self.stats.counts
-        cameras_up = all(lane.source.state is CameraState.ACQUIRING and not lane.camera_errors for lane in self.lanes)
-        order = ("modbus_client", "opcua_client", "modbus_server")
-        plc_links = [s.link_state.value for name in order for s in self.sinks if s.name == name]
-        active = self.book.active
-        state = {
-            "inspected": counts.get("verdicts", 0), "rejected": counts.get("rejected", 0),
-            "fail_safe": counts.get("fail_safe", 0), "deadline_misses": counts.get("fail_safe.timeout", 0),
-            "camera_link": "connected" if cameras_up else "disconnected",
-            "plc_link": plc_links[0] if plc_links else "connected",
-            "active_recipe": active.recipe.id if active else None,
-        }  # fmt: skip
+        state = mes_state(self)
         for sink in self.sinks:
             update = getattr(sink, "update_state", None)
             if update is not None:
@@ -397,15 +387,4 @@ class Station:
         self.result_log.event("command", "info", f"command {command} from {source}", {"command": command})
 
     def snapshot(self) -> dict[str, object]:
-        active = self.book.active
-        return {
-            "station": self.station_id,
-            "active_recipe": active.recipe.id if active else self._final_recipe,
-            "status": int(self._status),
-            "cameras": {lane.camera_id: {"state": lane.source.state.value, **lane.source.counters.snapshot(),
-                                         "queue_dropped": lane.queue.dropped} for lane in self.lanes},  # fmt: skip
-            "sinks": {s.name: {"link": s.link_state.value, **s.counters()} for s in self.sinks},
-            "log": {"written": self.result_log.written, "dropped": self.result_log.dropped, "pending": self.result_log.pending()},
-            "gc_pause_ms": self.gc_watch.snapshot(),
-            **self.stats.snapshot(),
-        }
+        return snapshot(self)

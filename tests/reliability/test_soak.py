@@ -1,7 +1,7 @@
 """Soak: ``linecheck run`` as a real process at 50 parts/s, sampled by ``line.soak``.
 
 Without ``LINECHECK_SOAK_S`` a 30-second run checks the mechanics (every part a verdict, no
-thread or fd growth, no gross memory growth); with it (CI sets ``LINECHECK_SOAK_S=300``) the
+thread or fd growth, no gross memory growth); with it (CI sets ``LINECHECK_SOAK_S=600``) the
 long run judges the real criteria: RSS growth < 20 MB/hour after the warm-up, no growth in
 threads or open fds. A 30-second run cannot resolve 20 MB/hour (0.17 MB in 30 s is within the
 allocator's noise), so the short one bounds the absolute growth instead."""
@@ -40,13 +40,15 @@ def test_soak_short(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.timeout(int(LONG_S) + 180 if LONG_S > 0 else 300)
-@pytest.mark.skipif(LONG_S <= 0, reason="set LINECHECK_SOAK_S=300 (CI) for the long soak")
+@pytest.mark.skipif(LONG_S <= 0, reason="set LINECHECK_SOAK_S=600 (CI) for the long soak")
 def test_soak_long(tmp_path: Path) -> None:
-    # warm-up: half the run (at most 5 min). Measured on the 2-core CI box: RSS climbs ~6 MB
-    # over the first ~100 s (allocator arenas, SQLite page cache, journal segments), then stays
-    # flat for the rest of an hour (2.2 MB/h). A third of a 5-minute run (100 s) sometimes
-    # ended inside that ramp on a loaded machine and read it as 39 MB/h of growth.
-    result = run_soak(make_env(tmp_path), LONG_S, rate_hz=50, interval_s=5.0, warmup_s=min(300.0, LONG_S / 2))
+    # Measured on the 2-core CI box (420 s, samples every 5 s): RSS climbs ~4.5 MB over the
+    # first ~100 s (SQLite's page cache filling, allocator arenas), then moves only in steps of
+    # 0.6-0.9 MB at random moments that then stay flat (not pinned down; allocator behaviour
+    # is the likely cause); an hour gives 2.2 MB/h. Against 20 MB/h a judged window must be long enough that one such
+    # step reads below the limit: 400 s of a 600 s run (CI) puts a 1 MB step at 9 MB/h, where
+    # 200 s of a 300 s run read 26-39 MB/h and failed now and then.
+    result = run_soak(make_env(tmp_path), LONG_S, rate_hz=50, interval_s=5.0, warmup_s=min(300.0, LONG_S / 3))
     _common(result)
     assert result["rss_growth_mb_per_h"] < RSS_LIMIT_MB_PER_H, {
         k: v for k, v in result.items() if k != "samples"

@@ -1,0 +1,44 @@
+"""What the station reports about itself: the state mirrored to the MES server, and the
+snapshot the HMI, the metrics endpoint and the bench read. Kept out of ``line/station.py``,
+which is the hot path."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from camera.source import CameraState
+
+if TYPE_CHECKING:
+    from line.station import Station
+
+
+def mes_state(station: Station) -> dict[str, object]:
+    counts = station.stats.counts
+    lanes = station.lanes
+    cameras_up = all(lane.source.state is CameraState.ACQUIRING and not lane.camera_errors for lane in lanes)
+    order = ("modbus_client", "opcua_client", "modbus_server")
+    plc_links = [s.link_state.value for name in order for s in station.sinks if s.name == name]
+    active = station.book.active
+    return {
+        "inspected": counts.get("verdicts", 0), "rejected": counts.get("rejected", 0),
+        "fail_safe": counts.get("fail_safe", 0), "deadline_misses": counts.get("fail_safe.timeout", 0),
+        "camera_link": "connected" if cameras_up else "disconnected",
+        "plc_link": plc_links[0] if plc_links else "connected",
+        "active_recipe": active.recipe.id if active else None,
+    }  # fmt: skip
+
+
+def snapshot(station: Station) -> dict[str, object]:
+    active = station.book.active
+    log = station.result_log
+    return {
+        "station": station.station_id,
+        "active_recipe": active.recipe.id if active else station._final_recipe,
+        "status": int(station._status),
+        "cameras": {lane.camera_id: {"state": lane.source.state.value, **lane.source.counters.snapshot(),
+                                     "queue_dropped": lane.queue.dropped} for lane in station.lanes},  # fmt: skip
+        "sinks": {s.name: {"link": s.link_state.value, **s.counters()} for s in station.sinks},
+        "log": {"written": log.written, "dropped": log.dropped, "pending": log.pending()},
+        "gc_pause_ms": station.gc_watch.snapshot(),
+        **station.stats.snapshot(),
+    }
