@@ -28,6 +28,7 @@ class ScriptedSource(FrameSource):
         fail_parts: tuple[int, ...] = ()  # part ids whose fetch raises (camera error)
         incomplete_parts: tuple[int, ...] = ()
         defective_parts: tuple[int, ...] = ()  # frame value 255 -> the fake engine reports a defect
+        choking_parts: tuple[int, ...] = ()  # frame value 1 -> the fake engine raises
         max_parts: int | None = None
 
     def __init__(self, camera_id: str, options: Options, settings: CameraSettings | None = None) -> None:
@@ -59,7 +60,7 @@ class ScriptedSource(FrameSource):
         part = self._part
         if part in self.options.fail_parts:
             raise CameraRetryableError(f"scripted camera failure at part {part}")
-        value = 255 if part in self.options.defective_parts else 10
+        value = 255 if part in self.options.defective_parts else 1 if part in self.options.choking_parts else 10
         data = np.full((self.options.height, self.options.width), value, np.uint8)
         status = FrameStatus.INCOMPLETE if part in self.options.incomplete_parts else FrameStatus.COMPLETE
         with self._lock:
