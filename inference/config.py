@@ -60,7 +60,12 @@ class EngineOptions(_Frozen):
     # (inference.gpu_fused); off: the steps are enqueued one by one (a model that cannot be captured
     # falls back by itself, this is for A/B and for cautious sites)
     whole_graph: bool = True
-    # extra ONNX Runtime CUDA provider options, passed as given (e.g. {"prefer_nhwc": "1"})
+    # ORT CUDA provider ``prefer_nhwc``: convolutions in NHWC, the tensor cores' own layout, so
+    # cuDNN needs no transposes around them. YOLOv8n-sized fp16 on the H100: network 0.76 against
+    # 0.94 ms, detections unchanged (tests/gpu). A build without NHWC kernels falls back to NCHW.
+    cuda_nhwc: bool = True
+    # extra ONNX Runtime CUDA provider options, passed as given; they win over the fields above
+    # (e.g. {"prefer_nhwc": "0"} for an A/B)
     cuda_provider_options: dict[str, str] = Field(default_factory=dict)
     fp16: bool = False
     engine_cache_dir: Path = Path("var/engines")

@@ -116,6 +116,13 @@ class Device:
     def synchronize(self) -> None:
         check(runtime.cudaDeviceSynchronize(), "cudaDeviceSynchronize")
 
+    def memory_used_mb(self) -> float:
+        """Device memory in use by every process on this GPU (the driver has no per-process
+        figure without NVML): the bench reads it in a process that is the GPU's only user."""
+        self.activate()
+        free, total = check(runtime.cudaMemGetInfo(), "cudaMemGetInfo")
+        return (int(total) - int(free)) / 2**20
+
 
 class Stream:
     """A non-blocking stream we own; ``handle`` is the integer the runtimes want."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,6 +28,7 @@ from inference.gpu_pipeline import GpuPipelineEngine
 from inference.model_check import inspect_session, output_problems
 
 _PRELOADED = False
+log = logging.getLogger(__name__)
 
 
 def _ort() -> Any:
@@ -81,15 +83,10 @@ class OnnxRuntimeCudaEngine(GpuPipelineEngine):
                 usable if use_tensorrt_provider is None else use_tensorrt_provider and usable
             )
             self.tensorrt_provider_error: str | None = None
+            self.nhwc = options.cuda_nhwc
+            self.nhwc_error: str | None = None
             try:
-                try:
-                    self._plain = self._session(graphs=False)
-                except Exception as exc:
-                    if not self.use_tensorrt_provider:
-                        raise
-                    self.tensorrt_provider_error = _first_line(exc)
-                    self.use_tensorrt_provider = False
-                    self._plain = self._session(graphs=False)
+                self._plain = self._open_plain()
             except Exception as exc:
                 raise EngineLoadError(
                     f"{path}: ONNX Runtime CUDA could not load the model: {_first_line(exc)}"
@@ -117,6 +114,22 @@ class OnnxRuntimeCudaEngine(GpuPipelineEngine):
         except BaseException:
             GpuPipelineEngine.close(self)  # stream, buffers: nothing leaks on a failed load
             raise
+
+    def _open_plain(self) -> Any:
+        """The plain session; without the TensorRT EP if that fails to load, then without NHWC."""
+        try:
+            return self._session(graphs=False)
+        except Exception as exc:
+            if self.use_tensorrt_provider:
+                self.tensorrt_provider_error = _first_line(exc)
+                self.use_tensorrt_provider = False
+                return self._open_plain()
+            if not self.nhwc:
+                raise
+            # an ORT build without the NHWC kernels: the model still runs, in NCHW
+            self.nhwc, self.nhwc_error = False, _first_line(exc)
+            log.warning("%s: NHWC convolutions unavailable, running NCHW: %s", self.model_path, self.nhwc_error)
+            return self._session(graphs=False)
 
     @property
     def cuda_graphs_active(self) -> bool:
@@ -154,6 +167,7 @@ class OnnxRuntimeCudaEngine(GpuPipelineEngine):
             "cudnn_conv_algo_search": "EXHAUSTIVE",
             "do_copy_in_default_stream": "0",
             "enable_cuda_graph": "1" if graphs else "0",
+            "prefer_nhwc": "1" if self.nhwc else "0",
             **self.options.cuda_provider_options,
         }
         providers: list[Any] = [("CUDAExecutionProvider", cuda)]

@@ -12,27 +12,18 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from camera.frame import GroundTruth
-from camera.memory import MemorySource
 from inference.config import EngineOptions, InputProfile
-from inference.engine import Engine, ImageInput, open_engine
-from line.archive import ImageArchive
+from line.bench_phases import bench_naive, bench_pipeline, in_fresh_process, measure_engine
 from line.recipe_model import Recipe
-from line.recipes import RecipeBook, load_recipe
-from line.results import ResultLog
-from line.stats import percentiles
-from plc.sink import ResultSink
+from line.recipes import load_recipe
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -113,149 +104,6 @@ def engine_options(args: argparse.Namespace) -> EngineOptions:
                                          "cuda_provider_options": extra, "whole_graph": not args.no_whole_graph})  # fmt: skip
 
 
-def bench_engine(engine: Engine, recipe: Recipe, frame: np.ndarray, pixel_format: str, n: int, warmup: int) -> dict[str, Any]:
-    """The network alone, as the pipeline's engine runs it: the backend's own ``engine`` stage
-    timing (ORT ``run`` on CPU; CUDA events around the graph replay on GPU). It bounds what the
-    pipeline can reach; preprocessing, decode and hand-overs are what the pipeline adds."""
-    image = ImageInput(frame, pixel_format)
-    result = None
-    # the network as the backend replays it alone (ORT's own graph on GPU), not inside the
-    # pipeline's whole graph: the reference stays the same whatever the pipeline fuses
-    fused = getattr(engine, "whole_graph", None)
-    if fused is not None:
-        engine.whole_graph = False  # type: ignore[attr-defined]
-    try:
-        for _ in range(warmup):
-            result = engine.detect([image])[0]
-        lat = [engine.detect([image])[0].timings_ms["engine"] for _ in range(n)]
-    finally:
-        if fused is not None:
-            engine.whole_graph = fused  # type: ignore[attr-defined]
-    shape = result.input_shape if result is not None else (0, 0)
-    return {"fps": 1000.0 / float(np.mean(lat)), "latency_ms": percentiles(np.array(lat)), "input_hw": list(shape),
-            "_samples": np.array(lat)}
-
-
-def bench_naive(recipe: Recipe, frames: list[np.ndarray], input_hw: tuple[int, int], cuda: bool, n: int, warmup: int) -> dict[str, Any]:
-    import onnxruntime as ort
-
-    from line.naive import NaiveLoop
-
-    providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if cuda else ["CPUExecutionProvider"]
-    session = ort.InferenceSession(str(recipe.model.onnx), providers=providers)
-    loop = NaiveLoop(session, recipe, input_hw)
-    for i in range(warmup):
-        loop.run_one(frames[i % len(frames)])
-    t0 = time.perf_counter()
-    lat = [loop.run_one(frames[i % len(frames)]) for i in range(n)]
-    elapsed = time.perf_counter() - t0
-    return {"fps": n / elapsed, "latency_ms": percentiles(np.array(lat)), "_samples": np.array(lat)}
-
-
-def _sinks(kind: str, workdir: Path) -> tuple[list[ResultSink], Any]:
-    if kind == "none":
-        return [], None
-    from plc.config import ModbusClientConfig, ModbusServerConfig
-
-    if kind == "server":
-        from plc.modbus_server import ModbusServerSink
-
-        return [ModbusServerSink(ModbusServerConfig(port=0))], None
-    from plc.latency import start_simulator
-    from plc.modbus_client import ModbusClientSink
-
-    sim, port = start_simulator("--record", str(workdir / "plc.jsonl"))
-    return [ModbusClientSink(ModbusClientConfig(enabled=True, port=port, write_timeout_ms=20))], sim
-
-
-def bench_pipeline(recipe: Recipe, options: EngineOptions, frames: list[np.ndarray], truths: list[GroundTruth],
-                   args: argparse.Namespace, rate_hz: float, n: int) -> dict[str, Any]:  # fmt: skip
-    from line.station import Station
-
-    with tempfile.TemporaryDirectory(prefix="linecheck-bench-") as tmp:
-        work = Path(tmp)
-        (work / "recipes").mkdir()
-        data = recipe.model_dump(mode="json")
-        if args.budget_ms:
-            data["cycle_budget_ms"] = args.budget_ms
-        (work / "recipes" / f"{recipe.id}.yaml").write_text(yaml.safe_dump(data))
-        book = RecipeBook(work / "recipes", lambda r: open_engine(r.detector_spec(), options),
-                          warm_shape=(frames[0].shape[0], frames[0].shape[1], args.pixel_format),
-                          warm_batch=args.cameras)  # fmt: skip
-        assert book.switch(recipe.id, "bench").ok  # noqa: S101
-        per_camera = max(1, n // args.cameras)
-        # back-pressured (rate 0): fewer camera buffers than queue slots, so acquisition waits for
-        # the station instead of overflowing its queue — the most it sustains without a drop
-        pool = 6 if rate_hz > 0 else 3
-        # paced cameras: one shared trigger (a multi-view station) or free-running, each at a random phase
-        rng = np.random.default_rng(11)
-        epoch = time.perf_counter()
-        epochs = [epoch if args.phase == "aligned" else epoch + rng.uniform(0, 1 / rate_hz) if rate_hz else None
-                  for _ in range(args.cameras)]  # fmt: skip
-        sources = [MemorySource(f"cam{i + 1}", MemorySource.Options(rate_hz=rate_hz, pixel_format=args.pixel_format,
-                                pool_size=pool, max_frames=per_camera + args.warmup, trigger_epoch=epochs[i] if rate_hz else None),
-                                images=frames, truths=truths)
-                   for i in range(args.cameras)]  # fmt: skip
-        sinks, sim = _sinks(args.plc, work)
-        log = ResultLog(work / "results.db", ImageArchive(work / "ng", 50, "jpg") if args.archive else None)
-        gpu = options.device == "cuda"
-        station = Station("bench", book, list(sources), sinks, log, queue_size=4, fetch_timeout_s=0.5,
-                          archive_ng=args.archive,
-                          max_batch=args.cameras, pad_to=args.cameras if gpu else None)  # fmt: skip
-        try:
-            station.start()
-            for sink in sinks:
-                wait = getattr(sink, "wait_connected", None)
-                if wait is not None:
-                    wait(10.0)
-            while sum(lane.parts for lane in station.lanes) < args.warmup * args.cameras:
-                time.sleep(0.005)
-            station.stats.reset()
-            t0 = time.perf_counter()
-            target = per_camera * args.cameras
-            # done when the frames are decided, or when the cameras are through and every part they
-            # announced is decided (frames a camera dropped at the very end announce no part)
-            while station.stats.counts.get("verdicts", 0) < target - args.cameras * 4 and time.perf_counter() - t0 < 600:
-                if all(s.exhausted for s in sources) and not any(lane.undecided() for lane in station.lanes):
-                    break
-                time.sleep(0.005)
-            elapsed = time.perf_counter() - t0
-            snap = station.snapshot()
-            samples = station.stats.verdict_latency.values()
-            # the network alone again, on the very engine instance this station ran: on the H100
-            # a process's later engines ran ~8 % slower than its first (0.95 against 1.03-1.08
-            # ms, whatever the warm-up or the cuDNN search), so the first-instance figure above
-            # is not quite the bound of this station's pipeline. Measured with the station idle
-            # (every part decided), before stop() closes the book's engines.
-            active = book.active
-            same = None
-            if rate_hz > 0 and active is not None:
-                same = bench_engine(active.engine, recipe, frames[0], args.pixel_format, n, args.warmup)
-                same.pop("_samples", None)
-            station.stop()
-        finally:
-            if sim is not None:
-                from plc.latency import stop_process
-
-                stop_process(sim)
-        counts: dict[str, int] = snap["counts"]  # type: ignore[assignment]
-        stages: dict[str, dict[str, float]] = snap["stages_ms"]  # type: ignore[assignment]
-        return {
-            "fps": (counts.get("passed", 0) + counts.get("rejected", 0)) / elapsed,  # inspected, not fail-safe
-            "latency_ms": snap["latency_ms"],
-            "plc_ack_ms": snap["plc_ack_ms"],
-            "engine_ms": stages.get("engine", {}),
-            "stages_ms": stages,
-            "dropped": sum(lane.queue.dropped for lane in station.lanes) + sum(s.counters.dropped for s in sources),
-            "deadline_misses": counts.get("fail_safe.timeout", 0),
-            "fail_safe": counts.get("fail_safe", 0),
-            "gc_pause_ms": snap["gc_pause_ms"],
-            "rate_hz": rate_hz,
-            "_samples": samples,
-            "_engine_same_instance": same,
-        }
-
-
 def run_inference_bench(args: argparse.Namespace) -> dict[str, Any]:
     recipe = resolve_recipe(args.model, args.width, args.height)
     options = engine_options(args)
@@ -263,22 +111,22 @@ def run_inference_bench(args: argparse.Namespace) -> dict[str, Any]:
     n = args.frames
     print(f"bench: model={args.model} backend={args.backend} frames={args.width}x{args.height} {args.pixel_format} "
           f"cameras={args.cameras} n={n}", file=sys.stderr)  # fmt: skip
-    engine = open_engine(recipe.detector_spec(), options)
-    raw = bench_engine(engine, recipe, frames[0], args.pixel_format, n, args.warmup)
-    engine.close()
+    fresh = not args.one_process
+    raw = in_fresh_process(fresh, measure_engine, recipe, options, frames[0], args.pixel_format, n, args.warmup)
     print(f"  engine: p50 {raw['latency_ms']['p50']:.2f} ms", file=sys.stderr)
     if args.no_naive:  # iterating on the station alone (profiles): the comparison is skipped, and says so
         nan = float("nan")
         naive: dict[str, Any] = {"fps": nan, "latency_ms": {"p50": nan, "p99": nan, "p999": nan, "max": nan, "n": 0}, "skipped": True}
     else:
-        naive = bench_naive(recipe, frames, tuple(raw["input_hw"]), args.backend != "onnxruntime", n, args.warmup)
+        naive = in_fresh_process(fresh, bench_naive, recipe, frames, tuple(raw["input_hw"]), args.backend != "onnxruntime",
+                                 n, args.warmup)  # fmt: skip
     print(f"  naive: {naive['fps']:.1f} fps, p50 {naive['latency_ms']['p50']:.2f} ms", file=sys.stderr)
-    saturated = bench_pipeline(recipe, options, frames, truths, args, rate_hz=0.0, n=n)
+    saturated = in_fresh_process(fresh, bench_pipeline, recipe, options, frames, truths, args, 0.0, n)
     print(f"  pipeline (back-pressured): {saturated['fps']:.1f} fps", file=sys.stderr)
     # latency is measured at half the sustainable rate (a part finds the station idle, as on a
     # line) unless a rate is asked for: N cameras at R Hz each is the sustained-load question
     rate = args.rate_hz or 0.5 * saturated["fps"] / args.cameras
-    paced = bench_pipeline(recipe, options, frames, truths, args, rate_hz=rate, n=n)
+    paced = in_fresh_process(fresh, bench_pipeline, recipe, options, frames, truths, args, rate, n)
     print(f"  pipeline (paced {paced['rate_hz']:.1f} Hz/camera): p50 {paced['latency_ms']['p50']:.2f} ms", file=sys.stderr)
     same_instance = paced.pop("_engine_same_instance", None)
     saturated.pop("_engine_same_instance", None)
@@ -297,7 +145,7 @@ def run_inference_bench(args: argparse.Namespace) -> dict[str, Any]:
         "machine": machine(), "model": args.model, "backend": args.backend, "frame": [args.height, args.width],
         "pixel_format": args.pixel_format, "cameras": args.cameras, "fp16": args.fp16,
         "pipeline": pipeline, "naive": naive, "engine": raw, "engine_station_instance": same_instance,
-        "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "rss_mb": paced["rss_mb"], "gpu_memory_mb": paced["gpu_memory_mb"], "fresh_processes": fresh,
     }  # fmt: skip
 
 
@@ -320,7 +168,8 @@ def print_table(result: dict[str, Any]) -> None:
     print("stages (p50 / p99 ms): " + ", ".join(f"{k} {v['p50']:.2f}/{v['p99']:.2f}" for k, v in p["stages_ms"].items()))
     print(f"paced run: {result['cameras']} camera(s) x {p['rate_hz']:.1f} Hz offered {p['offered_fps']:.0f} fps, "
           f"decided {p['paced_fps']:.1f} fps, dropped {p['dropped']}, deadline misses {p['deadline_misses']} "
-          f"(fail-safe {p['fail_safe']}); RSS {result['rss_mb']:.0f} MB")  # fmt: skip
+          f"(fail-safe {p['fail_safe']}); RSS {result['rss_mb']:.0f} MB"
+          + (f", GPU memory in use {result['gpu_memory_mb']:.0f} MB" if result.get("gpu_memory_mb") else ""))  # fmt: skip
     gcp = p.get("gc_pause_ms", {})
     if gcp.get("n"):
         print(f"GC pauses during the paced run: {gcp['n']} (full {gcp['full']}), p99 {gcp['p99']:.2f} ms, max {gcp['max']:.2f} ms")

@@ -30,6 +30,9 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--what", default="cpu", help="cpu | camera | plc | mes | all")
     p.add_argument("--phase", choices=["aligned", "free"], default="aligned",
                    help="paced cameras: one shared trigger (aligned, a multi-view station) or free-running at random phases")
+    p.add_argument("--one-process", action="store_true",
+                   help="time raw engine, naive loop and pipeline one after another in this process, not each in "
+                        "a fresh one (A/B: on the GPU a process's later engines ran slower)")
     p.add_argument("--no-naive", action="store_true", help="skip the naive loop (profiling the station alone)")
     p.add_argument("--archive", action="store_true",
                    help="also archive NG images in the pipeline (the naive loop does not; ~2 ms JPEG per reject)")

@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # One GPU call for issue "Benchmarks": GPU tests, then the 1-camera bench (twice: the naive
-# loop and the paced pipeline move from run to run), the 1-camera bench with NHWC convolutions
-# (ORT CUDA option prefer_nhwc=1), and 8 cameras at 190 Hz, shared trigger and free-running.
+# loop and the paced pipeline move from run to run), the 1-camera bench with NCHW convolutions
+# (prefer_nhwc=0, A/B of the default NHWC), and 8 cameras at 190 Hz, shared trigger and free-running.
 # `profile`: inference.gpu_profile at batch 1 (host/device split of the station's path).
 # Run inside the suite's environment:
-#   bash deploy/gpu/run_gpu_suite.sh --exec bash deploy/gpu/bench_round.sh [jitter|tests|profile|one|nhwc|eight|eight_ab ...]
+#   bash deploy/gpu/run_gpu_suite.sh --exec bash deploy/gpu/bench_round.sh [jitter|tests|profile|one|one_proc|nchw|eight|eight_ab|probe|probe_hold|probe_nhwc|probe_naive ...]
 set -uo pipefail
 OUT=${OUT:-$PWD/var/gpu-suite}
 mkdir -p "$OUT"
 steps=("$@")
-[ ${#steps[@]} -gt 0 ] || steps=(tests one one nhwc eight)
+[ ${#steps[@]} -gt 0 ] || steps=(tests one one nchw eight)
 [ -f var/models/yolov8n.onnx ] || python3 recipes/models/export_yolov8n.py --out var/models/yolov8n.onnx 2>&1 | tail -1
 one=(python3 -m line bench --backend onnxruntime-cuda --model yolov8n --fp16 --frames 1000 --plc client --json)
 summary() {  # the table and the stage line, without ORT's provider warnings
@@ -44,17 +44,28 @@ PY
           > "$OUT/bench_8cam_aligned_$mode.txt" 2>&1
         summary "$OUT/bench_8cam_aligned_$mode.txt"
       done ;;
+    probe|probe_hold|probe_nhwc|probe_naive|probe_naive_eager)  # does a later engine run slower because of the clock or the instance?
+      echo "== engine order probe: $step"
+      env=(MODE=revisit); [ "$step" = probe_hold ] && env+=(PREALLOC_GB=8)
+      [ "$step" = probe_nhwc ] && env+=(CUDA_OPTIONS=prefer_nhwc=1)
+      [[ "$step" = probe_naive* ]] && env+=(STEPS=+A,A,N,A,-N,A,X,A,+B,-B,A)
+      [ "$step" = probe_naive_eager ] && env+=(CUDA_MODULE_LOADING=EAGER)
+      env "${env[@]}" python3 deploy/gpu/engine_order_probe.py 2>&1 | grep -Ev "Warning|warn" | cut -c1-300 ;;
     tests)
       echo "== gpu tests"
       python3 -m pytest tests/gpu -q -p no:cacheprovider 2>&1 | grep -Ev "Warning|warnings|^ +" | tail -8 ;;
+    one_proc)  # the old order: raw engine, naive loop and stations one after another in one process
+      echo "== 1 camera, one process ($i)"
+      "${one[@]}" --one-process > "$OUT/bench_1cam_oneproc_$i.txt" 2>&1
+      summary "$OUT/bench_1cam_oneproc_$i.txt" ;;
     one)
       echo "== 1 camera ($i)"
       "${one[@]}" --plot "$OUT/bench_1cam_$i.png" > "$OUT/bench_1cam_$i.txt" 2>&1
       summary "$OUT/bench_1cam_$i.txt" ;;
-    nhwc)
-      echo "== 1 camera, prefer_nhwc=1 ($i)"
-      "${one[@]}" --cuda-option prefer_nhwc=1 --plot "$OUT/bench_1cam_nhwc_$i.png" > "$OUT/bench_1cam_nhwc_$i.txt" 2>&1
-      summary "$OUT/bench_1cam_nhwc_$i.txt" ;;
+    nchw)  # A/B of the default NHWC convolutions (engine.cuda_nhwc)
+      echo "== 1 camera, prefer_nhwc=0 ($i)"
+      "${one[@]}" --cuda-option prefer_nhwc=0 > "$OUT/bench_1cam_nchw_$i.txt" 2>&1
+      summary "$OUT/bench_1cam_nchw_$i.txt" ;;
     eight)
       for phase in aligned free; do
         echo "== 8 cameras x 190 Hz, $phase"

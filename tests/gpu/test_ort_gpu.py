@@ -144,7 +144,10 @@ def test_yolov8n_fp16_and_batch(yolov8n, tmp_path) -> None:
 
 
 @pytest.mark.skipif(not DEMO.is_file(), reason=f"{DEMO} not trained/committed yet")
-def test_demo_model_matches_cpu_on_synthetic_parts(tmp_path) -> None:
+@pytest.mark.parametrize("fp16", [False, True])
+def test_demo_model_matches_cpu_on_synthetic_parts(tmp_path, fp16) -> None:
+    """Trained weights, real defects: the GPU path (NHWC convolutions by default) finds what
+    the CPU finds, in fp32 and in fp16."""
     _need_cuda_ep()
     from camera.synthetic_parts import KNOWN_CLASSES, generate_part
 
@@ -156,7 +159,8 @@ def test_demo_model_matches_cpu_on_synthetic_parts(tmp_path) -> None:
         (0.4,) * len(KNOWN_CLASSES),
     )
     rng = np.random.default_rng(7)
-    with open_engine(spec, _options(tmp_path)) as gpu, open_engine(spec) as cpu:
+    with open_engine(spec, _options(tmp_path, fp16=fp16)) as gpu, open_engine(spec) as cpu:
+        assert gpu.nhwc, gpu.nhwc_error
         found = 0
         for _ in range(6):
             img, _truth = generate_part(rng, 1280, 1024, "Mono8", defect_rate=0.8)
@@ -224,3 +228,29 @@ def test_whole_graph_and_early_launch_give_the_step_path_results(yolov8n, tmp_pa
         last = gpu.try_launch([ImageInput(frames[0], "Mono8")])
         assert last is not None, "finishing gave the engine back"
         gpu.finish(last)
+
+
+def test_nhwc_convolutions_give_the_nchw_results(yolov8n, tmp_path) -> None:
+    """The default ``cuda_nhwc`` (ORT ``prefer_nhwc``) is really on in this ORT build, and the
+    network and the detections match the NCHW engine's: a layout choice, not a different model."""
+    spec = _spec(yolov8n, 80, 0.01)
+    rng = np.random.default_rng(5)
+    frames = [rng.integers(0, 256, (1024, 1280), dtype=np.uint8) for _ in range(3)]
+    with open_engine(spec, _options(tmp_path, fp16=True)) as nhwc, open_engine(
+        spec, _options(tmp_path, fp16=True, cuda_nhwc=False)
+    ) as nchw:
+        assert nhwc.nhwc and nhwc.nhwc_error is None, nhwc.nhwc_error
+        assert not nchw.nhwc
+        for engine in (nhwc, nchw):
+            engine.register_host_buffers(frames)
+        for frame in frames:
+            image = ImageInput(frame, "Mono8")
+            for _ in range(2):  # sizes, then captures the whole graph
+                a = nhwc.detect([image])[0]
+                b = nchw.detect([image])[0]
+            out_a, out_b = _network_output(nhwc), _network_output(nchw)
+            assert np.ptp(out_b) > 0
+            np.testing.assert_allclose(out_a, out_b, atol=3e-2, rtol=3e-2)
+            _matched(b.detections, a.detections, 0.02, 0.01)
+            _matched(a.detections, b.detections, 0.02, 0.01)
+

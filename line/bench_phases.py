@@ -1,0 +1,208 @@
+"""The contenders of ``linecheck bench``, each measured in a process of its own.
+
+On the H100 an ONNX Runtime CUDA engine ran its network ~8 % slower (1.03-1.08 against 0.95 ms)
+once the process had opened other engines, even after those were closed, at the same clocks
+(``deploy/gpu/engine_order_probe.py``, README "GPU path"). Timed one after another in one
+process, the contender that happened to come first would win for that reason alone. A line
+station opens its engine first, so each contender gets what a station gets: a fresh process
+(``spawn``, so no CUDA state is inherited), where its engine is the first. ``--one-process``
+keeps the old single-process order, for the A/B.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import resource
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import yaml
+
+from camera.frame import GroundTruth
+from camera.memory import MemorySource
+from inference.config import EngineOptions
+from inference.engine import Engine, ImageInput, open_engine
+from line.archive import ImageArchive
+from line.recipe_model import Recipe
+from line.recipes import RecipeBook
+from line.results import ResultLog
+from line.stats import percentiles
+from plc.sink import ResultSink
+
+T = TypeVar("T")
+
+
+def in_fresh_process(fresh: bool, fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` in a new spawned interpreter (its result pickled back), or here."""
+    if not fresh:
+        return fn(*args)
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+        return pool.submit(fn, *args).result()
+
+
+def measure_engine(recipe: Recipe, options: EngineOptions, frame: np.ndarray, pixel_format: str, n: int,
+                   warmup: int) -> dict[str, Any]:  # fmt: skip
+    """A fresh engine, timed alone (see ``bench_engine``) and closed."""
+    engine = open_engine(recipe.detector_spec(), options)
+    try:
+        return bench_engine(engine, recipe, frame, pixel_format, n, warmup)
+    finally:
+        engine.close()
+
+
+def bench_engine(engine: Engine, recipe: Recipe, frame: np.ndarray, pixel_format: str, n: int, warmup: int) -> dict[str, Any]:
+    """The network alone, as the pipeline's engine runs it: the backend's own ``engine`` stage
+    timing (ORT ``run`` on CPU; CUDA events around the graph replay on GPU). It bounds what the
+    pipeline can reach; preprocessing, decode and hand-overs are what the pipeline adds."""
+    image = ImageInput(frame, pixel_format)
+    result = None
+    # the network as the backend replays it alone (ORT's own graph on GPU), not inside the
+    # pipeline's whole graph: the reference stays the same whatever the pipeline fuses
+    fused = getattr(engine, "whole_graph", None)
+    if fused is not None:
+        engine.whole_graph = False  # type: ignore[attr-defined]
+    try:
+        for _ in range(warmup):
+            result = engine.detect([image])[0]
+        lat = [engine.detect([image])[0].timings_ms["engine"] for _ in range(n)]
+    finally:
+        if fused is not None:
+            engine.whole_graph = fused  # type: ignore[attr-defined]
+    shape = result.input_shape if result is not None else (0, 0)
+    return {"fps": 1000.0 / float(np.mean(lat)), "latency_ms": percentiles(np.array(lat)), "input_hw": list(shape),
+            "_samples": np.array(lat)}
+
+
+def bench_naive(recipe: Recipe, frames: list[np.ndarray], input_hw: tuple[int, int], cuda: bool, n: int, warmup: int) -> dict[str, Any]:
+    import onnxruntime as ort
+
+    from line.naive import NaiveLoop
+
+    providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if cuda else ["CPUExecutionProvider"]
+    session = ort.InferenceSession(str(recipe.model.onnx), providers=providers)
+    loop = NaiveLoop(session, recipe, input_hw)
+    for i in range(warmup):
+        loop.run_one(frames[i % len(frames)])
+    t0 = time.perf_counter()
+    lat = [loop.run_one(frames[i % len(frames)]) for i in range(n)]
+    elapsed = time.perf_counter() - t0
+    return {"fps": n / elapsed, "latency_ms": percentiles(np.array(lat)), "_samples": np.array(lat)}
+
+
+def _sinks(kind: str, workdir: Path) -> tuple[list[ResultSink], Any]:
+    if kind == "none":
+        return [], None
+    from plc.config import ModbusClientConfig, ModbusServerConfig
+
+    if kind == "server":
+        from plc.modbus_server import ModbusServerSink
+
+        return [ModbusServerSink(ModbusServerConfig(port=0))], None
+    from plc.latency import start_simulator
+    from plc.modbus_client import ModbusClientSink
+
+    sim, port = start_simulator("--record", str(workdir / "plc.jsonl"))
+    return [ModbusClientSink(ModbusClientConfig(enabled=True, port=port, write_timeout_ms=20))], sim
+
+
+def bench_pipeline(recipe: Recipe, options: EngineOptions, frames: list[np.ndarray], truths: list[GroundTruth],
+                   args: argparse.Namespace, rate_hz: float, n: int) -> dict[str, Any]:  # fmt: skip
+    from line.station import Station
+
+    with tempfile.TemporaryDirectory(prefix="linecheck-bench-") as tmp:
+        work = Path(tmp)
+        (work / "recipes").mkdir()
+        data = recipe.model_dump(mode="json")
+        if args.budget_ms:
+            data["cycle_budget_ms"] = args.budget_ms
+        (work / "recipes" / f"{recipe.id}.yaml").write_text(yaml.safe_dump(data))
+        book = RecipeBook(work / "recipes", lambda r: open_engine(r.detector_spec(), options),
+                          warm_shape=(frames[0].shape[0], frames[0].shape[1], args.pixel_format),
+                          warm_batch=args.cameras)  # fmt: skip
+        assert book.switch(recipe.id, "bench").ok  # noqa: S101
+        per_camera = max(1, n // args.cameras)
+        # back-pressured (rate 0): fewer camera buffers than queue slots, so acquisition waits for
+        # the station instead of overflowing its queue — the most it sustains without a drop
+        pool = 6 if rate_hz > 0 else 3
+        # paced cameras: one shared trigger (a multi-view station) or free-running, each at a random phase
+        rng = np.random.default_rng(11)
+        epoch = time.perf_counter()
+        epochs = [epoch if args.phase == "aligned" else epoch + rng.uniform(0, 1 / rate_hz) if rate_hz else None
+                  for _ in range(args.cameras)]  # fmt: skip
+        sources = [MemorySource(f"cam{i + 1}", MemorySource.Options(rate_hz=rate_hz, pixel_format=args.pixel_format,
+                                pool_size=pool, max_frames=per_camera + args.warmup, trigger_epoch=epochs[i] if rate_hz else None),
+                                images=frames, truths=truths)
+                   for i in range(args.cameras)]  # fmt: skip
+        sinks, sim = _sinks(args.plc, work)
+        log = ResultLog(work / "results.db", ImageArchive(work / "ng", 50, "jpg") if args.archive else None)
+        gpu = options.device == "cuda"
+        station = Station("bench", book, list(sources), sinks, log, queue_size=4, fetch_timeout_s=0.5,
+                          archive_ng=args.archive,
+                          max_batch=args.cameras, pad_to=args.cameras if gpu else None)  # fmt: skip
+        try:
+            station.start()
+            for sink in sinks:
+                wait = getattr(sink, "wait_connected", None)
+                if wait is not None:
+                    wait(10.0)
+            while sum(lane.parts for lane in station.lanes) < args.warmup * args.cameras:
+                time.sleep(0.005)
+            station.stats.reset()
+            t0 = time.perf_counter()
+            target = per_camera * args.cameras
+            # done when the frames are decided, or when the cameras are through and every part they
+            # announced is decided (frames a camera dropped at the very end announce no part)
+            while station.stats.counts.get("verdicts", 0) < target - args.cameras * 4 and time.perf_counter() - t0 < 600:
+                if all(s.exhausted for s in sources) and not any(lane.undecided() for lane in station.lanes):
+                    break
+                time.sleep(0.005)
+            elapsed = time.perf_counter() - t0
+            snap = station.snapshot()
+            samples = station.stats.verdict_latency.values()
+            # the network alone again, on the very engine instance this station ran: on the H100
+            # a process's later engines ran ~8 % slower than its first (0.95 against 1.03-1.08
+            # ms, whatever the warm-up or the cuDNN search), so the first-instance figure above
+            # is not quite the bound of this station's pipeline. Measured with the station idle
+            # (every part decided), before stop() closes the book's engines.
+            active = book.active
+            same = None
+            gpu_mb = None
+            if options.device == "cuda":
+                from inference.gpu import Device
+
+                gpu_mb = Device(options.device_id).memory_used_mb()
+            if rate_hz > 0 and active is not None:
+                same = bench_engine(active.engine, recipe, frames[0], args.pixel_format, n, args.warmup)
+                same.pop("_samples", None)
+            station.stop()
+        finally:
+            if sim is not None:
+                from plc.latency import stop_process
+
+                stop_process(sim)
+        counts: dict[str, int] = snap["counts"]  # type: ignore[assignment]
+        stages: dict[str, dict[str, float]] = snap["stages_ms"]  # type: ignore[assignment]
+        return {
+            "fps": (counts.get("passed", 0) + counts.get("rejected", 0)) / elapsed,  # inspected, not fail-safe
+            "latency_ms": snap["latency_ms"],
+            "plc_ack_ms": snap["plc_ack_ms"],
+            "engine_ms": stages.get("engine", {}),
+            "stages_ms": stages,
+            "dropped": sum(lane.queue.dropped for lane in station.lanes) + sum(s.counters.dropped for s in sources),
+            "deadline_misses": counts.get("fail_safe.timeout", 0),
+            "fail_safe": counts.get("fail_safe", 0),
+            "gc_pause_ms": snap["gc_pause_ms"],
+            "rate_hz": rate_hz,
+            "_samples": samples,
+            "_engine_same_instance": same,
+            # this process's peak: with fresh processes the station's own, not the bench's
+            "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "gpu_memory_mb": gpu_mb,
+        }
