@@ -67,6 +67,9 @@ class EngineOptions(_Frozen):
     # extra ONNX Runtime CUDA provider options, passed as given; they win over the fields above
     # (e.g. {"prefer_nhwc": "0"} for an A/B)
     cuda_provider_options: dict[str, str] = Field(default_factory=dict)
+    # CPU engine: a 3-channel model fed Mono8 frames runs with its first convolution folded to one
+    # input channel (inference.mono_fold): the same result, a third of the tensor to write
+    mono_fold: bool = True
     fp16: bool = False
     engine_cache_dir: Path = Path("var/engines")
     max_batch: int = Field(default=1, gt=0)

@@ -51,14 +51,15 @@ class ModelInfo:
         return InputProfile(min=(lo[0], lo[1]), opt=(opt[0], opt[1]), max=(hi[0], hi[1]))
 
 
-def open_session(path: Path, intra_op_threads: int = 0) -> ort.InferenceSession:
+def open_session(path: Path | bytes, intra_op_threads: int = 0) -> ort.InferenceSession:
     """CPU session: all graph optimizations, sequential execution; raises on any load failure."""
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.intra_op_num_threads = intra_op_threads
     options.log_severity_level = 3  # errors only; problems reach the user through our messages
-    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    model = path if isinstance(path, bytes) else str(path)
+    return ort.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
 
 
 def inspect_session(session: Any, spec: DetectorSpec) -> tuple[ModelInfo | None, list[str]]:

@@ -11,6 +11,10 @@ provider both hand ORT the numpy memory without a copy; binding a preallocated o
 while adding per-shape bookkeeping. NMS is applied to every layout, end2end included, so the
 recipe's IoU, class-awareness and ``max_detections`` hold whatever the graph did.
 
+A Mono8 frame on a 3-channel model runs through a second session whose first convolution is
+folded to one input channel (``inference.mono_fold``, ``EngineOptions.mono_fold``): the same
+detections from a third of the tensor bytes.
+
 ``timings_ms`` are per batch run (every image of one run reports the same numbers).
 """
 
@@ -60,6 +64,12 @@ class OnnxRuntimeEngine(Engine):
         self._profile = info.profile(spec.model.input)
         self._thresholds = np.asarray(spec.score_thresholds, np.float32)
         self._local = threading.local()
+        # Mono8 frames on a 3-channel model: the folded one-channel session, made on the first
+        # such frame (the recipe's warm-up); None until then or when it does not apply
+        self._mono: Any = None
+        self._mono_tried = False
+        self.mono_fold_error: str | None = None
+        self._mono_lock = threading.Lock()
 
     # -- Engine interface -------------------------------------------------------------------
 
@@ -87,6 +97,7 @@ class OnnxRuntimeEngine(Engine):
 
     def close(self) -> None:
         self._session = None
+        self._mono = None
         self._local = threading.local()
 
     # -- internals --------------------------------------------------------------------------
@@ -99,20 +110,25 @@ class OnnxRuntimeEngine(Engine):
         frame_h, frame_w = images[0].data.shape[:2]
         geometry = self._geometry(frame_h, frame_w)
         batch = self._info.static_batch or len(images)
-        tensor = self._tensor(geometry, batch)
-        for slot, image in enumerate(images):
-            prepared = prepare(image.data, image.pixel_format, model.channels)
-            canvas = self._canvas(geometry, prepared.image)
+        prepared = [prepare(image.data, image.pixel_format, model.channels) for image in images]
+        session, channels = self._session, model.channels
+        if prepared[0].order == "L" and channels == 3:  # one pixel format per batch (see detect)
+            mono = self._mono_session()
+            if mono is not None:
+                session, channels = mono, 1
+        tensor = self._tensor(geometry, batch, channels)
+        for slot, image in enumerate(prepared):
+            canvas = self._canvas(geometry, image.image)
             to_tensor(
-                canvas.fill(prepared.image),
-                order=prepared.order,
-                channels=model.channels,
+                canvas.fill(image.image),
+                order=image.order,
+                channels=channels,
                 normalize=model.normalize,
                 out=tensor[slot : slot + 1],
             )
         feed = tensor if self._info.input_dtype is np.float32 else tensor.astype(self._info.input_dtype)
         t1 = time.perf_counter()
-        (output,) = self._session.run([self._info.output_name], {self._info.input_name: feed})
+        (output,) = session.run([self._info.output_name], {self._info.input_name: feed})
         t2 = time.perf_counter()
         candidates = decode(model.layout, output, self._thresholds)[: len(images)]
         detections = [self._finish(c, geometry) for c in candidates]
@@ -138,11 +154,44 @@ class OnnxRuntimeEngine(Engine):
         geometry: LetterboxGeometry = cache[key]
         return geometry
 
-    def _tensor(self, geometry: LetterboxGeometry, batch: int) -> np.ndarray:
+    def _mono_session(self) -> Any:
+        """The folded one-channel session, checked once against the model on a gray input."""
+        if self._mono_tried:
+            return self._mono
+        with self._mono_lock:
+            if not self._mono_tried:
+                self._mono, self.mono_fold_error = self._open_mono()
+                self._mono_tried = True
+        return self._mono
+
+    def _open_mono(self) -> tuple[Any, str | None]:
+        model = self.spec.model
+        if not self.options.mono_fold:
+            return None, "engine.mono_fold is off"
+        if model.normalize != "unit":
+            return None, f"normalize {model.normalize!r} differs per channel"
+        from inference.mono_fold import mono_session_bytes
+
+        folded, why = mono_session_bytes(str(model.onnx))
+        if folded is None:
+            return None, why
+        session = open_session(folded, self.options.intra_op_threads)
+        h, w = self._profile.opt
+        gray = np.random.default_rng(0).random((1, 1, h, w), dtype=np.float32)
+        three = np.repeat(gray, 3, axis=1)
+        cast = self._info.input_dtype
+        (want,) = self._session.run([self._info.output_name], {self._info.input_name: three.astype(cast)})
+        (got,) = session.run([self._info.output_name], {self._info.input_name: gray.astype(cast)})
+        scale = float(np.abs(want).max()) or 1.0
+        if got.shape != want.shape or not np.allclose(got, want, rtol=1e-3, atol=1e-3 * scale):
+            return None, "the folded model disagreed with the model on a gray input"
+        return session, None
+
+    def _tensor(self, geometry: LetterboxGeometry, batch: int, channels: int) -> np.ndarray:
         cache = self._cache()
-        key = ("tensor", geometry.input_h, geometry.input_w, batch)
+        key = ("tensor", geometry.input_h, geometry.input_w, batch, channels)
         if key not in cache:
-            cache[key] = np.zeros((batch, self.spec.model.channels, geometry.input_h, geometry.input_w), np.float32)
+            cache[key] = np.zeros((batch, channels, geometry.input_h, geometry.input_w), np.float32)
         tensor: np.ndarray = cache[key]
         return tensor
 

@@ -4,7 +4,7 @@
 # (prefer_nhwc=0, A/B of the default NHWC), and 8 cameras at 190 Hz, shared trigger and free-running.
 # `profile`: inference.gpu_profile at batch 1 (host/device split of the station's path).
 # Run inside the suite's environment:
-#   bash deploy/gpu/run_gpu_suite.sh --exec bash deploy/gpu/bench_round.sh [jitter|tests|profile|one|one_proc|nchw|eight|eight_ab|probe|probe_hold|probe_nhwc|probe_naive ...]
+#   bash deploy/gpu/run_gpu_suite.sh --exec bash deploy/gpu/bench_round.sh [jitter|tests|profile|one|one_proc|nchw|eight|eight_layout|eight_ab|probe|probe_hold|probe_nhwc|probe_naive ...]
 set -uo pipefail
 OUT=${OUT:-$PWD/var/gpu-suite}
 mkdir -p "$OUT"
@@ -12,9 +12,12 @@ steps=("$@")
 [ ${#steps[@]} -gt 0 ] || steps=(tests one one nchw eight)
 [ -f var/models/yolov8n.onnx ] || python3 recipes/models/export_yolov8n.py --out var/models/yolov8n.onnx 2>&1 | tail -1
 one=(python3 -m line bench --backend onnxruntime-cuda --model yolov8n --fp16 --frames 1000 --plc client --json)
-summary() {  # the table and the stage line, without ORT's provider warnings
+summary() {  # the table and the stage line, without ORT's provider warnings; the host's jitter meanwhile
   grep -E "^(machine|raw engine|naive loop|pipeline|stages|paced run|GC pauses)|^  (engine|naive|pipeline)" "$1" | cut -c1-400
+  if [ -n "${jitter_pid:-}" ]; then kill "$jitter_pid" 2>/dev/null; wait "$jitter_pid" 2>/dev/null; jitter_pid=; fi
 }
+jitter_pid=
+watch_host() { python3 deploy/gpu/jitter.py & jitter_pid=$!; }
 i=0
 for step in "${steps[@]}"; do
   i=$((i + 1))
@@ -35,10 +38,19 @@ a = np.array(late)
 print(f"oversleep ms: p50 {np.percentile(a, 50):.3f} p99 {np.percentile(a, 99):.3f} p99.9 {np.percentile(a, 99.9):.3f} max {a.max():.2f}; >5 ms: {(a > 5).sum()} of {len(a)}")
 PY
       ;;
+    eight_layout)  # 8 cameras, shared trigger: the default NHWC convolutions, then NCHW (prefer_nhwc=0)
+      for layout in nhwc nchw; do
+        flag=(); [ "$layout" = nchw ] && flag=(--cuda-option prefer_nhwc=0)
+        echo "== 8 cameras x 190 Hz, aligned, $layout"; watch_host
+        python3 -m line bench --backend onnxruntime-cuda --model yolov8n --fp16 --cameras 8 --frames 8000 \
+          --rate-hz 190 --budget-ms 20 --plc server --phase aligned --no-naive --json "${flag[@]}" \
+          > "$OUT/bench_8cam_aligned_$layout.txt" 2>&1
+        summary "$OUT/bench_8cam_aligned_$layout.txt"
+      done ;;
     eight_ab)
       for mode in whole steps; do
         flag=(); [ "$mode" = steps ] && flag=(--no-whole-graph)
-        echo "== 8 cameras x 190 Hz, aligned, $mode"
+        echo "== 8 cameras x 190 Hz, aligned, $mode"; watch_host
         python3 -m line bench --backend onnxruntime-cuda --model yolov8n --fp16 --cameras 8 --frames 8000 \
           --rate-hz 190 --budget-ms 20 --plc server --phase aligned --no-naive --json "${flag[@]}" \
           > "$OUT/bench_8cam_aligned_$mode.txt" 2>&1
@@ -55,20 +67,20 @@ PY
       echo "== gpu tests"
       python3 -m pytest tests/gpu -q -p no:cacheprovider 2>&1 | grep -Ev "Warning|warnings|^ +" | tail -8 ;;
     one_proc)  # the old order: raw engine, naive loop and stations one after another in one process
-      echo "== 1 camera, one process ($i)"
+      echo "== 1 camera, one process ($i)"; watch_host
       "${one[@]}" --one-process > "$OUT/bench_1cam_oneproc_$i.txt" 2>&1
       summary "$OUT/bench_1cam_oneproc_$i.txt" ;;
     one)
-      echo "== 1 camera ($i)"
+      echo "== 1 camera ($i)"; watch_host
       "${one[@]}" --plot "$OUT/bench_1cam_$i.png" > "$OUT/bench_1cam_$i.txt" 2>&1
       summary "$OUT/bench_1cam_$i.txt" ;;
     nchw)  # A/B of the default NHWC convolutions (engine.cuda_nhwc)
-      echo "== 1 camera, prefer_nhwc=0 ($i)"
+      echo "== 1 camera, prefer_nhwc=0 ($i)"; watch_host
       "${one[@]}" --cuda-option prefer_nhwc=0 > "$OUT/bench_1cam_nchw_$i.txt" 2>&1
       summary "$OUT/bench_1cam_nchw_$i.txt" ;;
     eight)
       for phase in aligned free; do
-        echo "== 8 cameras x 190 Hz, $phase"
+        echo "== 8 cameras x 190 Hz, $phase"; watch_host
         python3 -m line bench --backend onnxruntime-cuda --model yolov8n --fp16 --cameras 8 --frames 8000 \
           --rate-hz 190 --budget-ms 20 --plc server --phase "$phase" --no-naive --json \
           > "$OUT/bench_8cam_$phase.txt" 2>&1
