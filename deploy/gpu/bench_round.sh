@@ -18,6 +18,15 @@ summary() {  # the table and the stage line, without ORT's provider warnings; th
 }
 jitter_pid=
 watch_host() { python3 deploy/gpu/jitter.py & jitter_pid=$!; }
+eight() {  # eight PHASE [TAG [bench flags...]]: 8 cameras x 190 Hz, 20 ms budget
+  local phase=$1 tag=${2:-} out
+  shift; [ $# -gt 0 ] && shift
+  out="$OUT/bench_8cam_${phase}${tag:+_$tag}.txt"
+  echo "== 8 cameras x 190 Hz, $phase${tag:+, $tag}"; watch_host
+  python3 -m line bench --backend onnxruntime-cuda --model yolov8n --fp16 --cameras 8 --frames 8000 \
+    --rate-hz 190 --budget-ms 20 --plc server --phase "$phase" --no-naive --json "$@" > "$out" 2>&1
+  summary "$out"
+}
 i=0
 for step in "${steps[@]}"; do
   i=$((i + 1))
@@ -39,33 +48,19 @@ print(f"oversleep ms: p50 {np.percentile(a, 50):.3f} p99 {np.percentile(a, 99):.
 PY
       ;;
     eight_layout)  # 8 cameras, shared trigger: the default NHWC convolutions, then NCHW (prefer_nhwc=0)
-      for layout in nhwc nchw; do
-        flag=(); [ "$layout" = nchw ] && flag=(--cuda-option prefer_nhwc=0)
-        echo "== 8 cameras x 190 Hz, aligned, $layout"; watch_host
-        python3 -m line bench --backend onnxruntime-cuda --model yolov8n --fp16 --cameras 8 --frames 8000 \
-          --rate-hz 190 --budget-ms 20 --plc server --phase aligned --no-naive --json "${flag[@]}" \
-          > "$OUT/bench_8cam_aligned_$layout.txt" 2>&1
-        summary "$OUT/bench_8cam_aligned_$layout.txt"
-      done ;;
-    eight_ab)
-      for mode in whole steps; do
-        flag=(); [ "$mode" = steps ] && flag=(--no-whole-graph)
-        echo "== 8 cameras x 190 Hz, aligned, $mode"; watch_host
-        python3 -m line bench --backend onnxruntime-cuda --model yolov8n --fp16 --cameras 8 --frames 8000 \
-          --rate-hz 190 --budget-ms 20 --plc server --phase aligned --no-naive --json "${flag[@]}" \
-          > "$OUT/bench_8cam_aligned_$mode.txt" 2>&1
-        summary "$OUT/bench_8cam_aligned_$mode.txt"
-      done ;;
+      eight aligned nhwc; eight aligned nchw --cuda-option prefer_nhwc=0 ;;
+    eight_ab)  # 8 cameras, shared trigger: the whole graph, then the steps enqueued one by one
+      eight aligned whole; eight aligned steps --no-whole-graph ;;
     probe|probe_hold|probe_nhwc|probe_naive|probe_naive_eager)  # does a later engine run slower because of the clock or the instance?
       echo "== engine order probe: $step"
       env=(MODE=revisit); [ "$step" = probe_hold ] && env+=(PREALLOC_GB=8)
       [ "$step" = probe_nhwc ] && env+=(CUDA_OPTIONS=prefer_nhwc=1)
-      [[ "$step" = probe_naive* ]] && env+=(STEPS=+A,A,N,A,-N,A,X,A,+B,-B,A)
+      [[ "$step" = probe_naive* ]] && env+=("STEPS=+A,A,N,A,-N,A,X,A,+B,-B,A")
       [ "$step" = probe_naive_eager ] && env+=(CUDA_MODULE_LOADING=EAGER)
       env "${env[@]}" python3 deploy/gpu/engine_order_probe.py 2>&1 | grep -Ev "Warning|warn" | cut -c1-300 ;;
     tests)
       echo "== gpu tests"
-      python3 -m pytest tests/gpu -q -p no:cacheprovider 2>&1 | grep -Ev "Warning|warnings|^ +" | tail -8 ;;
+      python3 -m pytest tests/gpu -q -rs -p no:cacheprovider -W ignore 2>&1 | tail -6 ;;
     one_proc)  # the old order: raw engine, naive loop and stations one after another in one process
       echo "== 1 camera, one process ($i)"; watch_host
       "${one[@]}" --one-process > "$OUT/bench_1cam_oneproc_$i.txt" 2>&1
@@ -79,12 +74,6 @@ PY
       "${one[@]}" --cuda-option prefer_nhwc=0 > "$OUT/bench_1cam_nchw_$i.txt" 2>&1
       summary "$OUT/bench_1cam_nchw_$i.txt" ;;
     eight)
-      for phase in aligned free; do
-        echo "== 8 cameras x 190 Hz, $phase"; watch_host
-        python3 -m line bench --backend onnxruntime-cuda --model yolov8n --fp16 --cameras 8 --frames 8000 \
-          --rate-hz 190 --budget-ms 20 --plc server --phase "$phase" --no-naive --json \
-          > "$OUT/bench_8cam_$phase.txt" 2>&1
-        summary "$OUT/bench_8cam_$phase.txt"
-      done ;;
+      eight aligned; eight free ;;
   esac
 done
