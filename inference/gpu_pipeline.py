@@ -34,6 +34,8 @@ from inference.letterbox import LetterboxGeometry, compute_geometry
 from inference.postprocess import finish_detections
 
 log = logging.getLogger(__name__)
+# a launch or a collect taking longer than this is logged with what it did (a line's budget is ~20 ms)
+SLOW_CALL_S = 0.010
 
 
 @dataclass(frozen=True)
@@ -249,6 +251,30 @@ class GpuPipelineEngine(Engine):
 
     def _launch(self, images: Sequence[ImageInput]) -> InFlight:
         """Upload, then the whole graph for this layout, or the steps one by one (no wait)."""
+        before = self._state()
+        launched = self._launch_steps(images)
+        if time.perf_counter() - launched.t0 > SLOW_CALL_S:
+            self._report_slow("launch", launched.t0, before)
+        return launched
+
+    def _state(self) -> tuple[int, int, int, int]:
+        pre = self._preprocessor
+        return (self.pool.allocations, self.registry.epoch, pre.counters.host_copies if pre else 0,
+                len(self._fused) + len(self._fused_failed))  # fmt: skip
+
+    def _report_slow(self, what: str, t0: float, before: tuple[int, int, int, int]) -> None:
+        """A stalled line needs to know where the time went: buffers grown (which re-captures
+        the graphs), camera memory (un)registered, frames copied through the host, graphs
+        captured; or none of these (then the device or the scheduler)."""
+        deltas = [a - b for a, b in zip(self._state(), before, strict=True)]
+        # first use of a shape (buffers, capture) is slow by design: said, not warned about
+        level = logging.INFO if any(deltas) else logging.WARNING
+        log.log(
+            level, "slow GPU %s: %.1f ms (buffer allocations +%d, registration epoch +%d, host copies +%d, "
+            "graphs captured or failed +%d)", what, (time.perf_counter() - t0) * 1e3, *deltas,
+        )  # fmt: skip
+
+    def _launch_steps(self, images: Sequence[ImageInput]) -> InFlight:
         e0, e1, e2, e3 = self._events
         t0 = time.perf_counter()
         e0.record(self.stream)
@@ -278,7 +304,11 @@ class GpuPipelineEngine(Engine):
 
     def _collect(self, launched: InFlight) -> list[DetectionResult]:
         assert self._decoder is not None  # noqa: S101
+        t0 = time.perf_counter()
+        before = self._state()
         candidates = self._decoder.collect(launched.plan)[: launched.n]  # waits for the stream
+        if time.perf_counter() - t0 > SLOW_CALL_S:
+            self._report_slow("collect (waiting for the device)", t0, before)
         detections = [self._finish(c, launched.geometry) for c in candidates]
         staged = launched.fused is None or launched.fused.timed
         return self._results(detections, launched.geometry, launched.t0, staged)

@@ -173,6 +173,9 @@ def print_table(result: dict[str, Any]) -> None:
     gcp = p.get("gc_pause_ms", {})
     if gcp.get("n"):
         print(f"GC pauses during the paced run: {gcp['n']} (full {gcp['full']}), p99 {gcp['p99']:.2f} ms, max {gcp['max']:.2f} ms")
+    events = p.get("process_events")
+    if events:
+        print("process during the paced run: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in events.items()))
 
 
 def plot(result: dict[str, Any], path: str) -> None:

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import os
 import resource
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -156,6 +158,8 @@ def bench_pipeline(recipe: Recipe, options: EngineOptions, frames: list[np.ndarr
                 time.sleep(0.005)
             station.stats.reset()
             t0 = time.perf_counter()
+            usage0 = resource.getrusage(resource.RUSAGE_SELF)
+            heartbeat = _Heartbeat.start_from_env()
             target = per_camera * args.cameras
             # done when the frames are decided, or when the cameras are through and every part they
             # announced is decided (frames a camera dropped at the very end announce no part)
@@ -168,6 +172,9 @@ def bench_pipeline(recipe: Recipe, options: EngineOptions, frames: list[np.ndarr
                     break
                 time.sleep(poll_s)
             elapsed = time.perf_counter() - t0
+            usage = _usage_since(usage0)
+            if heartbeat is not None:
+                usage.update(heartbeat.stop())
             snap = station.snapshot()
             samples = station.stats.verdict_latency.values()
             # the network alone again, on the very engine instance this station ran: on the H100
@@ -203,6 +210,7 @@ def bench_pipeline(recipe: Recipe, options: EngineOptions, frames: list[np.ndarr
             "deadline_misses": counts.get("fail_safe.timeout", 0),
             "fail_safe": counts.get("fail_safe", 0),
             "gc_pause_ms": snap["gc_pause_ms"],
+            "process_events": usage,
             "rate_hz": rate_hz,
             "_samples": samples,
             "_engine_same_instance": same,
@@ -210,3 +218,51 @@ def bench_pipeline(recipe: Recipe, options: EngineOptions, frames: list[np.ndarr
             "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "gpu_memory_mb": gpu_mb,
         }
+
+
+class _Heartbeat:
+    """Diagnosis of stalls (``LINECHECK_BENCH_HEARTBEAT_MS=N``): a thread of the station's own
+    process sleeping N ms at a time. Late wake-ups that a monitor in another process does not
+    see (``deploy/gpu/jitter.py``) point at this process (a thread holding the GIL, a page
+    fault waiting for the kernel) rather than at the host. Off by default: its wake-ups take
+    the GIL too."""
+
+    def __init__(self, period_s: float) -> None:
+        self.period_s = period_s
+        self.late_ms: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-heartbeat", daemon=True)
+
+    @classmethod
+    def start_from_env(cls) -> _Heartbeat | None:
+        period_ms = float(os.environ.get("LINECHECK_BENCH_HEARTBEAT_MS", "0") or 0)
+        if period_ms <= 0:
+            return None
+        beat = cls(period_ms / 1000)
+        beat._thread.start()
+        return beat
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            t = time.perf_counter()
+            time.sleep(self.period_s)
+            self.late_ms.append((time.perf_counter() - t - self.period_s) * 1000)
+
+    def stop(self) -> dict[str, int]:
+        self._stop.set()
+        self._thread.join()
+        late = np.array(self.late_ms or [0.0])
+        return {"heartbeat_max_late_us": int(late.max() * 1000), "heartbeats_late_over_5ms": int((late > 5).sum())}
+
+
+def _usage_since(before: resource.struct_rusage) -> dict[str, int]:
+    """What the kernel did to this process during the measured run: page faults (a major one
+    waits for a disk; a minor one may wait for the kernel to reclaim or compact memory) and
+    context switches (involuntary: a thread was preempted, e.g. by another tenant's work)."""
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    return {
+        "minor_faults": after.ru_minflt - before.ru_minflt,
+        "major_faults": after.ru_majflt - before.ru_majflt,
+        "voluntary_switches": after.ru_nvcsw - before.ru_nvcsw,
+        "involuntary_switches": after.ru_nivcsw - before.ru_nivcsw,
+    }

@@ -4,7 +4,7 @@
 # (prefer_nhwc=0, A/B of the default NHWC), and 8 cameras at 190 Hz, shared trigger and free-running.
 # `profile`: inference.gpu_profile at batch 1 (host/device split of the station's path).
 # Run inside the suite's environment:
-#   bash deploy/gpu/run_gpu_suite.sh --exec bash deploy/gpu/bench_round.sh [jitter|tests|profile|one|one_proc|nchw|eight|eight_layout|eight_ab|probe|probe_hold|probe_nhwc|probe_naive ...]
+#   bash deploy/gpu/run_gpu_suite.sh --exec bash deploy/gpu/bench_round.sh [jitter|tests|profile|one|one_proc|nchw|eight|eight_diag|eight_layout|eight_ab|probe|probe_hold|probe_nhwc|probe_naive ...]
 set -uo pipefail
 OUT=${OUT:-$PWD/var/gpu-suite}
 mkdir -p "$OUT"
@@ -13,7 +13,8 @@ steps=("$@")
 [ -f var/models/yolov8n.onnx ] || python3 recipes/models/export_yolov8n.py --out var/models/yolov8n.onnx 2>&1 | tail -1
 one=(python3 -m line bench --backend onnxruntime-cuda --model yolov8n --fp16 --frames 1000 --plc client --json)
 summary() {  # the table and the stage line, without ORT's provider warnings; the host's jitter meanwhile
-  grep -E "^(machine|raw engine|naive loop|pipeline|stages|paced run|GC pauses)|^  (engine|naive|pipeline)" "$1" | cut -c1-400
+  grep -E "^(machine|raw engine|naive loop|pipeline|stages|paced run|GC pauses|process during)|^  (engine|naive|pipeline)" "$1" | cut -c1-400
+  grep -E "slow GPU" "$1" | sort | uniq -c | sort -rn | head -12 | cut -c1-300
   if [ -n "${jitter_pid:-}" ]; then kill "$jitter_pid" 2>/dev/null; wait "$jitter_pid" 2>/dev/null; jitter_pid=; fi
 }
 jitter_pid=
@@ -75,5 +76,7 @@ PY
       summary "$OUT/bench_1cam_nchw_$i.txt" ;;
     eight)
       eight aligned; eight free ;;
+    eight_diag)  # 8 cameras with a heartbeat thread inside the station's process (stall diagnosis)
+      export LINECHECK_BENCH_HEARTBEAT_MS=5; eight aligned diag; eight free diag; unset LINECHECK_BENCH_HEARTBEAT_MS ;;
   esac
 done
