@@ -36,3 +36,18 @@ class CameraConfig(_Frozen):
     kind: str = Field(description="registry name: synthetic | replay | genicam | aravis")
     options: dict[str, Any] = Field(default_factory=dict)
     fetch_timeout_ms: float = Field(default=1000, gt=0)
+
+
+class SupervisorOptions(BaseModel):
+    """Reconnect and liveness settings shared by the hardware backends' ``Options``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    probe_interval_s: float = Field(default=0.25, gt=0, le=10)
+    backoff_initial_s: float = Field(default=0.1, gt=0)
+    backoff_max_s: float = Field(default=1.0, gt=0)
+    max_pending_triggers: int = Field(default=64, ge=1)
+    node_names: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="override SFNC node names per setting, e.g. {exposure_us: [ExposureTimeRaw]}",
+    )

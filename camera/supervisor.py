@@ -23,9 +23,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from camera.config import CameraSettings
+from camera.config import CameraSettings, SupervisorOptions
 from camera.errors import CameraError, CameraFatalError, CameraRetryableError, FetchTimeout
 from camera.frame import Frame, FrameStatus
 from camera.nodemap import DEFAULT_NODE_NAMES, SettingsPlan, apply_plan, plan_settings
@@ -35,21 +33,6 @@ from camera.source import CameraState, FrameSource
 log = logging.getLogger(__name__)
 
 __all__ = ["DeviceLostError", "RawFrame", "Session", "SupervisedSource", "SupervisorOptions"]
-
-
-class SupervisorOptions(BaseModel):
-    """Reconnect and liveness settings shared by the hardware backends' ``Options``."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    probe_interval_s: float = Field(default=0.25, gt=0, le=10)
-    backoff_initial_s: float = Field(default=0.1, gt=0)
-    backoff_max_s: float = Field(default=1.0, gt=0)
-    max_pending_triggers: int = Field(default=64, ge=1)
-    node_names: dict[str, list[str]] = Field(
-        default_factory=dict,
-        description="override SFNC node names per setting, e.g. {exposure_us: [ExposureTimeRaw]}",
-    )
 
 
 def _producer_dropped(session: Session) -> int:
