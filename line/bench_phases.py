@@ -1,12 +1,12 @@
 """The contenders of ``linecheck bench``, each measured in a process of its own.
 
-On the H100 an ONNX Runtime CUDA engine ran its network ~8 % slower (1.03-1.08 against 0.95 ms)
-once the process had opened other engines, even after those were closed, at the same clocks
-(``deploy/gpu/engine_order_probe.py``, README "GPU path"). Timed one after another in one
-process, the contender that happened to come first would win for that reason alone. A line
-station opens its engine first, so each contender gets what a station gets: a fresh process
-(``spawn``, so no CUDA state is inherited), where its engine is the first. ``--one-process``
-keeps the old single-process order, for the A/B.
+On the H100 an ONNX Runtime CUDA engine runs its network 8-14 % slower (1.03-1.09 against 0.95
+ms) as soon as its process opens any other ORT CUDA session, and stays slower after that
+session is closed, at the same clocks (``deploy/gpu/engine_order_probe.py``, README
+"Performance"). Timed one after another in one process, the contender that happened to come
+first would win for that reason alone. A line station opens its engine first, so each
+contender gets what a station gets: a fresh process (``spawn``, so no CUDA state is
+inherited). ``--one-process`` keeps the old single-process order, for the A/B.
 """
 
 from __future__ import annotations
