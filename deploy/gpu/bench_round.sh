@@ -38,16 +38,7 @@ for step in "${steps[@]}"; do
         | grep -E "^batch" | cut -c1-900 ;;
     jitter)  # the host itself: how late a 1 ms sleep wakes (stalls here are not the station's)
       echo "== host jitter, 10 s of 1 ms sleeps"
-      python3 - <<'PY'
-import time, numpy as np
-late = []
-end = time.perf_counter() + 10
-while time.perf_counter() < end:
-    t = time.perf_counter(); time.sleep(0.001); late.append((time.perf_counter() - t - 0.001) * 1e3)
-a = np.array(late)
-print(f"oversleep ms: p50 {np.percentile(a, 50):.3f} p99 {np.percentile(a, 99):.3f} p99.9 {np.percentile(a, 99.9):.3f} max {a.max():.2f}; >5 ms: {(a > 5).sum()} of {len(a)}")
-PY
-      ;;
+      python3 deploy/gpu/jitter.py 10 ;;
     eight_layout)  # 8 cameras, shared trigger: the default NHWC convolutions, then NCHW (prefer_nhwc=0)
       eight aligned nhwc; eight aligned nchw --cuda-option prefer_nhwc=0 ;;
     eight_ab)  # 8 cameras, shared trigger: the whole graph, then the steps enqueued one by one

@@ -4,7 +4,7 @@ A tail in the bench's figures means little unless we know whether the host itsel
 at the time: this runs in parallel with the bench (its own process and core) and prints one
 summary line when stopped. Stalls here are the host's, not the station's.
 
-    python3 deploy/gpu/jitter.py [SECONDS]
+    python3 deploy/gpu/jitter.py [SECONDS]   # also bench_round.sh step `jitter` (10 s)
 """
 
 from __future__ import annotations
