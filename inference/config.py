@@ -64,6 +64,9 @@ class EngineOptions(_Frozen):
     # cuDNN needs no transposes around them. YOLOv8n-sized fp16 on the H100: network 0.76 against
     # 0.94 ms, detections unchanged (tests/gpu). A build without NHWC kernels falls back to NCHW.
     cuda_nhwc: bool = True
+    # how host threads wait for the GPU (process-wide): CUDA's default ("auto") spins a core per
+    # waiting thread; "block" sleeps instead, for hosts where busy cores cost more than a wake-up
+    cuda_wait: Literal["auto", "spin", "yield", "block"] = "auto"
     # extra ONNX Runtime CUDA provider options, passed as given; they win over the fields above
     # (e.g. {"prefer_nhwc": "0"} for an A/B)
     cuda_provider_options: dict[str, str] = Field(default_factory=dict)

@@ -113,6 +113,22 @@ class Device:
         check(runtime.cudaSetDevice(self.id), "cudaSetDevice")
         _current.device = self.id
 
+    def set_wait(self, wait: str) -> None:
+        """How a host thread waits for this GPU, for the whole process (``EngineOptions.cuda_wait``).
+
+        CUDA's default spins a core per waiting thread while the context count is below the
+        core count. That is the lowest wake-up latency on a dedicated box, and the most CPU:
+        on a VM whose host throttles busy vCPUs (``line.host_steal``) it can cost more than it
+        saves. ``block`` sleeps on an OS primitive; ``yield`` spins with ``sched_yield``."""
+        if wait == "auto":
+            return
+        flag = {"spin": runtime.cudaDeviceScheduleSpin, "yield": runtime.cudaDeviceScheduleYield,
+                "block": runtime.cudaDeviceScheduleBlockingSync}[wait]  # fmt: skip
+        self.activate()
+        current = int(check(runtime.cudaGetDeviceFlags(), "cudaGetDeviceFlags"))
+        mask = int(runtime.cudaDeviceScheduleMask)
+        check(runtime.cudaSetDeviceFlags((current & ~mask) | int(flag)), "cudaSetDeviceFlags")
+
     def synchronize(self) -> None:
         check(runtime.cudaDeviceSynchronize(), "cudaDeviceSynchronize")
 

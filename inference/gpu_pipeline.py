@@ -57,6 +57,7 @@ class GpuPipelineEngine(Engine):
     def __init__(self, spec: DetectorSpec, options: EngineOptions) -> None:
         super().__init__(spec, options)
         self.device = Device(options.device_id)
+        self.device.set_wait(options.cuda_wait)
         self.stream = Stream()
         self.pool = BufferPool()
         self.registry = HostRegistry.shared(options.device_id)

@@ -101,7 +101,8 @@ def engine_options(args: argparse.Namespace) -> EngineOptions:
     extra = dict(item.split("=", 1) for item in args.cuda_option)
     return EngineOptions.model_validate({"backend": backend, "device": device, "fp16": args.fp16,
                                          "max_batch": max(1, args.cameras), "engine_cache_dir": REPO / "var" / "engines",
-                                         "cuda_provider_options": extra, "whole_graph": not args.no_whole_graph})  # fmt: skip
+                                         "cuda_provider_options": extra, "whole_graph": not args.no_whole_graph,
+                                         "cuda_wait": getattr(args, "cuda_wait", "auto")})  # fmt: skip
 
 
 def run_inference_bench(args: argparse.Namespace) -> dict[str, Any]:
@@ -176,6 +177,13 @@ def print_table(result: dict[str, Any]) -> None:
     events = p.get("process_events")
     if events:
         print("process during the paced run: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in events.items()))
+    steal = p.get("host_steal_ms")
+    if steal is not None:
+        print(f"host during the paced run: {steal['steal_ms']:.0f} ms of vCPU time taken by the hypervisor (steal), "
+              f"at most {steal['steal_max_cpu_ms']:.0f} ms from one vCPU")  # fmt: skip
+    busiest = p.get("busiest_threads_cpu_ms")
+    if busiest:
+        print("busiest threads during the paced run (CPU ms): " + ", ".join(f"{name} {ms}" for name, ms in busiest))
 
 
 def plot(result: dict[str, Any], path: str) -> None:

@@ -20,6 +20,8 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
                    help="GPU: enqueue kernel, network and decode one by one (A/B of the whole-graph replay)")
     p.add_argument("--cuda-option", action="append", default=[], metavar="KEY=VALUE",
                    help="extra ONNX Runtime CUDA provider option (repeatable), e.g. prefer_nhwc=1")
+    p.add_argument("--cuda-wait", choices=["auto", "spin", "yield", "block"], default="auto",
+                   help="GPU: how host threads wait for the device (engine.cuda_wait; auto spins)")
     p.add_argument("--plc", choices=["none", "server", "client"], default="server")
     p.add_argument("--json", action="store_true")
     p.add_argument("--plot", default=None, help="PNG file with latency distributions")

@@ -31,10 +31,12 @@ from camera.memory import MemorySource
 from inference.config import EngineOptions
 from inference.engine import Engine, ImageInput, open_engine
 from line.archive import ImageArchive
+from line.host_steal import read_steal_ms, steal_since
 from line.recipe_model import Recipe
 from line.recipes import RecipeBook
 from line.results import ResultLog
 from line.stats import percentiles
+from line.thread_cpu import busiest_since, thread_cpu_ms
 from plc.sink import ResultSink
 
 T = TypeVar("T")
@@ -159,6 +161,8 @@ def bench_pipeline(recipe: Recipe, options: EngineOptions, frames: list[np.ndarr
             station.stats.reset()
             t0 = time.perf_counter()
             usage0 = resource.getrusage(resource.RUSAGE_SELF)
+            steal0 = read_steal_ms()
+            threads0 = thread_cpu_ms()
             heartbeat = _Heartbeat.start_from_env()
             target = per_camera * args.cameras
             # done when the frames are decided, or when the cameras are through and every part they
@@ -173,6 +177,9 @@ def bench_pipeline(recipe: Recipe, options: EngineOptions, frames: list[np.ndarr
                 time.sleep(poll_s)
             elapsed = time.perf_counter() - t0
             usage = _usage_since(usage0)
+            host = steal_since(steal0)
+            busiest = busiest_since(threads0)
+            usage["cpu_cores_busy_pct"] = round(usage.pop("cpu_ms") / elapsed / 10)
             if heartbeat is not None:
                 usage.update(heartbeat.stop())
             snap = station.snapshot()
@@ -211,6 +218,8 @@ def bench_pipeline(recipe: Recipe, options: EngineOptions, frames: list[np.ndarr
             "fail_safe": counts.get("fail_safe", 0),
             "gc_pause_ms": snap["gc_pause_ms"],
             "process_events": usage,
+            "host_steal_ms": host,
+            "busiest_threads_cpu_ms": busiest,
             "rate_hz": rate_hz,
             "_samples": samples,
             "_engine_same_instance": same,
@@ -265,4 +274,5 @@ def _usage_since(before: resource.struct_rusage) -> dict[str, int]:
         "major_faults": after.ru_majflt - before.ru_majflt,
         "voluntary_switches": after.ru_nvcsw - before.ru_nvcsw,
         "involuntary_switches": after.ru_nivcsw - before.ru_nivcsw,
+        "cpu_ms": int((after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime) * 1000),
     }

@@ -4,7 +4,7 @@
 # (prefer_nhwc=0, A/B of the default NHWC), and 8 cameras at 190 Hz, shared trigger and free-running.
 # `profile`: inference.gpu_profile at batch 1 (host/device split of the station's path).
 # Run inside the suite's environment:
-#   bash deploy/gpu/run_gpu_suite.sh --exec bash deploy/gpu/bench_round.sh [jitter|tests|profile|one|one_proc|nchw|eight|eight_diag|eight_layout|eight_ab|probe|probe_hold|probe_nhwc|probe_naive ...]
+#   bash deploy/gpu/run_gpu_suite.sh --exec bash deploy/gpu/bench_round.sh [machine|stall|cpuload|steal|jitter|tests|profile|one|one_block|one_proc|nchw|eight|eight_block|eight_diag|eight_layout|eight_ab|probe|probe_hold|probe_nhwc|probe_naive ...]
 set -uo pipefail
 OUT=${OUT:-$PWD/var/gpu-suite}
 mkdir -p "$OUT"
@@ -13,7 +13,7 @@ steps=("$@")
 [ -f var/models/yolov8n.onnx ] || python3 recipes/models/export_yolov8n.py --out var/models/yolov8n.onnx 2>&1 | tail -1
 one=(python3 -m line bench --backend onnxruntime-cuda --model yolov8n --fp16 --frames 1000 --plc client --json)
 summary() {  # the table and the stage line, without ORT's provider warnings; the host's jitter meanwhile
-  grep -E "^(machine|raw engine|naive loop|pipeline|stages|paced run|GC pauses|process during)|^  (engine|naive|pipeline)" "$1" | cut -c1-400
+  grep -E "^(machine|raw engine|naive loop|pipeline|stages|paced run|GC pauses|process during|host during|busiest threads)|^  (engine|naive|pipeline)" "$1" | cut -c1-400
   grep -E "slow GPU" "$1" | sort | uniq -c | sort -rn | head -12 | cut -c1-300
   if [ -n "${jitter_pid:-}" ]; then kill "$jitter_pid" 2>/dev/null; wait "$jitter_pid" 2>/dev/null; jitter_pid=; fi
 }
@@ -36,6 +36,27 @@ for step in "${steps[@]}"; do
       echo "== gpu path profile, batch 1"
       python3 -m inference.gpu_profile var/models/yolov8n.onnx --fp16 --batch 1 --json "$OUT/gpu_profile.json" 2>&1 \
         | grep -E "^batch" | cut -c1-900 ;;
+    machine)  # what the lent machine is and how its GPU is set (read only: never change these)
+      echo "== machine"
+      nproc; uptime; grep -m1 "model name" /proc/cpuinfo; head -1 /proc/stat
+      nvidia-smi --query-gpu=name,compute_mode,clocks.sm,clocks.mem,clocks_throttle_reasons.active,utilization.gpu,memory.used --format=csv
+      nvidia-smi --query-compute-apps=pid,process_name,used_memory --format=csv
+      ps -eo pid,pcpu,rss,comm --sort=-pcpu | head -15 ;;
+    steal)  # each ingredient of a station's cycle alone: which one makes the host take vCPUs (steal)
+      echo "== steal probe"
+      python3 deploy/gpu/steal_probe.py 8 ;;
+    cpuload)  # how much CPU the VM gives, and when the hypervisor starts taking vCPUs back (steal)
+      echo "== cpu load probe"
+      python3 deploy/gpu/cpu_load_probe.py 4 ;;
+    eight_block)  # 8 cameras with host threads sleeping on the GPU instead of spinning (engine.cuda_wait)
+      eight aligned block --cuda-wait block; eight free block --cuda-wait block ;;
+    one_block)
+      echo "== 1 camera, cuda_wait=block ($i)"; watch_host
+      "${one[@]}" --cuda-wait block > "$OUT/bench_1cam_block_$i.txt" 2>&1
+      summary "$OUT/bench_1cam_block_$i.txt" ;;
+    stall)  # the GPU and host alone: device time and round trip of a fixed product, steal around each
+      echo "== device stall probe, 20 s"
+      python3 deploy/gpu/device_stall_probe.py 20 ;;
     jitter)  # the host itself: how late a 1 ms sleep wakes (stalls here are not the station's)
       echo "== host jitter, 10 s of 1 ms sleeps"
       python3 deploy/gpu/jitter.py 10 ;;

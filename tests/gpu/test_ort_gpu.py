@@ -254,3 +254,30 @@ def test_nhwc_convolutions_give_the_nchw_results(yolov8n, tmp_path) -> None:
             _matched(b.detections, a.detections, 0.02, 0.01)
             _matched(a.detections, b.detections, 0.02, 0.01)
 
+
+
+def test_blocking_wait_sets_the_context_flag_and_changes_no_result(yolov8n, tmp_path) -> None:
+    """``cuda_wait="block"`` really switches the process's CUDA context to blocking sync (the
+    bench's A/B would measure nothing otherwise) and the detections stay those of the default."""
+    from cuda.bindings import runtime
+
+    from inference.gpu import check
+
+    spec = _spec(yolov8n, 80, 0.01)
+    frame = np.random.default_rng(9).integers(0, 256, (1024, 1280), dtype=np.uint8)
+    image = ImageInput(frame, "Mono8")
+    mask = int(runtime.cudaDeviceScheduleMask)
+    with open_engine(spec, _options(tmp_path, fp16=True)) as default:
+        before = int(check(runtime.cudaGetDeviceFlags(), "cudaGetDeviceFlags"))
+        a = [default.detect([image])[0] for _ in range(2)][-1]
+    try:
+        with open_engine(spec, _options(tmp_path, fp16=True, cuda_wait="block")) as blocking:
+            flags = int(check(runtime.cudaGetDeviceFlags(), "cudaGetDeviceFlags"))
+            assert flags & mask == int(runtime.cudaDeviceScheduleBlockingSync)
+            assert flags & ~mask == before & ~mask  # the other context flags are kept
+            b = [blocking.detect([image])[0] for _ in range(2)][-1]
+    finally:  # process-wide: the next tests get the default back
+        check(runtime.cudaSetDeviceFlags(before), "cudaSetDeviceFlags")
+    assert len(a.detections) > 0
+    _matched(a.detections, b.detections, 0.02, 0.01)
+    _matched(b.detections, a.detections, 0.02, 0.01)
