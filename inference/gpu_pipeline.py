@@ -77,6 +77,10 @@ class GpuPipelineEngine(Engine):
         self._fused: dict[FusedKey, FusedGraph] = {}
         self._fused_seen: set[FusedKey] = set()
         self._fused_failed: set[FusedKey] = set()
+        # launches and collects over SLOW_CALL_S that none of our own work explains (the device
+        # or the host stalled): the bench counts them over its paced run
+        self.unexplained_stalls = 0
+        self.unexplained_stall_max_ms = 0.0
 
     # -- backend hooks ------------------------------------------------------------------------
 
@@ -268,11 +272,15 @@ class GpuPipelineEngine(Engine):
         the graphs), camera memory (un)registered, frames copied through the host, graphs
         captured; or none of these (then the device or the scheduler)."""
         deltas = [a - b for a, b in zip(self._state(), before, strict=True)]
+        ms = (time.perf_counter() - t0) * 1e3
         # first use of a shape (buffers, capture) is slow by design: said, not warned about
         level = logging.INFO if any(deltas) else logging.WARNING
+        if not any(deltas):
+            self.unexplained_stalls += 1
+            self.unexplained_stall_max_ms = max(self.unexplained_stall_max_ms, ms)
         log.log(
             level, "slow GPU %s: %.1f ms (buffer allocations +%d, registration epoch +%d, host copies +%d, "
-            "graphs captured or failed +%d)", what, (time.perf_counter() - t0) * 1e3, *deltas,
+            "graphs captured or failed +%d)", what, ms, *deltas,
         )  # fmt: skip
 
     def _launch_steps(self, images: Sequence[ImageInput]) -> InFlight:

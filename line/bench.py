@@ -180,10 +180,13 @@ def print_table(result: dict[str, Any]) -> None:
     steal = p.get("host_steal_ms")
     if steal is not None:
         print(f"host during the paced run: {steal['steal_ms']:.0f} ms of vCPU time taken by the hypervisor (steal), "
-              f"at most {steal['steal_max_cpu_ms']:.0f} ms from one vCPU")  # fmt: skip
-    busiest = p.get("busiest_threads_cpu_ms")
+              f"at most {steal['steal_max_cpu_ms']:.0f} ms from one vCPU"
+              + (f"; GPU calls stalled over 10 ms with no cause of ours: {steal['gpu_stalls_over_10ms']} "
+                 f"(the longest of the process {steal['gpu_stall_max_ms']:.1f} ms)" if "gpu_stalls_over_10ms" in steal else ""))  # fmt: skip
+    busiest = p.get("busiest_threads")
     if busiest:
-        print("busiest threads during the paced run (CPU ms): " + ", ".join(f"{name} {ms}" for name, ms in busiest))
+        print("busiest threads during the paced run (CPU ms / ms waiting for a CPU): "
+              + ", ".join(f"{name} {ms}/{waited}" for name, ms, waited in busiest))
 
 
 def plot(result: dict[str, Any], path: str) -> None:

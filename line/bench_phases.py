@@ -163,6 +163,8 @@ def bench_pipeline(recipe: Recipe, options: EngineOptions, frames: list[np.ndarr
             usage0 = resource.getrusage(resource.RUSAGE_SELF)
             steal0 = read_steal_ms()
             threads0 = thread_cpu_ms()
+            engine = book.active.engine if book.active is not None else None
+            stalls0 = getattr(engine, "unexplained_stalls", None)
             heartbeat = _Heartbeat.start_from_env()
             target = per_camera * args.cameras
             # done when the frames are decided, or when the cameras are through and every part they
@@ -179,6 +181,9 @@ def bench_pipeline(recipe: Recipe, options: EngineOptions, frames: list[np.ndarr
             usage = _usage_since(usage0)
             host = steal_since(steal0)
             busiest = busiest_since(threads0)
+            if stalls0 is not None:  # GPU engine: device waits over 10 ms none of its own work explains
+                host["gpu_stalls_over_10ms"] = engine.unexplained_stalls - stalls0  # type: ignore[union-attr]
+                host["gpu_stall_max_ms"] = round(engine.unexplained_stall_max_ms, 1)  # type: ignore[union-attr]
             usage["cpu_cores_busy_pct"] = round(usage.pop("cpu_ms") / elapsed / 10)
             if heartbeat is not None:
                 usage.update(heartbeat.stop())
@@ -219,7 +224,7 @@ def bench_pipeline(recipe: Recipe, options: EngineOptions, frames: list[np.ndarr
             "gc_pause_ms": snap["gc_pause_ms"],
             "process_events": usage,
             "host_steal_ms": host,
-            "busiest_threads_cpu_ms": busiest,
+            "busiest_threads": busiest,
             "rate_hz": rate_hz,
             "_samples": samples,
             "_engine_same_instance": same,

@@ -4,7 +4,7 @@
 # (prefer_nhwc=0, A/B of the default NHWC), and 8 cameras at 190 Hz, shared trigger and free-running.
 # `profile`: inference.gpu_profile at batch 1 (host/device split of the station's path).
 # Run inside the suite's environment:
-#   bash deploy/gpu/run_gpu_suite.sh --exec bash deploy/gpu/bench_round.sh [machine|stall|cpuload|steal|jitter|tests|profile|one|one_block|one_proc|nchw|eight|eight_block|eight_diag|eight_layout|eight_ab|probe|probe_hold|probe_nhwc|probe_naive ...]
+#   bash deploy/gpu/run_gpu_suite.sh --exec bash deploy/gpu/bench_round.sh [machine|stall|cpuload|steal|jitter|tests|tests_new|profile|one|one_block|one_proc|nchw|eight|eight_block|eight_diag|eight_layout|eight_ab|probe|probe_hold|probe_nhwc|probe_naive ...]
 set -uo pipefail
 OUT=${OUT:-$PWD/var/gpu-suite}
 mkdir -p "$OUT"
@@ -73,7 +73,12 @@ for step in "${steps[@]}"; do
       env "${env[@]}" python3 deploy/gpu/engine_order_probe.py 2>&1 | grep -Ev "Warning|warn" | cut -c1-300 ;;
     tests)
       echo "== gpu tests"
-      python3 -m pytest tests/gpu -q -rs -p no:cacheprovider -W ignore 2>&1 | tail -6 ;;
+      python3 -m pytest tests/gpu -q -rfEs -p no:cacheprovider -W ignore > "$OUT/gpu_tests.txt" 2>&1
+      grep -E "^(FAILED|ERROR|SKIPPED)|^E  |passed|failed" "$OUT/gpu_tests.txt" | cut -c1-300 | tail -25 ;;
+    tests_new)  # this session's GPU tests alone
+      echo "== new gpu tests"
+      python3 -m pytest tests/gpu/test_ort_gpu.py -k "blocking_wait" -q -rfEs -p no:cacheprovider -W ignore 2>&1 \
+        | grep -vE "onnxruntime_pybind|^\s*$" | tail -40 | cut -c1-300 ;;
     one_proc)  # the old order: raw engine, naive loop and stations one after another in one process
       echo "== 1 camera, one process ($i)"; watch_host
       "${one[@]}" --one-process > "$OUT/bench_1cam_oneproc_$i.txt" 2>&1

@@ -270,14 +270,19 @@ def test_blocking_wait_sets_the_context_flag_and_changes_no_result(yolov8n, tmp_
     with open_engine(spec, _options(tmp_path, fp16=True)) as default:
         before = int(check(runtime.cudaGetDeviceFlags(), "cudaGetDeviceFlags"))
         a = [default.detect([image])[0] for _ in range(2)][-1]
+        out_a = _network_output(default)
     try:
         with open_engine(spec, _options(tmp_path, fp16=True, cuda_wait="block")) as blocking:
             flags = int(check(runtime.cudaGetDeviceFlags(), "cudaGetDeviceFlags"))
             assert flags & mask == int(runtime.cudaDeviceScheduleBlockingSync)
-            assert flags & ~mask == before & ~mask  # the other context flags are kept
+            # the flags set before are kept (the runtime may report implicit ones besides: on
+            # the H100, cudaDeviceLmemResizeToMax appeared next to cudaDeviceMapHost)
+            assert flags & before & ~mask == before & ~mask
             b = [blocking.detect([image])[0] for _ in range(2)][-1]
+            out_b = _network_output(blocking)
     finally:  # process-wide: the next tests get the default back
         check(runtime.cudaSetDeviceFlags(before), "cudaSetDeviceFlags")
-    assert len(a.detections) > 0
+    assert np.ptp(out_a) > 0
+    np.testing.assert_allclose(out_a, out_b, atol=3e-2, rtol=3e-2)
     _matched(a.detections, b.detections, 0.02, 0.01)
     _matched(b.detections, a.detections, 0.02, 0.01)

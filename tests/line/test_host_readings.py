@@ -68,6 +68,8 @@ def test_the_thread_that_burnt_the_cpu_is_named_first() -> None:
     finally:
         release.set()
         worker.join()
-    assert busiest[0][0] == "burner"
-    assert busiest[0][1] >= 300 - 2 * TICK_MS
-    assert all(ms > 0 for _, ms in busiest)
+    name, cpu_ms, waited_ms = busiest[0]
+    assert name == "burner"
+    assert cpu_ms >= 300 - 2 * TICK_MS
+    assert waited_ms >= 0
+    assert all(ms > 0 for _, ms, _ in busiest)
