@@ -18,18 +18,8 @@ import numpy as np
 
 from inference import cuda_enqueue
 from inference.decode import Candidates, decode, decode_yolov5, decode_yolov8
-from inference.gpu import (
-    BufferPool,
-    Device,
-    KernelArgs,
-    Kernels,
-    PinnedBuffer,
-    Stream,
-    check,
-    driver,
-    launch,
-    runtime,
-)
+from inference.gpu import BufferPool, Device, PinnedBuffer, Stream, check, driver, runtime
+from inference.gpu_kernels import KernelArgs, Kernels, launch
 
 KERNEL_SOURCE = (Path(__file__).parent / "kernels" / "decode.cu").read_text()
 _KERNELS = {"yolov8": "filter_yolov8", "yolov5": "filter_yolov5"}

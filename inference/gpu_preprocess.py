@@ -21,8 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from inference import cuda_enqueue
-from inference.gpu import BufferPool, Device, GpuError, Kernels, Stream, check, driver, launch
+from inference.gpu import BufferPool, Device, GpuError, Stream, check, driver
 from inference.gpu_host import CopyCounters, HostRegistry
+from inference.gpu_kernels import Kernels, launch
 from inference.letterbox import LetterboxGeometry
 
 KERNEL_SOURCE = (Path(__file__).parent / "kernels" / "preprocess.cu").read_text()

@@ -31,6 +31,10 @@ class BatchRequest:
     done: threading.Event = field(default_factory=threading.Event)
     result: DetectionResult | None = None
     error: BaseException | None = None
+    # when the batcher took it into a batch and had the batch's results; the batch's size
+    t_taken: float = 0.0
+    t_done: float = 0.0
+    batch: int = 0
 
 
 class Batcher:
@@ -104,6 +108,7 @@ class Batcher:
             batch = self._take()
             if not batch:
                 return
+            t_taken = time.perf_counter()
             images = [r.image for r in batch]
             if self.pad_to and len(images) < self.pad_to:
                 images += [images[-1]] * (self.pad_to - len(images))
@@ -116,7 +121,9 @@ class Batcher:
                     request.error = exc
             self.batches += 1
             self.images += len(batch)
+            t_done = time.perf_counter()
             for request in batch:
+                request.t_taken, request.t_done, request.batch = t_taken, t_done, len(batch)
                 request.done.set()
 
     def close(self) -> None:

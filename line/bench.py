@@ -22,6 +22,7 @@ import numpy as np
 from camera.frame import GroundTruth
 from inference.config import EngineOptions, InputProfile
 from line.bench_phases import bench_naive, bench_pipeline, in_fresh_process, measure_engine
+from line.part_timeline import PartTimeline
 from line.recipe_model import Recipe
 from line.recipes import load_recipe
 
@@ -136,6 +137,7 @@ def run_inference_bench(args: argparse.Namespace) -> dict[str, Any]:
     pipeline["paced_fps"] = paced["fps"]
     pipeline["saturated_latency_ms"] = saturated["latency_ms"]
     saturated.pop("_samples", None)
+    saturated.pop("part_timelines", None)  # its parts queue on purpose: the paced run's are the ones to read
     # the paced run is the line's view: its drops and deadline misses are the ones that count.
     # The back-pressured run queues ``pool`` frames per camera on purpose (Little's law), so
     # its misses only say the budget is shorter than that queue; they are reported apart.
@@ -187,6 +189,21 @@ def print_table(result: dict[str, Any]) -> None:
     if busiest:
         print("busiest threads during the paced run (CPU ms / ms waiting for a CPU): "
               + ", ".join(f"{name} {ms}/{waited}" for name, ms, waited in busiest))
+    print_timelines(p.get("part_timelines"))
+
+
+def print_timelines(timelines: dict[str, Any] | None, show: int = 8) -> None:
+    """Where the paced run's late parts (and its slowest on-time ones) spent their time."""
+    if not timelines:
+        return
+    late, slowest = timelines["late"], timelines["slowest_on_time"]
+    if timelines["late_parts"]:
+        steps = ", ".join(f"{step} in {n}" for step, n in timelines["late_largest_steps"].items())
+        kept = "each" if len(late) == timelines["late_parts"] else f"the first {len(late)}"
+        print(f"late parts: {timelines['late_parts']}; the largest step of {kept}: {steps}")
+    for entry in late[:show] + slowest[:3]:
+        print(PartTimeline(entry["camera"], entry["part"], entry["late"], entry["at_s"], entry["steps_ms"],
+                           entry["engine_ms"], entry["batch"]).describe())  # fmt: skip
 
 
 def plot(result: dict[str, Any], path: str) -> None:

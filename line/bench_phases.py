@@ -189,6 +189,7 @@ def bench_pipeline(recipe: Recipe, options: EngineOptions, frames: list[np.ndarr
                 usage.update(heartbeat.stop())
             snap = station.snapshot()
             samples = station.stats.verdict_latency.values()
+            timelines = station.stats.slow_parts.summary()
             # the network alone again, on the very engine instance this station ran: on the H100
             # a process's later engines ran ~8 % slower than its first (0.95 against 1.03-1.08
             # ms, whatever the warm-up or the cuDNN search), so the first-instance figure above
@@ -225,6 +226,7 @@ def bench_pipeline(recipe: Recipe, options: EngineOptions, frames: list[np.ndarr
             "process_events": usage,
             "host_steal_ms": host,
             "busiest_threads": busiest,
+            "part_timelines": timelines,
             "rate_hz": rate_hz,
             "_samples": samples,
             "_engine_same_instance": same,

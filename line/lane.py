@@ -40,6 +40,9 @@ class PartTicket:
     ground_truth: GroundTruth | None = None
     claimed: bool = False
     launched: Any = None  # the decider's handle when the GPU was started from the camera thread
+    # hand-over stamps (perf_counter) by step name, for the timelines of late parts
+    # (``line.part_timeline``); each step has one writer thread
+    stamps: dict[str, float] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def claim(self) -> bool:
@@ -196,6 +199,7 @@ class CameraLane:
         ticket = PartTicket(
             item.camera_id, item.part_id, item.frame_id, item.t_ready, item.t_ready + self.decider.budget_s(), ground_truth
         )
+        ticket.stamps["lane_in"] = self.clock()
         if self.early_launch and isinstance(item, Frame) and self._entered == self._past_engine:
             try:  # first: the device starts while the bookkeeping below runs
                 ticket.launched = self.decider.launch(ticket, item)
@@ -223,6 +227,7 @@ class CameraLane:
         while not self._stop.is_set():
             entry = self.queue.get(0.1)
             if entry is not None:
+                entry[1].stamps["dequeued"] = self.clock()
                 handle(*entry)
 
     def _inspect_now(self, item: Item, ticket: PartTicket) -> None:

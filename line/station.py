@@ -187,10 +187,11 @@ class Station:
         """
         if ticket.claimed:  # its deadline passed while it waited: already decided fail-safe
             self.stats.count("late_discarded")
+            self.stats.slow_parts.offer_part(ticket, True)
             return None
         prepared = self.book.active  # read once: this part is judged by exactly this recipe
         assert prepared is not None  # noqa: S101 - the constructor guarantees an active recipe
-        t0 = time.perf_counter()
+        t0 = ticket.stamps["submitted"] = time.perf_counter()
         image = ImageInput(frame.data, frame.pixel_format)
         if self.batcher is not None:
             return PendingInspection(prepared, t0, self.batcher.submit(prepared.engine, image), None)
@@ -202,7 +203,7 @@ class Station:
         prepared = self.book.active
         if prepared is None or self.batcher is not None or ticket.claimed:
             return None
-        t0 = time.perf_counter()
+        t0 = ticket.stamps["submitted"] = time.perf_counter()
         launched = prepared.engine.try_launch([ImageInput(frame.data, frame.pixel_format)])
         return None if launched is None else PendingInspection(prepared, t0, None, None, launched)
 
@@ -218,9 +219,9 @@ class Station:
         else:
             result = pending.result if pending.request is None else Batcher.wait(pending.request)
         assert result is not None  # noqa: S101
-        t_detected = time.perf_counter()
+        t_detected = ticket.stamps["detected"] = time.perf_counter()
         verdict = prepared.policy.decide(result.detections)
-        t_decided = time.perf_counter()
+        t_decided = ticket.stamps["decided"] = time.perf_counter()
         timings = result.timings_ms  # each result's own dict (the engine copies it per image)
         timings["acquire_wait"] = (pending.t0 - frame.t_ready) * 1000
         timings["detect"] = (t_detected - pending.t0) * 1000  # the engine call as the station sees it
@@ -230,18 +231,22 @@ class Station:
                 self.live_tap.offer(frame, verdict, prepared.recipe)
             except Exception:
                 log.exception("live view tap failed")
-        if t_decided > ticket.deadline:  # judged too late: the part gets the fail-safe verdict
+        late = t_decided > ticket.deadline
+        if late:  # judged too late: the part gets the fail-safe verdict
             self.stats.count("late_discarded")
             self._emit(ticket, prepared, prepared.policy.fail_safe("timeout"), timings, None)
-            return
-        # the NG picture is copied after the PLC write (the frame is held until we return)
-        ng_view = frame.data if (self.archive_ng and verdict.result_code is ResultCode.REJECT) else None
-        if not self._emit(ticket, prepared, verdict, timings, ng_view):
-            self.stats.count("late_discarded")
+        else:  # the NG picture is copied after the PLC write (the frame is held until we return)
+            ng_view = frame.data if (self.archive_ng and verdict.result_code is ResultCode.REJECT) else None
+            late = not self._emit(ticket, prepared, verdict, timings, ng_view)
+            if late:
+                self.stats.count("late_discarded")
+        self.stats.slow_parts.offer_part(ticket, late, timings, pending.request)
 
     def fail_safe(self, ticket: PartTicket, reason: str) -> None:
         prepared = self.book.active
         assert prepared is not None  # noqa: S101
+        if reason == "timeout":  # the watchdog, at the deadline (the part's timeline shows it)
+            ticket.stamps["deadline"] = time.perf_counter()
         self._emit(ticket, prepared, prepared.policy.fail_safe(reason), {}, None)
 
     def camera_event(self, camera_id: str, kind: str, message: str) -> None:
@@ -268,6 +273,8 @@ class Station:
         with self._emit_lock:
             deliveries = tuple(self._publish(sink, message) for sink in self.sinks)
         t_ack = time.perf_counter()
+        if "deadline" not in ticket.stamps:  # the real verdict's write, not the watchdog's
+            ticket.stamps["acked"] = t_ack
         plc = next((d for d in deliveries if d.seq is not None), None)
         record.delivered = int(all(d.delivered for d in deliveries)) if deliveries else None
         record.plc_seq = plc.seq if plc else None

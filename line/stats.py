@@ -5,9 +5,12 @@ runs for months."""
 from __future__ import annotations
 
 import threading
+import time
 from collections import defaultdict
 
 import numpy as np
+
+from line.part_timeline import SlowParts
 
 
 class LatencyRing:
@@ -45,6 +48,7 @@ class StationStats:
         self.verdict_latency = LatencyRing()
         self.ack_latency = LatencyRing()
         self.stages: dict[str, LatencyRing] = defaultdict(LatencyRing)
+        self.slow_parts = SlowParts()  # timelines of the late parts and of the slowest
 
     def count(self, name: str, n: int = 1) -> None:
         with self._lock:
@@ -64,6 +68,7 @@ class StationStats:
             self.verdict_latency = LatencyRing()
             self.ack_latency = LatencyRing()
             self.stages.clear()
+        self.slow_parts.reset(time.perf_counter())
 
     def snapshot(self) -> dict[str, object]:
         with self._lock:

@@ -93,7 +93,7 @@ def test_fp16_gray_imagenet_and_pitched_views(cuda, fmt) -> None:
 
 
 def test_kernel_compiled_once(cuda) -> None:
-    from inference.gpu import Kernels
+    from inference.gpu_kernels import Kernels
     from inference.gpu_preprocess import KERNEL_SOURCE
 
     device = cuda[0]

@@ -15,8 +15,11 @@ from camera.config import CameraSettings
 from camera.errors import CameraRetryableError, FetchTimeout
 from camera.frame import Frame, FrameStatus, GroundTruth
 from camera.source import CameraState, FrameSource
+from inference.config import EngineOptions
 from inference.detections import Detections
 from inference.engine import DetectionResult, Engine, ImageInput
+from line.recipe_model import Recipe
+from line.recipes import RecipeBook
 
 
 class ScriptedSource(FrameSource):
@@ -29,6 +32,7 @@ class ScriptedSource(FrameSource):
         incomplete_parts: tuple[int, ...] = ()
         defective_parts: tuple[int, ...] = ()  # frame value 255 -> the fake engine reports a defect
         choking_parts: tuple[int, ...] = ()  # frame value 1 -> the fake engine raises
+        stalling_parts: tuple[int, ...] = ()  # frame value 200 -> the fake engine takes ``stall_s``
         max_parts: int | None = None
 
     def __init__(self, camera_id: str, options: Options, settings: CameraSettings | None = None) -> None:
@@ -60,7 +64,8 @@ class ScriptedSource(FrameSource):
         part = self._part
         if part in self.options.fail_parts:
             raise CameraRetryableError(f"scripted camera failure at part {part}")
-        value = 255 if part in self.options.defective_parts else 1 if part in self.options.choking_parts else 10
+        value = (255 if part in self.options.defective_parts else 1 if part in self.options.choking_parts
+                 else 200 if part in self.options.stalling_parts else 10)  # fmt: skip
         data = np.full((self.options.height, self.options.width), value, np.uint8)
         status = FrameStatus.INCOMPLETE if part in self.options.incomplete_parts else FrameStatus.COMPLETE
         with self._lock:
@@ -82,6 +87,7 @@ class ScriptedEngine(Engine):
 
     backend = "scripted"
     delay_s = 0.0
+    stall_s = 0.0  # for a frame of value 200 (``stalling_parts``): one slow call among fast ones
     raise_on_parts: set[int] = set()
 
     def detect(self, images: Sequence[ImageInput]) -> list[DetectionResult]:
@@ -89,6 +95,8 @@ class ScriptedEngine(Engine):
         for image in images:
             if self.delay_s:
                 time.sleep(self.delay_s)
+            if int(image.data.flat[0]) == 200:
+                time.sleep(self.stall_s)
             if int(image.data.flat[0]) == 1:
                 raise RuntimeError("scripted engine failure")
             if int(image.data.flat[0]) == 255:
@@ -120,6 +128,19 @@ def write_recipes(folder: Path, budget_ms: float = 200.0, count: int = 2) -> Pat
     for i in range(count):
         (folder / f"r{i + 1}.yaml").write_text(RECIPE.format(id=f"r{i + 1}", code=i + 1, budget=budget_ms))
     return folder
+
+
+def scripted_book(folder: Path, budget_ms: float, delay_s: float = 0.0, stall_s: float = 0.0) -> RecipeBook:
+    """A recipe book on scripted engines, switched to recipe ``r1``."""
+
+    def factory(recipe: Recipe) -> ScriptedEngine:
+        engine = ScriptedEngine(recipe.detector_spec(), EngineOptions())
+        engine.delay_s, engine.stall_s = delay_s, stall_s
+        return engine
+
+    book = RecipeBook(write_recipes(folder, budget_ms=budget_ms), factory, check_models=False)
+    assert book.switch("r1", "test").ok  # noqa: S101
+    return book
 
 
 class LaunchingEngine(ScriptedEngine):

@@ -15,7 +15,7 @@ from line.recipes import RecipeBook
 from line.results import ResultLog, ResultLogReader
 from line.station import Station
 from plc.sink import Delivery, ResultCode, ResultSink, VerdictMessage
-from tests.line.fakes import ScriptedEngine, ScriptedSource, write_recipes
+from tests.line.fakes import ScriptedEngine, ScriptedSource, scripted_book, write_recipes
 
 
 class RecordingSink(ResultSink):
@@ -185,15 +185,7 @@ def test_part_queue_policies(policy: str) -> None:
 
 def test_batched_cameras_every_part_one_verdict(tmp_path: Path) -> None:
     """Three cameras share one engine through the batcher: batches form, nothing is lost."""
-    recipes = write_recipes(tmp_path / "recipes", budget_ms=2000)
-
-    def factory(recipe):  # noqa: ANN001, ANN202
-        engine = ScriptedEngine(recipe.detector_spec(), EngineOptions())
-        engine.delay_s = 0.004
-        return engine
-
-    book = RecipeBook(recipes, factory, check_models=False)
-    assert book.switch("r1", "test").ok
+    book = scripted_book(tmp_path / "recipes", budget_ms=2000, delay_s=0.004)
     sources = [ScriptedSource(f"cam{i}", ScriptedSource.Options(rate_hz=40, max_parts=50, defective_parts=(7, 9)))
                for i in range(3)]  # fmt: skip
     sink = RecordingSink()
