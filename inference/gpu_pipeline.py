@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 SLOW_CALL_S = 0.010
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class InFlight:
     """A launched batch: its work is queued on the engine's stream; ``finish`` collects it."""
 
@@ -47,6 +47,7 @@ class InFlight:
     geometry: LetterboxGeometry
     plan: DecodePlan
     fused: FusedGraph | None
+    t_launched: float = 0.0  # the host's enqueue done (the rest is the device's)
 
 
 class GpuPipelineEngine(Engine):
@@ -258,7 +259,8 @@ class GpuPipelineEngine(Engine):
         """Upload, then the whole graph for this layout, or the steps one by one (no wait)."""
         before = self._state()
         launched = self._launch_steps(images)
-        if time.perf_counter() - launched.t0 > SLOW_CALL_S:
+        launched.t_launched = time.perf_counter()
+        if launched.t_launched - launched.t0 > SLOW_CALL_S:
             self._report_slow("launch", launched.t0, before)
         return launched
 
@@ -316,11 +318,17 @@ class GpuPipelineEngine(Engine):
         t0 = time.perf_counter()
         before = self._state()
         candidates = self._decoder.collect(launched.plan)[: launched.n]  # waits for the stream
-        if time.perf_counter() - t0 > SLOW_CALL_S:
+        t_collected = time.perf_counter()
+        if t_collected - t0 > SLOW_CALL_S:
             self._report_slow("collect (waiting for the device)", t0, before)
         detections = [self._finish(c, launched.geometry) for c in candidates]
         staged = launched.fused is None or launched.fused.timed
-        return self._results(detections, launched.geometry, launched.t0, staged)
+        results = self._results(detections, launched.geometry, launched.t0, staged)
+        # host wall time: the enqueue, the wait for the device (a late part's timeline says which)
+        host = {"launch": (launched.t_launched - launched.t0) * 1e3, "collect": (t_collected - t0) * 1e3}
+        for result in results:
+            result.timings_ms.update(host)
+        return results
 
     def _results(
         self, detections: list[Detections], geometry: LetterboxGeometry, t0: float, staged: bool

@@ -78,7 +78,7 @@ for step in "${steps[@]}"; do
       grep -E "^(FAILED|ERROR|SKIPPED)|^E  |passed|failed" "$OUT/gpu_tests.txt" | cut -c1-300 | tail -25 ;;
     tests_new)  # this session's GPU tests alone
       echo "== new gpu tests"
-      python3 -m pytest tests/gpu/test_ort_gpu.py -k "blocking_wait" -q -rfEs -p no:cacheprovider -W ignore 2>&1 \
+      python3 -m pytest tests/gpu/test_ort_gpu.py -k "blocking_wait or detect_end_to_end_with_graphs" -q -rfEs -p no:cacheprovider -W ignore 2>&1 \
         | grep -vE "onnxruntime_pybind|^\s*$" | tail -40 | cut -c1-300 ;;
     one_proc)  # the old order: raw engine, naive loop and stations one after another in one process
       echo "== 1 camera, one process ($i)"; watch_host
