@@ -4,7 +4,7 @@
 # (prefer_nhwc=0, A/B of the default NHWC), and 8 cameras at 190 Hz, shared trigger and free-running.
 # `profile`: inference.gpu_profile at batch 1 (host/device split of the station's path).
 # Run inside the suite's environment:
-#   bash deploy/gpu/run_gpu_suite.sh --exec bash deploy/gpu/bench_round.sh [machine|stall|cpuload|steal|jitter|tests|tests_new|profile|one|one_block|one_proc|nchw|eight|eight_block|eight_diag|eight_layout|eight_ab|probe|probe_hold|probe_nhwc|probe_naive ...]
+#   bash deploy/gpu/run_gpu_suite.sh --exec bash deploy/gpu/bench_round.sh [machine|stall|cpuload|steal|jitter|tests|tests_new|profile|one|one_block|one_proc|nchw|eight|eight_aligned|eight_free|eight_block|eight_diag|eight_layout|eight_ab|probe|probe_hold|probe_nhwc|probe_naive ...]
 set -uo pipefail
 OUT=${OUT:-$PWD/var/gpu-suite}
 mkdir -p "$OUT"
@@ -94,6 +94,8 @@ for step in "${steps[@]}"; do
       summary "$OUT/bench_1cam_nchw_$i.txt" ;;
     eight)
       eight aligned; eight free ;;
+    eight_aligned|eight_free)  # one phase alone (a short GPU budget)
+      eight "${step#eight_}" ;;
     eight_diag)  # 8 cameras with a heartbeat thread inside the station's process (stall diagnosis)
       export LINECHECK_BENCH_HEARTBEAT_MS=5; eight aligned diag; eight free diag; unset LINECHECK_BENCH_HEARTBEAT_MS ;;
   esac
