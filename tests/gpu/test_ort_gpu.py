@@ -125,7 +125,7 @@ def test_yolov8n_detect_end_to_end_with_graphs(yolov8n, tmp_path, fmt, backend) 
             assert {"preprocess", "engine", "decode", "total"} <= set(first.timings_ms)
             # the host's share: the enqueue and the wait for the device, both inside the call
             t = again.timings_ms
-            assert 0 < t["launch"] and 0 < t["collect"] and t["launch"] + t["collect"] <= t["total"]
+            assert t["launch"] > 0 and t["collect"] > 0 and t["launch"] + t["collect"] <= t["total"]
             ref = cpu.detect([image])[0]
             _matched(ref.detections, first.detections, 0.02, 0.01)
             _matched(first.detections, ref.detections, 0.02, 0.01)
