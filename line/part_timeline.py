@@ -6,10 +6,11 @@ carries a few ``perf_counter`` stamps (≈ 0.1 µs each) as it passes from one t
 next: the acquisition thread took it from the camera (``lane_in``), the inference thread took
 it from the lane's queue (``dequeued``), the station handed it to the engine or the batcher
 (``submitted``), the batcher took it into a batch (``batched``) and had its result
-(``result``), the deciding thread (lane or finisher) had the result in hand (``detected``), the
-verdict was decided (``decided``) and the PLC write acknowledged (``acked``). A watchdog's fail-safe at the deadline is stamped too
-(``deadline``). The gap between two stamps is the time one thread (or one queue between two
-threads) held the part, so a late part's largest gap names the step that stalled.
+(``result``), the deciding thread (lane or finisher) had the result in hand (``detected``),
+the verdict was decided (``decided``) and the PLC write acknowledged (``acked``). A
+watchdog's fail-safe at the deadline is stamped too (``deadline``). The gap between two stamps
+is the time one thread (or one queue between two threads) held the part, so a late part's
+largest gap names the step that stalled.
 """
 
 from __future__ import annotations
@@ -118,6 +119,8 @@ class SlowParts:
     def offer_part(self, ticket: Any, late: bool, engine_ms: dict[str, float] | None = None,
                    request: Any = None) -> None:  # fmt: skip
         """``ticket``: a ``PartTicket``; ``request``: its ``BatchRequest`` where it was batched."""
+        if not late and (max(ticket.stamps.values(), default=0.0) - ticket.t_ready) * 1000 <= self._floor:
+            return  # the common case, once per part: no copy, no lock (the batcher's stamps come earlier)
         stamps = dict(ticket.stamps)  # a copy: the watchdog may still add its stamp
         batch = 0
         if request is not None and request.t_done:
