@@ -52,6 +52,7 @@ class Batcher:
         self._pending: deque[BatchRequest] = deque()
         self._cond = threading.Condition()
         self._stop = False
+        self.on_done: Callable[[], None] | None = None  # after each batch's results are set
         self.batches = 0
         self.images = 0
         self._thread = threading.Thread(target=self._run, name="batcher", daemon=True)
@@ -125,6 +126,8 @@ class Batcher:
             for request in batch:
                 request.t_taken, request.t_done, request.batch = t_taken, t_done, len(batch)
                 request.done.set()
+            if self.on_done is not None:
+                self.on_done()
 
     def close(self) -> None:
         with self._cond:

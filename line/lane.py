@@ -11,18 +11,20 @@ and counted (``late_discarded``), never sent late.
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from camera.errors import CameraError, FetchTimeout
 from camera.frame import Frame, FrameStatus, GroundTruth
 from camera.source import FrameSource
 from line.part_queue import Item, PartFailure, PartQueue
+
+if TYPE_CHECKING:
+    from line.finisher import Finisher
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +101,8 @@ class CameraLane:
         # pipelined (a batching station): submit the next frame while the last is being decided
         self.pipelined = False
         self._in_flight = threading.Semaphore(PIPELINE_DEPTH)
-        # one finisher thread per station (``Finisher``): it decides the parts of every lane in
-        # submission order, one wake-up per batch instead of one per part and lane
+        # one finisher thread per station (``Finisher``): it decides each lane's parts in this
+        # lane's order as their results come in, one wake-up per batch, not per part and lane
         self.finisher: Finisher | None = None
         self._outstanding = 0  # entries of this lane the finisher has not decided yet
         self._outstanding_lock = threading.Lock()
@@ -335,25 +337,3 @@ class CameraLane:
                         return
             for ticket in expired:
                 self.decider.fail_safe(ticket, "timeout")
-
-
-class Finisher:
-    """The station's one deciding thread for pipelined lanes: parts come in submission order
-    (each lane's in its own order), results of one batch arrive together."""
-
-    def __init__(self) -> None:
-        self._queue: queue.SimpleQueue[tuple[CameraLane, PartTicket, Item, Any] | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="finisher", daemon=True)
-        self._thread.start()
-
-    def put(self, lane: CameraLane, ticket: PartTicket, item: Item, pending: Any) -> None:
-        self._queue.put((lane, ticket, item, pending))
-
-    def _run(self) -> None:
-        while (entry := self._queue.get()) is not None:
-            lane, ticket, item, pending = entry
-            lane.finish(ticket, item, pending)
-
-    def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join()

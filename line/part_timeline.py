@@ -20,7 +20,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-# the order a part passes them (a stamp a path does not have is absent, never zero)
+# the order a batched part passes them (a stamp a path does not have is absent, never zero)
 STEPS = ("lane_in", "dequeued", "submitted", "batched", "result", "detected", "decided", "acked")
 
 
@@ -32,7 +32,7 @@ class PartTimeline:
     part_id: int
     late: bool
     at_s: float  # when its frame was ready, in s after the recording started
-    steps_ms: dict[str, float]  # STEPS order, then "deadline" where the watchdog decided it
+    steps_ms: dict[str, float]  # in time order, then "deadline" where the watchdog decided it
     engine_ms: dict[str, float] = field(default_factory=dict)  # the engine's own stages
     batch: int = 0  # images in its batch (0: not batched)
 
@@ -43,12 +43,11 @@ class PartTimeline:
     def largest_step(self) -> tuple[str, float]:
         """(``"a→b"``, ms): the longest hand-over, counted from t_ready."""
         previous, at, best = "ready", 0.0, ("", -1.0)
-        for name in STEPS:
-            if name in self.steps_ms:
-                gap = self.steps_ms[name] - at
-                if gap > best[1]:
-                    best = (f"{previous}→{name}", gap)
-                previous, at = name, self.steps_ms[name]
+        for name, ms in self.steps_ms.items():
+            if name != "deadline":
+                if ms - at > best[1]:
+                    best = (f"{previous}→{name}", ms - at)
+                previous, at = name, ms
         return best[0], max(best[1], 0.0)
 
     def as_dict(self) -> dict[str, Any]:
@@ -96,7 +95,10 @@ class SlowParts:
         total = (max(stamps.values()) - t_ready) * 1000 if stamps else 0.0
         if not late and total <= self._floor:
             return
-        steps = {name: (stamps[name] - t_ready) * 1000 for name in STEPS if name in stamps}
+        # in the order they happened: a part launched from the camera's thread is ``submitted``
+        # before its inference thread ``dequeued`` it
+        steps = dict(sorted(((name, (stamps[name] - t_ready) * 1000) for name in STEPS if name in stamps),
+                            key=lambda step: step[1]))  # fmt: skip
         if "deadline" in stamps:
             steps["deadline"] = (stamps["deadline"] - t_ready) * 1000
         engine = {k: v for k, v in (engine_ms or {}).items() if k not in ("acquire_wait", "detect", "decision", "plc_write")}

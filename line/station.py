@@ -22,10 +22,11 @@ import numpy as np
 from camera.frame import Frame
 from camera.source import CameraState, FrameSource
 from inference.engine import DetectionResult, ImageInput
-from line.batcher import Batcher, BatchRequest
+from line.batcher import Batcher
 from line.decision import Verdict
+from line.finisher import Finisher, PendingInspection
 from line.gc_watch import GcWatch, freeze_startup_heap
-from line.lane import CameraLane, Finisher, PartTicket
+from line.lane import CameraLane, PartTicket
 from line.recipe_model import Recipe
 from line.recipes import PreparedRecipe, RecipeBook, SwitchResult
 from line.results import ResultLog, ResultRecord
@@ -47,17 +48,6 @@ class Outcome:
 
 
 Observer = Callable[[Outcome], None]
-
-
-@dataclass(frozen=True)
-class PendingInspection:
-    """A part between :meth:`Station.submit` and :meth:`Station.complete`."""
-
-    prepared: PreparedRecipe
-    t0: float
-    request: BatchRequest | None  # batched: the result comes from the batcher
-    result: DetectionResult | None  # unbatched: already detected
-    launched: object | None = None  # launched from the camera thread: the engine's handle
 
 
 class LiveTap(Protocol):
@@ -127,6 +117,7 @@ class Station:
             max_batch, pad_to, wait_s = self._batching
             self.batcher = Batcher(max_batch, pad_to, wait_s, expected=self._lanes_up)
             self.finisher = Finisher()
+            self.batcher.on_done = self.finisher.wake
             for lane in self.lanes:
                 lane.finisher = self.finisher
         for lane in self.lanes:

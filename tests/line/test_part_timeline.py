@@ -48,6 +48,18 @@ def test_the_largest_step_is_the_longest_hand_over_and_skips_missing_stamps() ->
     assert abs(timeline.steps_ms["deadline"] - 20.0) < 1e-6 and abs(timeline.total_ms - 32.0) < 1e-6
 
 
+def test_a_part_launched_from_the_camera_thread_is_told_in_the_order_it_happened() -> None:
+    slow = SlowParts()
+    slow.reset(0.0)
+    # early launch: submitted on the camera's thread, then 6.4 ms in the queue behind the last part
+    slow.offer("cam1", 8, 10.0, {"lane_in": 10.0001, "submitted": 10.0002, "dequeued": 10.0066, "detected": 10.0074,
+                                 "decided": 10.0075}, late=False)  # fmt: skip
+    (timeline,) = slow.slowest()
+    assert list(timeline.steps_ms) == ["lane_in", "submitted", "dequeued", "detected", "decided"]
+    step, ms = timeline.largest_step()
+    assert step == "submitted→dequeued" and abs(ms - 6.4) < 1e-6
+
+
 def test_a_stalled_batch_is_named_on_a_batched_station(tmp_path: Path) -> None:
     """Two cameras through the batcher; one engine call of cam0's part 5 takes 150 ms against a
     40 ms budget: that part is late, decided fail-safe by the watchdog at its deadline, and its
