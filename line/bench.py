@@ -189,6 +189,10 @@ def print_table(result: dict[str, Any]) -> None:
     if busiest:
         print("busiest threads during the paced run (CPU ms / ms waiting for a CPU): "
               + ", ".join(f"{name} {ms}/{waited}" for name, ms, waited in busiest))
+    after = p.get("after_run_ms")
+    if after:  # the bench's own work once the run's window closed, while its last parts finish
+        print(f"after the paced run: {after['in_flight']:.0f} parts in flight; "
+              + ", ".join(f"{k.replace('_', ' ')} {v:.1f} ms" for k, v in after.items() if k != "in_flight"))  # fmt: skip
     print_timelines(p.get("part_timelines"))
 
 

@@ -177,7 +177,9 @@ def bench_pipeline(recipe: Recipe, options: EngineOptions, frames: list[np.ndarr
                 if all(s.exhausted for s in sources) and not any(lane.undecided() for lane in station.lanes):
                     break
                 time.sleep(poll_s)
-            elapsed = time.perf_counter() - t0
+            t_end = time.perf_counter()
+            elapsed = t_end - t0
+            in_flight = sum(lane.undecided() for lane in station.lanes)
             usage = _usage_since(usage0)
             host = steal_since(steal0)
             busiest = busiest_since(threads0)
@@ -187,6 +189,12 @@ def bench_pipeline(recipe: Recipe, options: EngineOptions, frames: list[np.ndarr
             usage["cpu_cores_busy_pct"] = round(usage.pop("cpu_ms") / elapsed / 10)
             if heartbeat is not None:
                 usage.update(heartbeat.stop())
+            t_read = time.perf_counter()
+            # the last parts (up to 4 per camera) are decided before the bench's own work below:
+            # a late part must be the station's doing, never the bench's bookkeeping
+            while any(lane.undecided() for lane in station.lanes) and time.perf_counter() - t_read < 2.0:
+                time.sleep(0.001)
+            t_drained = time.perf_counter()
             snap = station.snapshot()
             samples = station.stats.verdict_latency.values()
             timelines = station.stats.slow_parts.summary()
@@ -195,13 +203,19 @@ def bench_pipeline(recipe: Recipe, options: EngineOptions, frames: list[np.ndarr
             # ms, whatever the warm-up or the cuDNN search), so the first-instance figure above
             # is not quite the bound of this station's pipeline. Measured with the station idle
             # (every part decided), before stop() closes the book's engines.
+            after: dict[str, float] = {
+                "in_flight": in_flight, "readings": (t_read - t_end) * 1000, "drain": (t_drained - t_read) * 1000,
+                "snapshot": (time.perf_counter() - t_drained) * 1000,
+            }  # fmt: skip
             active = book.active
             same = None
             gpu_mb = None
             if options.device == "cuda":
                 from inference.gpu import Device
 
+                t_query = time.perf_counter()
                 gpu_mb = Device(options.device_id).memory_used_mb()
+                after["gpu_memory_query"] = (time.perf_counter() - t_query) * 1000
             if rate_hz > 0 and active is not None:
                 same = bench_engine(active.engine, recipe, frames[0], args.pixel_format, n, args.warmup)
                 same.pop("_samples", None)
@@ -227,6 +241,7 @@ def bench_pipeline(recipe: Recipe, options: EngineOptions, frames: list[np.ndarr
             "host_steal_ms": host,
             "busiest_threads": busiest,
             "part_timelines": timelines,
+            "after_run_ms": {k: round(v, 2) for k, v in after.items()},
             "rate_hz": rate_hz,
             "_samples": samples,
             "_engine_same_instance": same,
