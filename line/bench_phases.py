@@ -166,18 +166,17 @@ def bench_pipeline(recipe: Recipe, options: EngineOptions, frames: list[np.ndarr
             engine = book.active.engine if book.active is not None else None
             stalls0 = getattr(engine, "unexplained_stalls", None)
             heartbeat = _Heartbeat.start_from_env()
-            target = per_camera * args.cameras
-            # done when the frames are decided, or when the cameras are through and every part they
-            # announced is decided (frames a camera dropped at the very end announce no part)
             # CPU, paced: look rarely. On two cores the ORT CPU engine runs a thread per core, and
             # any other thread that wakes mid-run stalls its parallel loops. Elsewhere every 5 ms,
             # which the throughput figures' resolution needs (elapsed ends at a look)
             poll_s = 0.05 if rate_hz > 0 and options.device == "cpu" else 0.005
-            # Up to the very last part. This loop once stopped 4 triggers early, and the bench's
-            # own Python below (readings, percentiles: 60 ms on the main thread, in GIL slices of
-            # 5 ms) overlapped the last triggers: on the H100 their batch took 31-38 ms instead of
-            # 3, and 7-8 parts were late in several 8-camera runs, by the bench's doing.
-            while station.stats.counts.get("verdicts", 0) < target and time.perf_counter() - t0 < 600:
+            # Done when the cameras are through and every part they announced is decided (frames
+            # a camera dropped at the very end announce no part). This loop once stopped 4
+            # triggers early, and the bench's own Python below (thread readings, percentiles: up
+            # to 90 ms on the main thread, holding the GIL in slices) overlapped the last
+            # triggers: on the H100 their batch took 31-38 ms instead of 3, and 7-8 parts were
+            # late in several 8-camera runs, by the bench's doing.
+            while time.perf_counter() - t0 < 600:
                 if all(s.exhausted for s in sources) and not any(lane.undecided() for lane in station.lanes):
                     break
                 time.sleep(poll_s)
