@@ -73,6 +73,9 @@ class ModbusServerConfig(_Frozen):
     unit_id: int = Field(default=1, ge=0, le=247)
     map: ModbusMap = ModbusMap()
     heartbeat_ms: int = Field(default=250, gt=0)
+    # at a stop: keep serving until a PLC that has been polling has read the last verdict, at
+    # most this long (a port closed right after the last write leaves that verdict unread)
+    close_linger_ms: int = Field(default=1000, ge=0)
 
 
 class ModbusClientConfig(_Frozen):

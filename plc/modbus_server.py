@@ -112,6 +112,7 @@ class ModbusServerSink(ResultSink):
         self._regs: dict[int, int] = {a: 0 for a in self._map.vision_to_plc().values()}
         self._plc_regs: dict[int, int] = {a: 0 for a in self._map.plc_to_vision().values()}
         self._seq = 0
+        self._read_seq: int | None = None  # the result_seq a PLC read last (None: nobody polled)
         self._heartbeat = 0
         self._status = StatusBits.NONE
         self._recipe = 0
@@ -141,8 +142,11 @@ class ModbusServerSink(ResultSink):
             raise PlcFatalError(f"Modbus server could not listen on {self._cfg.host}:{self._cfg.port}: {err}")
 
     def close(self) -> None:
-        """Stop serving, close the port and join the threads; idempotent."""
-        self._closed = True
+        """Stop serving, close the port and join the threads; idempotent. A PLC that has been
+        polling gets to read the last verdict first (``close_linger_ms`` at most)."""
+        if not self._closed:
+            self._closed = True  # publish refuses from here: the last verdict stays the last
+            self._linger()
         loop, stop = self._loop, self._stop
         if loop is not None and stop is not None and not loop.is_closed():
             with contextlib.suppress(RuntimeError):
@@ -151,6 +155,17 @@ class ModbusServerSink(ResultSink):
             self._thread.join(timeout=10)
             self._thread = None
         self._worker.stop()
+
+    def _linger(self) -> None:
+        end = time.monotonic() + self._cfg.close_linger_ms / 1000.0
+        while self._thread is not None:
+            with self._lock:
+                if self._read_seq is None or self._read_seq == self._seq:
+                    return
+            if time.monotonic() >= end:
+                log.warning("Modbus server closing before the PLC read result_seq %d", self._seq)
+                return
+            time.sleep(0.002)
 
     def _run(self) -> None:
         loop = asyncio.new_event_loop()
@@ -222,6 +237,8 @@ class ModbusServerSink(ResultSink):
             with self._lock:
                 for a, v in self._regs.items():
                     registers[a - start_address] = v
+                if address <= self._map.result_seq < address + count:
+                    self._read_seq = self._seq
             return None
         # pymodbus already refused read-only (vision -> PLC) and undefined addresses
         values = cast(list[int], set_values)

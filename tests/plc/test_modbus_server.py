@@ -10,6 +10,7 @@ import shutil
 import socket
 import struct
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 
@@ -173,3 +174,44 @@ def test_port_in_use_is_a_fatal_error_and_close_frees_the_port() -> None:
     again = ModbusServerSink(ModbusServerConfig(port=first.port))
     again.start()
     again.close()
+
+
+def test_close_waits_until_a_polling_plc_read_the_last_verdict() -> None:
+    sink = ModbusServerSink(ModbusServerConfig(port=0, close_linger_ms=2000))
+    sink.start()
+    seen: list[int] = []
+    stop = threading.Event()
+
+    def plc() -> None:  # polls result_seq every 100 ms, as a PLC task would
+        client = ModbusTcpClient("127.0.0.1", port=sink.port, timeout=1)
+        client.connect()
+        try:
+            while not stop.is_set():
+                try:
+                    seen.append(client.read_holding_registers(0, count=10).registers[3])
+                except Exception:
+                    return  # the port closed
+                time.sleep(0.1)
+        finally:
+            client.close()
+
+    poller = threading.Thread(target=plc)
+    poller.start()
+    try:
+        assert wait_until(lambda: len(seen) >= 2)
+        for i in range(3):
+            assert sink.publish(verdict(i)).delivered
+        sink.close()  # right after the last write: the next poll must still see it
+    finally:
+        stop.set()
+        poller.join(5)
+    assert seen[-1] == 3
+
+
+def test_close_does_not_wait_when_no_plc_polls() -> None:
+    sink = ModbusServerSink(ModbusServerConfig(port=0, close_linger_ms=5000))
+    sink.start()
+    assert sink.publish(verdict(1)).delivered
+    t0 = time.monotonic()
+    sink.close()
+    assert time.monotonic() - t0 < 2.0
