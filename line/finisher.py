@@ -83,9 +83,10 @@ class Finisher:
                     return ready
                 if self._closed and not any(self._lanes.values()):
                     return None
-                # a batch's completion notifies; the timeout is a backstop only (an engine
-                # whose results arrive without the batcher, or a missed wake)
-                self._cond.wait(0.05)
+                # a hand-over and each batch's completion notify; the timeout is a backstop
+                # only, long enough that an idle station's finisher does not wake the CPU
+                # engine's threads' cores
+                self._cond.wait(1.0)
 
     def _run(self) -> None:
         while (ready := self._take_ready()) is not None:
