@@ -193,8 +193,9 @@ def bench_pipeline(recipe: Recipe, options: EngineOptions, frames: list[np.ndarr
             if heartbeat is not None:
                 usage.update(heartbeat.stop())
             t_read = time.perf_counter()
-            # the last parts (up to 4 per camera) are decided before the bench's own work below:
-            # a late part must be the station's doing, never the bench's bookkeeping
+            # nothing is normally left (the loop above waited for it) unless its 600 s cap ended
+            # the run: what is, is decided before the bench's own work below, so a late part is
+            # the station's doing, never the bench's bookkeeping
             while any(lane.undecided() for lane in station.lanes) and time.perf_counter() - t_read < 2.0:
                 time.sleep(0.001)
             t_drained = time.perf_counter()
