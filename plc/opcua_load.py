@@ -51,6 +51,11 @@ class LoadSpec:
     lookback_s: float = 3600.0
     publishing_interval_ms: float = 50.0
     nice: int = 0  # 19 in benches: the MES clients stand in for other machines on the network
+    # asyncua's client probes the server's state every ``watchdog_intervall`` (default 1 s) and
+    # gives up on the connection when one probe takes longer. With 50 secure sessions on a
+    # loaded 2-core CI machine, a probe took over 1 s, and clients dropped a healthy server
+    # ("Future for request id 6 is already done", then "client is disconnected").
+    liveness_probe_s: float = 10.0
 
 
 @dataclass
@@ -92,7 +97,7 @@ def trust_client_certificate(trust_dir: Path, cert: Path) -> None:
 
 
 async def _client(spec: LoadSpec) -> Client:
-    client = Client(spec.endpoint, timeout=10)
+    client = Client(spec.endpoint, timeout=10, watchdog_intervall=spec.liveness_probe_s)
     client.application_uri = LOAD_URI
     await client.set_security(
         SecurityPolicyBasic256Sha256,
