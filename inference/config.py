@@ -55,6 +55,11 @@ class EngineOptions(_Frozen):
     device: Literal["cpu", "cuda"] = "cpu"
     device_id: int = 0
     intra_op_threads: int = Field(default=0, ge=0)  # 0: runtime default
+    # CPU engine: ORT's idle worker threads spin for work (its default) or sleep. On the 2-core CI
+    # box sleeping cut the process from 1.6 to 0.9-1.0 cores at a paced 36 Hz, and the camera
+    # thread's wait for a CPU from ~3 s to 0.1 s per run, with latency the same within the host's
+    # run-to-run spread (``linecheck bench --no-cpu-spin``): for a box that also serves the HMI
+    cpu_spin: bool = True
     cuda_graphs: bool = True  # the network replayed as a CUDA graph (one per input shape)
     # with cuda_graphs: letterbox kernel + network + decode captured as ONE graph per frame layout
     # (inference.gpu_fused); off: the steps are enqueued one by one (a model that cannot be captured

@@ -150,10 +150,11 @@ def to_tensor(
     *,
     order: Literal["L", "RGB", "BGR", "RGBA"] = "RGB",
     channels: int = 3,
-    normalize: Literal["unit", "imagenet"] = "unit",
+    normalize: Literal["unit", "imagenet", "pixels"] = "unit",
     out: np.ndarray | None = None,
 ) -> np.ndarray:
-    """uint8 HWC (or HW for ``order="L"``) → float32 NCHW ``(1, C, H, W)`` in [0, 1] (``unit``).
+    """uint8 HWC (or HW for ``order="L"``) → float32 NCHW ``(1, C, H, W)`` in [0, 1] (``unit``),
+    or the pixel values as they are (``pixels``: for a model that scales in its first layer).
 
     Channel replication (L → 3), reordering (BGR → RGB) and dropping alpha happen here, where
     every output element is written anyway. ``out`` (any float32 ``(1, C, H, W)`` view, e.g.
@@ -169,17 +170,23 @@ def to_tensor(
     if order == "L" and image.ndim == 3:
         image = image[:, :, 0]
     scale = np.float32(1.0 / 255.0)
+
+    def write(plane: np.ndarray, dst: np.ndarray) -> None:
+        if normalize == "pixels":
+            np.copyto(dst, plane)  # a cast alone: one pass less over the largest buffer
+        else:
+            np.multiply(plane, scale, out=dst, dtype=np.float32)
+
     if channels == 1:
-        gray = image if order == "L" else cv2.cvtColor(image, _gray_code(order))
-        np.multiply(gray, scale, out=out[0, 0], dtype=np.float32)
+        write(image if order == "L" else cv2.cvtColor(image, _gray_code(order)), out[0, 0])
     elif order == "L":
-        np.multiply(image, scale, out=out[0, 0], dtype=np.float32)
+        write(image, out[0, 0])
         out[0, 1] = out[0, 0]
         out[0, 2] = out[0, 0]
     else:
         planes = cv2.split(image)
         for c, src in enumerate(_SRC_PLANE[order]):
-            np.multiply(planes[src], scale, out=out[0, c], dtype=np.float32)
+            write(planes[src], out[0, c])
     if normalize == "imagenet":
         means, stds = ((_GRAY_MEAN,), (_GRAY_STD,)) if channels == 1 else (_IMAGENET_MEAN, _IMAGENET_STD)
         for c in range(channels):

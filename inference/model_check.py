@@ -51,9 +51,14 @@ class ModelInfo:
         return InputProfile(min=(lo[0], lo[1]), opt=(opt[0], opt[1]), max=(hi[0], hi[1]))
 
 
-def open_session(path: Path | bytes, intra_op_threads: int = 0) -> ort.InferenceSession:
-    """CPU session: all graph optimizations, sequential execution; raises on any load failure."""
+def open_session(path: Path | bytes, intra_op_threads: int = 0, spin: bool = True) -> ort.InferenceSession:
+    """CPU session: all graph optimizations, sequential execution; raises on any load failure.
+
+    ``spin=False`` makes idle intra-op workers sleep instead of spinning (``EngineOptions.cpu_spin``).
+    """
     options = ort.SessionOptions()
+    if not spin:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.intra_op_num_threads = intra_op_threads

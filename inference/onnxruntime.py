@@ -23,7 +23,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -51,7 +51,7 @@ class OnnxRuntimeEngine(Engine):
         if not path.is_file():
             raise EngineLoadError(f"{path}: model file not found")
         try:
-            self._session: Any = open_session(path, options.intra_op_threads)
+            self._session: Any = open_session(path, options.intra_op_threads, options.cpu_spin)
         except Exception as exc:
             raise EngineLoadError(f"{path}: not a loadable ONNX model: {_first_line(exc)}") from exc
         info, problems = inspect_session(self._session, spec)
@@ -112,10 +112,11 @@ class OnnxRuntimeEngine(Engine):
         batch = self._info.static_batch or len(images)
         prepared = [prepare(image.data, image.pixel_format, model.channels) for image in images]
         session, channels = self._session, model.channels
+        normalize: Literal["unit", "imagenet", "pixels"] = model.normalize
         if prepared[0].order == "L" and channels == 3:  # one pixel format per batch (see detect)
             mono = self._mono_session()
-            if mono is not None:
-                session, channels = mono, 1
+            if mono is not None:  # it scales by 1/255 in its first kernel: pixels go in as they are
+                session, channels, normalize = mono, 1, "pixels"
         tensor = self._tensor(geometry, batch, channels)
         for slot, image in enumerate(prepared):
             canvas = self._canvas(geometry, image.image)
@@ -123,7 +124,7 @@ class OnnxRuntimeEngine(Engine):
                 canvas.fill(image.image),
                 order=image.order,
                 channels=channels,
-                normalize=model.normalize,
+                normalize=normalize,
                 out=tensor[slot : slot + 1],
             )
         feed = tensor if self._info.input_dtype is np.float32 else tensor.astype(self._info.input_dtype)
@@ -172,16 +173,16 @@ class OnnxRuntimeEngine(Engine):
             return None, f"normalize {model.normalize!r} differs per channel"
         from inference.mono_fold import mono_session_bytes
 
-        folded, why = mono_session_bytes(str(model.onnx))
+        folded, why = mono_session_bytes(str(model.onnx), scale=1.0 / 255.0)
         if folded is None:
             return None, why
-        session = open_session(folded, self.options.intra_op_threads)
+        session = open_session(folded, self.options.intra_op_threads, self.options.cpu_spin)
         h, w = self._profile.opt
-        gray = np.random.default_rng(0).random((1, 1, h, w), dtype=np.float32)
-        three = np.repeat(gray, 3, axis=1)
+        pixels = np.random.default_rng(0).integers(0, 256, (1, 1, h, w)).astype(np.float32)
+        three = np.repeat(pixels / np.float32(255.0), 3, axis=1)
         cast = self._info.input_dtype
         (want,) = self._session.run([self._info.output_name], {self._info.input_name: three.astype(cast)})
-        (got,) = session.run([self._info.output_name], {self._info.input_name: gray.astype(cast)})
+        (got,) = session.run([self._info.output_name], {self._info.input_name: pixels.astype(cast)})
         scale = float(np.abs(want).max()) or 1.0
         if got.shape != want.shape or not np.allclose(got, want, rtol=1e-3, atol=1e-3 * scale):
             return None, "the folded model disagreed with the model on a gray input"

@@ -103,7 +103,8 @@ def engine_options(args: argparse.Namespace) -> EngineOptions:
     return EngineOptions.model_validate({"backend": backend, "device": device, "fp16": args.fp16,
                                          "max_batch": max(1, args.cameras), "engine_cache_dir": REPO / "var" / "engines",
                                          "cuda_provider_options": extra, "whole_graph": not args.no_whole_graph,
-                                         "cuda_wait": getattr(args, "cuda_wait", "auto")})  # fmt: skip
+                                         "cuda_wait": getattr(args, "cuda_wait", "auto"),
+                                         "cpu_spin": not getattr(args, "no_cpu_spin", False)})  # fmt: skip
 
 
 def run_inference_bench(args: argparse.Namespace) -> dict[str, Any]:

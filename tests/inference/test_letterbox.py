@@ -151,6 +151,9 @@ def test_to_tensor_orders() -> None:
     assert one.shape == (1, 1, 2, 3) and one[0, 0, 0, 0] == pytest.approx(0.4)
     from_rgb = to_tensor(rgb, order="RGB", channels=1)  # RGB → gray for a 1-channel model
     assert from_rgb[0, 0, 0, 0] == pytest.approx(round(0.299 * 255 + 0.587 * 51) / 255)
+    pixels = to_tensor(gray, order="L", channels=1, normalize="pixels")  # a model that scales itself
+    assert pixels.dtype == np.float32 and (pixels == 102.0).all()
+    np.testing.assert_array_equal(to_tensor(rgb, order="BGR", normalize="pixels")[0, :, 0, 0], [0.0, 51.0, 255.0])
 
 
 def test_to_tensor_into_batch_slot_and_imagenet() -> None:

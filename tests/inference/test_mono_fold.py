@@ -64,6 +64,17 @@ def test_folded_conv_computes_the_replicated_input() -> None:
     assert model.graph.input[0].type.tensor_type.shape.dim[1].dim_value == 3, "the original is left as it was"
 
 
+def test_fold_can_take_the_normalisation_into_the_kernel() -> None:
+    """``scale=1/255``: the folded model eats pixel values and computes what the model computes
+    on the unit-normalised, replicated plane (the engine then only casts the frame)."""
+    model = conv_model()
+    folded, why = fold_mono_input(model, scale=1.0 / 255.0)
+    assert folded is not None, why
+    pixels = np.random.default_rng(4).integers(0, 256, (2, 1, 17, 23)).astype(np.float32)
+    want = _run(model, np.repeat(pixels / np.float32(255.0), 3, axis=1))
+    np.testing.assert_allclose(_run(folded, pixels), want, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "reason"),
     [

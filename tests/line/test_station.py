@@ -203,3 +203,14 @@ def test_batched_cameras_every_part_one_verdict(tmp_path: Path) -> None:
         rejects = sorted(m.part_id for m in sink.messages if m.camera_id == cam and m.result_code is ResultCode.REJECT)
         assert rejects == [7, 9]
     assert batcher is not None and batcher.images >= 140 and batcher.batches < batcher.images  # real batches formed
+
+
+def test_time_beyond_the_engine_is_each_parts_latency_less_its_engine_call(tmp_path: Path) -> None:
+    """The bench reads the station's own cost from this stage: per part, not p50 minus p50."""
+    station, source, _ = make_station(tmp_path, engine_delay=0.005, max_parts=20)
+    run_parts(station, source, 20)
+    snap = station.snapshot()
+    latency, beyond = snap["latency_ms"], snap["stages_ms"]["beyond_engine"]  # type: ignore[index]
+    for key in ("p50", "p99", "max"):
+        assert beyond[key] == pytest.approx(latency[key] - 5.0, abs=1e-6)
+    assert beyond["n"] == 20 and 0.0 < beyond["p50"] < latency["p50"]
