@@ -1,0 +1,38 @@
+"""The bench's raw-engine contender: back to back, or one call per period like the paced line."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from inference import DetectorSpec, EngineOptions, ModelConfig
+from line.bench_phases import bench_engine
+from tests.line.fakes import ScriptedEngine
+
+
+class TimedEngine(ScriptedEngine):
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.calls: list[float] = []
+
+    def detect(self, images):  # noqa: ANN001, ANN201
+        self.calls.append(time.perf_counter())
+        return super().detect(images)
+
+
+def _gaps(period_s: float) -> np.ndarray:
+    spec = DetectorSpec(ModelConfig(onnx=Path("unused.onnx")), ("scratch",), (0.5,))
+    engine = TimedEngine(spec, EngineOptions())
+    engine.delay_s = 0.001  # it reports 1 ms of engine per call
+    result = bench_engine(engine, None, np.zeros((8, 8), np.uint8), "Mono8", n=6, warmup=2, period_s=period_s)  # type: ignore[arg-type]
+    assert result["latency_ms"]["n"] == 6
+    return np.diff(engine.calls[2:])  # the measured calls only
+
+
+def test_paced_calls_keep_the_period_and_back_to_back_calls_do_not_wait() -> None:
+    paced = _gaps(0.03)
+    assert len(paced) == 5 and paced.min() > 0.025, paced
+    assert _gaps(0.0).max() < 0.01
