@@ -11,6 +11,7 @@ and counted (``late_discarded``), never sent late.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
@@ -93,6 +94,9 @@ class CameraLane:
         self.clock = clock
         self._pending: deque[PartTicket] = deque()
         self._pending_cond = threading.Condition()
+        # when the waiting watchdog looks next (clock time): a new ticket wakes it only if its
+        # deadline comes earlier. -inf while it is not waiting (it looks at the list before it does)
+        self._watchdog_wakes_at = -math.inf
         self._stop_acq = threading.Event()
         self._stop = threading.Event()
         self._last_part_id = 0
@@ -210,10 +214,11 @@ class CameraLane:
             except Exception:  # the inference thread's own attempt reports it properly
                 log.debug("early launch of part %s failed", ticket.part_id, exc_info=True)
         with self._pending_cond:
-            # the watchdog sleeps until the head's deadline; only a new earliest deadline must
-            # wake it (an empty lane, or a recipe switch to a shorter budget). Waking it for every
-            # frame costs a thread switch that races the inference thread for the GIL.
-            wake = not self._pending or ticket.deadline < self._pending[0].deadline
+            # the watchdog sleeps until the head's deadline, or for one budget when the list is
+            # empty; only a deadline before its next look must wake it (a recipe switch to a
+            # shorter budget). A wake-up here lands between this hand-over and the inference
+            # thread's start, and races that thread for the GIL and, on 2 cores, for a CPU.
+            wake = ticket.deadline < self._watchdog_wakes_at
             self._pending.append(ticket)
             self.parts += 1
             if wake:
@@ -330,6 +335,15 @@ class CameraLane:
                     self._pending.popleft()
                 self._pending_cond.notify()
 
+    def _wait_for_tickets(self, timeout_s: float) -> None:
+        """Wait (holding ``_pending_cond``) until a notify or ``timeout_s``; new tickets read
+        when this wait ends from ``_watchdog_wakes_at``."""
+        self._watchdog_wakes_at = self.clock() + timeout_s
+        try:
+            self._pending_cond.wait(timeout_s)
+        finally:
+            self._watchdog_wakes_at = -math.inf
+
     def _watchdog(self) -> None:
         while True:
             expired: list[PartTicket] = []
@@ -338,8 +352,10 @@ class CameraLane:
                     self._pending.popleft()
                 if self._stop.is_set() and not self._pending:
                     return
-                if not self._pending:  # a new ticket or stop() notifies
-                    self._pending_cond.wait(None if RETIRE_DECIDED else 0.1)
+                if not self._pending:
+                    # for one budget: a ticket that arrives meanwhile has its deadline after this
+                    # look (unless the budget shrank: then it notifies), so it need not wake us
+                    self._wait_for_tickets(self.decider.budget_s() if RETIRE_DECIDED else 0.1)
                     continue
                 now = self.clock()
                 while self._pending and (self._pending[0].claimed or self._pending[0].deadline <= now):
@@ -348,7 +364,7 @@ class CameraLane:
                         expired.append(ticket)
                 if not expired:
                     wait = self._pending[0].deadline - now if self._pending else 0.1
-                    self._pending_cond.wait(max(wait, 0.0005))
+                    self._wait_for_tickets(max(wait, 0.0005))
                     if self._stop.is_set() and not self._pending:
                         return
             for ticket in expired:
