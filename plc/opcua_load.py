@@ -56,6 +56,10 @@ class LoadSpec:
     # loaded 2-core CI machine, a probe took over 1 s, and clients dropped a healthy server
     # ("Future for request id 6 is already done", then "client is disconnected").
     liveness_probe_s: float = 10.0
+    # a subscriber listens until the flood ends, and at least this long after it subscribed: on
+    # a loaded 2-core CI machine the 50 secure handshakes took most of a 10 s flood, and the last
+    # subscribers subscribed just before its end and counted no event, from a healthy server
+    min_listen_s: float = 2.0
 
 
 @dataclass
@@ -64,6 +68,7 @@ class LoadResult:
     pollers: int
     duration_s: float
     events: list[int] = field(default_factory=list)  # ResultReady events per subscriber
+    subscribed_after_s: list[float] = field(default_factory=list)  # per subscriber, from the start
     get_results_calls: int = 0
     get_results_rows: int = 0
     errors: list[str] = field(default_factory=list)
@@ -132,7 +137,9 @@ async def _subscriber(spec: LoadSpec, end: float, out: LoadResult, slot: int) ->
         counter = _Count()
         sub = await client.create_subscription(spec.publishing_interval_ms, counter)
         await sub.subscribe_events(node, etype, queuesize=10000)
-        await asyncio.sleep(max(0.0, end - time.monotonic()))
+        now = time.monotonic()
+        out.subscribed_after_s[slot] = round(now - (end - spec.duration_s), 2)
+        await asyncio.sleep(max(end, now + spec.min_listen_s) - now)
         out.events[slot] = counter.n
         await sub.delete()
 
@@ -168,7 +175,8 @@ async def _guard(coro: Any, out: LoadResult) -> None:
 
 
 async def run_load(spec: LoadSpec) -> LoadResult:
-    out = LoadResult(spec.subscribers, spec.pollers, spec.duration_s, events=[0] * spec.subscribers)
+    out = LoadResult(spec.subscribers, spec.pollers, spec.duration_s, events=[0] * spec.subscribers,
+                     subscribed_after_s=[-1.0] * spec.subscribers)  # fmt: skip
     end = time.monotonic() + spec.duration_s
     tasks = [_guard(_subscriber(spec, end, out, i), out) for i in range(spec.subscribers)]
     tasks += [_guard(_poller(spec, end, out), out) for _ in range(spec.pollers)]

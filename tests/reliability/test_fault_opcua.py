@@ -49,7 +49,9 @@ def test_fifty_opcua_clients_do_not_stop_the_station(tmp_path: Path) -> None:
         mes_counters = mes.counters()
     rows = assert_every_part_logged_once(station, config)
     assert counts["errors"] == [], counts["errors"][:5]
-    assert len(counts["events"]) == CLIENTS - 10 and all(n > 0 for n in counts["events"])
+    assert len(counts["events"]) == CLIENTS - 10 and all(n > 0 for n in counts["events"]), (
+        f"events per subscriber {counts['events']}, subscribed after {counts['subscribed_after_s']} s"
+    )
     assert counts["get_results_calls"] > 0
     flood_s = (t1_ns - t0_ns) / 1e9
     assert during >= 0.5 * 50 * flood_s, f"{during} verdicts in {flood_s:.1f} s of flood (camera: 50/s)"
@@ -60,4 +62,5 @@ def test_fifty_opcua_clients_do_not_stop_the_station(tmp_path: Path) -> None:
     )
     print(f"flood: {during} verdicts in {flood_s:.1f} s, fail-safe {len(window) - len(real)}, mes {mes_counters}, "
           f"events/subscriber {min(counts['events'])}..{max(counts['events'])}, "
+          f"last subscribed after {max(counts['subscribed_after_s'])} s, "
           f"GetResults {counts['get_results_calls']} calls")  # fmt: skip
