@@ -237,7 +237,7 @@ def bench_pipeline(recipe: Recipe, options: EngineOptions, frames: list[np.ndarr
                 same = bench_engine(active.engine, recipe, frames[0], args.pixel_format, n, args.warmup)
                 same.pop("_samples", None)
                 # and at the paced run's pace (one camera's: a batch per trigger), fewer calls
-                same_paced = bench_engine(active.engine, recipe, frames[0], args.pixel_format, min(n, 300), args.warmup,
+                same_paced = bench_engine(active.engine, recipe, frames[0], args.pixel_format, min(n, 200), args.warmup,
                                           period_s=1.0 / rate_hz)  # fmt: skip
                 same_paced.pop("_samples", None)
             station.stop()
