@@ -169,30 +169,33 @@ def to_tensor(
         raise ValueError(f"out must be float32 (1, {channels}, {h}, {w}), got {out.dtype} {out.shape}")
     if order == "L" and image.ndim == 3:
         image = image[:, :, 0]
-    scale = np.float32(1.0 / 255.0)
-
-    def write(plane: np.ndarray, dst: np.ndarray) -> None:
-        if normalize == "pixels":
-            np.copyto(dst, plane)  # a cast alone: one pass less over the largest buffer
-        else:
-            np.multiply(plane, scale, out=dst, dtype=np.float32)
-
+    raw = normalize == "pixels"
     if channels == 1:
-        write(image if order == "L" else cv2.cvtColor(image, _gray_code(order)), out[0, 0])
+        _write_plane(image if order == "L" else cv2.cvtColor(image, _gray_code(order)), out[0, 0], raw)
     elif order == "L":
-        write(image, out[0, 0])
+        _write_plane(image, out[0, 0], raw)
         out[0, 1] = out[0, 0]
         out[0, 2] = out[0, 0]
     else:
         planes = cv2.split(image)
         for c, src in enumerate(_SRC_PLANE[order]):
-            write(planes[src], out[0, c])
+            _write_plane(planes[src], out[0, c], raw)
     if normalize == "imagenet":
         means, stds = ((_GRAY_MEAN,), (_GRAY_STD,)) if channels == 1 else (_IMAGENET_MEAN, _IMAGENET_STD)
         for c in range(channels):
             out[0, c] -= np.float32(means[c])
             out[0, c] *= np.float32(1.0 / stds[c])
     return out
+
+
+_UNIT = np.float32(1.0 / 255.0)
+
+
+def _write_plane(plane: np.ndarray, dst: np.ndarray, raw: bool) -> None:
+    if raw:
+        np.copyto(dst, plane)  # a cast alone: one pass less over the largest buffer
+    else:
+        np.multiply(plane, _UNIT, out=dst, dtype=np.float32)
 
 
 def boxes_to_frame(xyxy: np.ndarray, geometry: LetterboxGeometry) -> np.ndarray:
