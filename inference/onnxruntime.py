@@ -63,6 +63,7 @@ class OnnxRuntimeEngine(Engine):
         self._info: ModelInfo = info
         self._profile = info.profile(spec.model.input)
         self._thresholds = np.asarray(spec.score_thresholds, np.float32)
+        self._floor = float(self._thresholds.min()) if len(self._thresholds) else None
         self._local = threading.local()
         # Mono8 frames on a 3-channel model: the folded one-channel session, made on the first
         # such frame (the recipe's warm-up); None until then or when it does not apply
@@ -75,6 +76,8 @@ class OnnxRuntimeEngine(Engine):
 
     def detect(self, images: Sequence[ImageInput]) -> list[DetectionResult]:
         """Images of one shape and format are stacked into one run (up to the batch limit)."""
+        if len(images) == 1:  # the unbatched lane's call: straight through (every step costs on cold caches)
+            return self._detect_batch(images)
         results: list[DetectionResult | None] = [None] * len(images)
         groups: dict[tuple[tuple[int, ...], str], list[int]] = {}
         for i, image in enumerate(images):
@@ -131,7 +134,7 @@ class OnnxRuntimeEngine(Engine):
         t1 = time.perf_counter()
         (output,) = session.run([self._info.output_name], {self._info.input_name: feed})
         t2 = time.perf_counter()
-        candidates = decode(model.layout, output, self._thresholds)[: len(images)]
+        candidates = decode(model.layout, output, self._thresholds, self._floor)[: len(images)]
         detections = [self._finish(c, geometry) for c in candidates]
         t3 = time.perf_counter()
         timings = {"preprocess": (t1 - t0) * 1e3, "engine": (t2 - t1) * 1e3, "decode": (t3 - t2) * 1e3}

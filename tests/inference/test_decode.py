@@ -49,6 +49,25 @@ def test_anchor_layouts(layout: str, build) -> None:  # noqa: ANN001
     assert got.xyxy.dtype == np.float32 and got.scores.dtype == np.float32 and got.class_id.dtype == np.int32
 
 
+@pytest.mark.parametrize(("layout", "build"), [("yolov5", yolov5_output), ("yolov8", yolov8_output)])
+def test_a_given_floor_is_the_lowest_threshold_worked_out_once(layout: str, build) -> None:  # noqa: ANN001
+    (got,) = decode(layout, build(), np.asarray(THRESHOLDS, np.float32), floor=min(THRESHOLDS))
+    (want,) = decode(layout, build(), THRESHOLDS)
+    np.testing.assert_array_equal(got.xyxy, want.xyxy)
+    np.testing.assert_array_equal(got.class_id, want.class_id)
+    assert len(want.scores) == 3
+
+
+def test_yolov8_batch_with_nothing_above_the_floor_gives_one_empty_result_per_image() -> None:
+    out = np.repeat(yolov8_output(), 3, axis=0)
+    out[:, 4:] = 0.29  # below both thresholds, everywhere
+    got = decode("yolov8", out, THRESHOLDS)
+    assert len(got) == 3 and all(len(c.scores) == 0 for c in got)
+    out[2, 5, 1] = 0.3  # one class-1 score of the last image reaches its threshold
+    got = decode("yolov8", out, THRESHOLDS)
+    assert [len(c.scores) for c in got] == [0, 0, 1] and got[2].class_id.tolist() == [1]
+
+
 def test_end2end() -> None:
     out = np.array(
         [
