@@ -170,6 +170,10 @@ def print_table(result: dict[str, Any]) -> None:
             lat = same["latency_ms"]
             fps = f"{same['fps']:9.1f}" if key == "engine_station_instance" else " " * 9  # paced: the pace, not a rate
             print(f"{label:28}{fps}{lat['p50']:9.2f}{lat['p99']:9.2f}{lat['p999']:10.2f}{lat['max']:9.2f}")
+    same, same_paced = result.get("engine_station_instance"), result.get("engine_station_instance_paced")
+    if same and same_paced:  # timed in alternating blocks: the difference is the pace's, not the moment's
+        slower = same_paced["latency_ms"]["p50"] - same["latency_ms"]["p50"]
+        print(f"  (the network at the paced rate, against back to back in alternating blocks: {slower:+.2f} ms at p50)")
     p = result["pipeline"]
     ack = p.get("plc_ack_ms", {})
     if ack.get("n"):

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from inference import DetectorSpec, EngineOptions, ModelConfig
-from line.bench_phases import bench_engine
+from line.bench_phases import bench_engine, bench_engine_both_ways
 from tests.line.fakes import ScriptedEngine
 
 
@@ -36,3 +36,20 @@ def test_paced_calls_keep_the_period_and_back_to_back_calls_do_not_wait() -> Non
     paced = _gaps(0.03)
     assert len(paced) == 5 and paced.min() > 0.025, paced
     assert _gaps(0.0).max() < 0.01
+
+
+def test_both_ways_alternate_in_blocks_so_neither_owns_a_moment() -> None:
+    """Back to back and paced calls interleave (ABBA), each with its own count; not one run and
+    then the other, which on a drifting VM compares two moments as much as two paces."""
+    spec = DetectorSpec(ModelConfig(onnx=Path("unused.onnx")), ("scratch",), (0.5,))
+    engine = TimedEngine(spec, EngineOptions())
+    engine.delay_s = 0.001
+    back_to_back, paced = bench_engine_both_ways(engine, None, np.zeros((8, 8), np.uint8), "Mono8",  # type: ignore[arg-type]
+                                                 n=8, n_paced=4, warmup=2, period_s=0.03)  # fmt: skip
+    assert back_to_back["latency_ms"]["n"] == 8 and paced["latency_ms"]["n"] == 4
+    gaps = np.diff(engine.calls)
+    waited = np.flatnonzero(gaps > 0.025) + 1  # indices of the calls that followed a period
+    assert len(waited) == 4
+    quick = [i for i in range(len(engine.calls)) if i not in set(waited.tolist())]
+    assert waited.min() < max(quick) and waited.max() > min(quick), "paced calls sit between back-to-back ones"
+    assert waited[1] - waited[0] == 2, "ABBA: only a warm-up call between the first two blocks' paced calls"
