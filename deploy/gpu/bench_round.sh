@@ -13,7 +13,7 @@ steps=("$@")
 [ -f var/models/yolov8n.onnx ] || python3 recipes/models/export_yolov8n.py --out var/models/yolov8n.onnx 2>&1 | tail -1
 one=(python3 -m line bench --backend onnxruntime-cuda --model yolov8n --fp16 --frames 1000 --plc client --json)
 summary() {  # the table and the stage line, without ORT's provider warnings; the host's jitter meanwhile
-  grep -E "^(machine|raw engine|naive loop|pipeline|stages|paced run|GC pauses|process during|host during|busiest threads|after the paced run)|^  (engine|naive|pipeline|same, at)" "$1" | cut -c1-400
+  grep -E "^(machine|raw engine|naive loop|pipeline|stages|paced run|GC pauses|process during|host during|busiest threads|after the paced run)|^  (engine|naive|pipeline|same, at|\(the network)" "$1" | cut -c1-400
   grep -E "^(late parts|cam[0-9]+ part )|^      (ms after|engine:)" "$1" | cut -c1-400  # where late parts spent their time
   grep -E "slow GPU" "$1" | sort | uniq -c | sort -rn | head -12 | cut -c1-300
   if [ -n "${jitter_pid:-}" ]; then kill "$jitter_pid" 2>/dev/null; wait "$jitter_pid" 2>/dev/null; jitter_pid=; fi
