@@ -1,6 +1,6 @@
 """Acquisition: frame sources (synthetic, replay, GenICam/GenTL, GigE Vision via Aravis).
 
-Nothing here imports ``line``, ``inference`` or ``plc`` (see DESIGN.md, dependency direction).
+Nothing here imports ``line``, ``inference`` or ``plc`` (see docs/architecture.md, dependency direction).
 Heavy backends (harvesters, Aravis) are imported lazily by the registry so that a CPU-only
 install never pays for them.
 """

@@ -1,5 +1,5 @@
 """Retryable and fatal camera errors are different types so the supervisor can decide
-without parsing messages (DESIGN.md habits)."""
+without parsing messages (docs/architecture.md, errors)."""
 
 from __future__ import annotations
 

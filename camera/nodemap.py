@@ -4,7 +4,7 @@ Why one module: harvesters (GenApi) and Aravis (ArvGc) expose the same SFNC feat
 with different Python APIs. Each backend wraps its node map in a tiny :class:`NodeAccess`
 adapter; validation and ordering live here once.
 
-Contract (DESIGN.md, recipes): a setting the device cannot take is refused *before* anything
+Contract (docs/architecture.md, recipes): a setting the device cannot take is refused *before* anything
 is written (``CameraSettingError`` naming the node, the value and what the device allows), so
 the running settings stay untouched; only a fully validated plan is written, and a write
 that still fails midway is rolled back to the previous values.

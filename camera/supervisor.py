@@ -1,6 +1,6 @@
 """One reconnect supervisor for every hardware backend (harvesters/GenTL and Aravis).
 
-Why here and not in each backend: the rules are the same for any device (DESIGN.md habits,
+Why here and not in each backend: the rules are the same for any device (docs/architecture.md,
 like pymodbus ``do_reconnect`` and asyncua ``_connection_supervisor``):
 
 * a backend only knows how to open a :class:`Session` (one connection to one device) and

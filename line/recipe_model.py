@@ -1,4 +1,4 @@
-"""The recipe schema (one YAML file per product; DESIGN.md "Recipes")."""
+"""The recipe schema (one YAML file per product; docs/configuration.md)."""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ last thirds of the judged samples, so a file open for a moment (an NG image bein
 is not taken for a leak. Helper processes of the station (the OPC UA server for MES runs in
 its own process) are sampled too and their summed RSS is judged by the same limit.
 
-Criteria (DESIGN.md / the reliability issue): RSS growth < 20 MB/hour, no growth in threads
+Criteria (docs/architecture.md, durability): RSS growth < 20 MB/hour, no growth in threads
 or fds, and every part got a verdict (``verdicts == parts`` in the station's own summary).
 """
 

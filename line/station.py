@@ -1,5 +1,5 @@
 """The station loop: acquire → infer → decide → signal, one frame at a time per camera,
-with a deadline per part (DESIGN.md "Timing model").
+with a deadline per part (docs/architecture.md, "Deadlines and fail-safe").
 
 Hot path per part: engine.detect → decision → journal append → PLC sinks (bounded) → hand the
 record to the result log's writer. Logging to SQLite, image encoding and MES publication run

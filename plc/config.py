@@ -1,4 +1,4 @@
-"""PLC link configuration (frozen pydantic models). Register addresses follow DESIGN.md
+"""PLC link configuration (frozen pydantic models). Register addresses follow docs/plc.md
 and are configurable per plant."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Retryable and fatal PLC errors are different types (DESIGN.md habits)."""
+"""Retryable and fatal PLC errors are different types (docs/architecture.md)."""
 
 from __future__ import annotations
 

@@ -74,7 +74,7 @@ def _reader(start: int, count: int) -> Callable[[ModbusTcpClient], Any]:
 
 
 class ModbusClientSink(ResultSink):
-    """Writes verdicts into a PLC's holding registers (DESIGN.md map)."""
+    """Writes verdicts into a PLC's holding registers (docs/plc.md map)."""
 
     name = "modbus_client"
 

@@ -101,7 +101,7 @@ class RequestDispatcher:
 
 
 class ModbusServerSink(ResultSink):
-    """Serves the DESIGN.md register map as holding registers; the PLC polls it."""
+    """Serves the register map of docs/plc.md as holding registers; the PLC polls it."""
 
     name = "modbus_server"
 

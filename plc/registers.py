@@ -1,4 +1,4 @@
-"""Pure encoding of the vision <-> PLC register block (DESIGN.md "PLC handshake").
+"""Pure encoding of the vision <-> PLC register block (docs/plc.md, handshake).
 
 Everything here is a pure function over a ``ModbusMap`` so the server, the client, the PLC
 simulator and the tests agree on one encoding.

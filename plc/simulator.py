@@ -1,6 +1,6 @@
 """A PLC simulator for the Modbus client role: ``python -m plc.simulator --port N``.
 
-It plays the PLC side of the DESIGN.md handshake: a pymodbus TCP server holding the map
+It plays the PLC side of the handshake in docs/plc.md: a pymodbus TCP server holding the map
 (every holding register 0..max(map) writable, as on a PLC data block, plus 16+ coils). A
 write hook (pymodbus device ``action``, called on every request, no polling) notices each
 change of ``result_seq``, decodes the result from the registers as they will be after the

@@ -86,7 +86,7 @@ class PlcRequests(Protocol):
 class ResultSink(ABC):
     """Receives each verdict. ``publish`` must return by ``verdict.deadline`` at the latest;
     a sink that fails returns ``Delivery(delivered=False)`` instead of raising, so the
-    station loop is never killed by a side effect (DESIGN.md habits)."""
+    station loop is never killed by a side effect (docs/architecture.md)."""
 
     name: str = "sink"
 
