@@ -10,8 +10,8 @@ tunes lazily on a new shape) the enqueue is captured into a CUDA graph and repla
 The plan comes from ``tensorrt_build.get_or_build`` (cache keyed by ONNX, precision,
 profile, GPU and TensorRT version); a plan that fails to deserialize is rebuilt once.
 
-Not executed on the lent H100: TensorRT-RTX's runtime refuses compute capability 9.0, and
-full TensorRT is not installed on that host. The shared pipeline (preprocess, decode, NMS)
+Not executed on the H100 or H200 test machines: TensorRT-RTX's runtime refuses compute
+capability 9.0, and full TensorRT is not installed on that host. The shared pipeline (preprocess, decode, NMS)
 is the one the ONNX Runtime CUDA engine runs there.
 """
 

@@ -3,7 +3,7 @@
 Lanes hand their parts over right after submitting them to the batcher. An earlier finisher took
 them in hand-over order, one queue for every lane, and waited on the head. A lane thread that
 lost the CPU between its submit and its hand-over then put a part of the *next* batch ahead of
-parts of a batch already done, and those waited for the next batch too. On a lent H100, a 6 ms
+parts of a batch already done, and those waited for the next batch too. On a shared H100 VM, a 6 ms
 host freeze grew that way into 16 ms of waiting for finished results, and 8 cameras at 190 Hz
 missed their 20 ms deadline. Here each lane keeps its own order (the PLC sees a lane's parts in
 sequence), and a lane whose next result is ready never waits for another lane's.

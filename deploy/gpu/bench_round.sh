@@ -37,7 +37,7 @@ for step in "${steps[@]}"; do
       echo "== gpu path profile, batch 1"
       python3 -m inference.gpu_profile var/models/yolov8n.onnx --fp16 --batch 1 --json "$OUT/gpu_profile.json" 2>&1 \
         | grep -E "^batch" | cut -c1-900 ;;
-    machine)  # what the lent machine is and how its GPU is set (read only: never change these)
+    machine)  # what the machine is and how its GPU is set (read only: never change these)
       echo "== machine"
       nproc; uptime; grep -m1 "model name" /proc/cpuinfo; head -1 /proc/stat
       nvidia-smi --query-gpu=name,compute_mode,clocks.sm,clocks.mem,clocks_throttle_reasons.active,utilization.gpu,memory.used --format=csv
@@ -76,7 +76,7 @@ for step in "${steps[@]}"; do
       echo "== gpu tests"
       python3 -m pytest tests/gpu -q -rfEs -p no:cacheprovider -W ignore > "$OUT/gpu_tests.txt" 2>&1
       grep -E "^(FAILED|ERROR|SKIPPED)|^E  |passed|failed" "$OUT/gpu_tests.txt" | cut -c1-300 | tail -25 ;;
-    tests_new)  # this session's GPU tests alone
+    tests_new)  # the newest GPU tests alone
       echo "== new gpu tests"
       python3 -m pytest tests/gpu/test_ort_gpu.py -k "blocking_wait or detect_end_to_end_with_graphs" -q -rfEs -p no:cacheprovider -W ignore 2>&1 \
         | grep -vE "onnxruntime_pybind|^\s*$" | tail -40 | cut -c1-300 ;;

@@ -1,4 +1,4 @@
-"""How much CPU does the lent VM really give, and when does the hypervisor start taking it back?
+"""How much CPU does a shared cloud VM really give, and when does the hypervisor start taking it back?
 
 The bench runs showed steal (``line.host_steal``) on all 16 vCPUs at once while the station
 ran, and none with the machine idle. Two causes look alike from inside: other tenants on the

@@ -1,4 +1,4 @@
-"""Does the lent machine stall our GPU work with nothing of ours running beside it?
+"""Does a shared GPU machine stall our GPU work with nothing of ours running beside it?
 
 Runs alone, before or after a bench round: every ~2 ms it enqueues a fixed matrix product
 (≈0.5 ms of device time, about the network's share of a station's cycle) between two CUDA

@@ -1,6 +1,6 @@
-"""Which of the station's activities makes the lent VM's host take vCPUs away (steal)?
+"""Which of the station's activities makes a shared VM's host take vCPUs away (steal)?
 
-Bench runs on the lent H100 showed 0.1-10 s of steal spread over all 16 vCPUs while the
+Bench runs on a shared H100 VM showed 0.1-10 s of steal spread over all 16 vCPUs while the
 station used 1-1.5 cores, and none with the machine idle or with 14 vCPUs spinning on pure CPU
 work (``cpu_load_probe.py``). This runs each ingredient of a station's cycle alone for a few
 seconds, at the 8-camera rate (1520 frames/s), beside a 1 ms sleeper, and prints the steal and

@@ -2,7 +2,7 @@
 
 ONNX Runtime CUDA needs onnxruntime-gpu (CUDAExecutionProvider). The TensorRT backend shares
 the end-to-end test; it is skipped with the reason where no TensorRT module is installed or
-the runtime refuses the GPU (TensorRT-RTX on compute capability 9.0, the lent H100).
+the runtime refuses the GPU (TensorRT-RTX on compute capability 9.0, the H100).
 """
 
 from __future__ import annotations
