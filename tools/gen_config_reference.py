@@ -15,6 +15,7 @@ import argparse
 import ast
 import inspect
 import io
+import re
 import sys
 import textwrap
 import tokenize
@@ -30,6 +31,70 @@ from pydantic_core import PydanticUndefined
 
 REPO = Path(__file__).resolve().parent.parent
 PAGE = REPO / "docs" / "configuration.md"
+
+
+# Notes for fields whose model carries no description (they win over a source comment), keyed by
+# (model class name, field name). A note for a field that no longer exists fails the test
+# (see ``stale_notes``), so this table cannot drift either.
+NOTES: dict[tuple[str, str], str] = {
+    ("StationSection", "queue_size"): "parts that may wait between a camera's acquisition and inference threads",
+    ("StationSection", "status_interval_s"): "how often the status line is printed",
+    ("RecipesSection", "dir"): "folder of recipe files (one YAML per product), relative to this file",
+    ("RecipesSection", "warm_max"): "prepared recipes kept loaded for fast switching (least recently used goes first)",
+    ("CameraConfig", "id"): "name used in logs, HMI, OPC UA and results",
+    ("CameraConfig", "options"): "the kind's own options: see the `cameras[].options` sections below",
+    ("CameraConfig", "fetch_timeout_ms"): "a fetch that waits longer becomes a camera error",
+    ("EngineOptions", "backend"): "see gpu-tensorrt.md",
+    ("EngineOptions", "fp16"): "run the network in fp16 on the GPU",
+    ("EngineOptions", "engine_cache_dir"): "TensorRT engine cache",
+    ("EngineOptions", "max_batch"): "frames of several cameras per engine call",
+    ("PlcSection", "opcua_client"): "see the `plc.opcua_client:` section below",
+    ("PlcSection", "modbus_client"): "linecheck writes to the PLC's registers (see plc.md)",
+    ("PlcSection", "modbus_server"): "the PLC polls linecheck's registers (see plc.md); null: off",
+    ("StationConfig", "opcua_server"): "see the `opcua_server:` section below; absent: no OPC UA server",
+    ("StorageSection", "dir"): "result log (SQLite), journal and NG images",
+    ("StorageSection", "archive_max_images"): "newest NG images kept",
+    ("StorageSection", "log_queue_size"): "verdicts waiting for the result log's writer; overflow is counted and alarmed, the journal keeps them",
+    ("HmiSection", "users"): "name → {password_hash, role}; role viewer, operator or admin; hash from `python -m line.passwords`",
+    ("HmiSection", "live_fps"): "live image rate per camera",
+    ("Recipe", "id"): "unique; used in logs, HMI, OPC UA",
+    ("Recipe", "code"): "what the PLC writes into recipe_select",
+    ("Recipe", "classes"): "class names in the model's output order",
+    ("Recipe", "thresholds"): "minimum confidence per class name; `default` for the others",
+    ("Recipe", "roi"): "rectangles [x, y, w, h]; a detection counts when its box centre is inside one; null: the whole frame",
+    ("Recipe", "ignore"): "rectangles [x, y, w, h] whose detections never count",
+    ("Recipe", "reject"): "rules in order; the first that matches decides the bin",
+    ("Recipe", "camera"): "settings applied to the camera when this recipe becomes active",
+    ("Recipe", "cycle_budget_ms"): "frame ready → verdict; a part not judged by then gets the fail-safe verdict",
+    ("Recipe", "fail_safe"): "what a part gets when it cannot be judged in time: reject (result code 2) or hold (3)",
+    ("ModelConfig", "onnx"): "the model file, relative to the recipe file",
+    ("ModelConfig", "layout"): "yolov5 [B, N, 5+C] | yolov8 [B, 4+C, N] | end2end [B, K, 6]",
+    ("ModelConfig", "precision"): "for TensorRT engines",
+    ("ModelConfig", "calibration"): "folder of images for INT8 calibration",
+    ("RejectRule", "bin"): "reject bin; bit bin-1 of reject_mask",
+    ("RejectRule", "min_area_px"): "smaller detections do not count for this rule",
+    ("RejectRule", "min_count"): "detections needed for the rule to match",
+    ("NmsConfig", "iou"): "a box is suppressed when its IoU with a better one is above this",
+    ("CameraSettings", "trigger_mode"): "free_run: TriggerMode Off; software: linecheck fires TriggerSoftware; hardware: TriggerMode On with trigger_source",
+}
+
+
+def stale_notes() -> list[tuple[str, str]]:
+    """Entries of NOTES that name a field no documented model has."""
+    fields: set[tuple[str, str]] = set()
+
+    def walk(model: type[BaseModel]) -> None:
+        for klass in model.__mro__:
+            if isinstance(klass, type) and issubclass(klass, BaseModel):
+                fields.update((klass.__name__, name) for name in model.model_fields)
+        for field in model.model_fields.values():
+            child = _nested_model(field.annotation)
+            if child is not None:
+                walk(child)
+
+    for _, _, model in _sections():
+        walk(model)
+    return [key for key in NOTES if key not in fields]
 
 
 def _sections() -> list[tuple[str, str, type[BaseModel]]]:
@@ -129,6 +194,8 @@ def _default(field: FieldInfo) -> str:
         return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
+    if value == "":
+        return '`""`'
     if isinstance(value, Path):
         return f"`{value.as_posix()}`"
     if isinstance(value, tuple):
@@ -156,6 +223,13 @@ def _bounds(field: FieldInfo) -> str:
     return ", ".join(parts)
 
 
+def _first_sentence(text: str) -> str:
+    """What a key is for, without the measurements that justify its default (those belong in
+    docs/benchmarks/): the text up to the first full stop that ends a sentence."""
+    match = re.search(r"(?<=[^.\s][.])\s+(?=[A-Z(])", text)
+    return text[: match.start()] if match else text
+
+
 def _nested_model(annotation: Any) -> type[BaseModel] | None:
     """The model a field holds directly, in an optional, or as list items."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
@@ -165,6 +239,14 @@ def _nested_model(annotation: Any) -> type[BaseModel] | None:
         if found is not None:
             return found
     return None
+
+
+def _note(model: type[BaseModel], name: str) -> str:
+    for klass in model.__mro__:
+        note = NOTES.get((klass.__name__, name))
+        if note is not None:
+            return note
+    return ""
 
 
 def _rows(model: type[BaseModel], prefix: str, out: list[str]) -> None:
@@ -177,10 +259,10 @@ def _rows(model: type[BaseModel], prefix: str, out: list[str]) -> None:
         is_list = typing.get_origin(annotation) is tuple or any(
             typing.get_origin(a) is tuple for a in typing.get_args(annotation)
         )
-        note = field.description or comments.get(name, "")
+        note = field.description or _note(model, name) or comments.get(name, "")
         if child is not None and child.__doc__ and not note:
             note = " ".join(child.__doc__.split())
-        note = note.replace("|", "\\|")
+        note = _first_sentence(note).replace("``", "`").replace("|", "\\|")
         kind = "list of sections" if child is not None and is_list else _type_name(annotation)
         out.append(f"| `{key}` | {kind} | {_default(field)} | {_bounds(field)} | {note} |")
         if child is not None:

@@ -45,3 +45,7 @@ def test_check_mode_refuses_a_stale_page(tmp_path: Path, capsys: pytest.CaptureF
     assert "differs from the models" in capsys.readouterr().err
     assert generator.main(["--output", str(stale)]) == 0
     assert generator.main(["--check", "--output", str(stale)]) == 0
+
+
+def test_hand_written_notes_name_existing_fields() -> None:
+    assert _generator().stale_notes() == []
