@@ -3,7 +3,7 @@
 Decides like the station: letterbox 1280x1024 → 640x512, decode the YOLOv8 layout, class-aware
 NMS, and reject a part when any detection reaches its class threshold. Thresholds are tuned
 on a validation set (its own seed) and then reported on a separate test set (another seed),
-so the figures in README.md are not tuned on the parts they describe.
+so the figures in recipes/demo/README.md are not tuned on the parts they describe.
 
     .venv/bin/python recipes/demo/demo_eval.py [model.onnx]
 """
