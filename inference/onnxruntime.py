@@ -48,6 +48,8 @@ class OnnxRuntimeEngine(Engine):
     def __init__(self, spec: DetectorSpec, options: EngineOptions) -> None:
         super().__init__(spec, options)
         path = spec.model.onnx
+        if spec.model.precision != "fp32":
+            raise EngineLoadError(cpu_precision_problem(spec))
         if not path.is_file():
             raise EngineLoadError(f"{path}: model file not found")
         try:
@@ -207,6 +209,17 @@ class OnnxRuntimeEngine(Engine):
             cache[key] = LetterboxCanvas(geometry, channels)
         canvas: LetterboxCanvas = cache[key]
         return canvas
+
+
+def cpu_precision_problem(spec: DetectorSpec) -> str:
+    """Why a recipe asking for a reduced precision cannot run here: this engine runs the graph
+    in the types it was exported with and converts nothing, so accepting ``precision: fp16``
+    would silently serve fp32 while the recipe says otherwise."""
+    return (
+        f"{spec.model.onnx}: model.precision {spec.model.precision} is not available on the ONNX Runtime "
+        "CPU engine, which runs the model in the precision it was exported with; set model.precision: fp32, "
+        "or run the recipe on the TensorRT engine (engine.backend: tensorrt, engine.device: cuda)"
+    )
 
 
 def _first_line(exc: BaseException) -> str:

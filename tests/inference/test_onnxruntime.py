@@ -21,7 +21,7 @@ from inference import (
 from inference.model_check import check_model
 from inference.onnxruntime import OnnxRuntimeEngine
 
-from .onnx_models import bad_input_model, colour_model, constant_model
+from .onnx_models import bad_input_model, colour_model, constant_model, with_metadata
 
 # A 200x100 (W x H) frame into a fixed 320x320 profile: scale 1.6, 80 px padding top and bottom.
 PROFILE = InputProfile(min=(320, 320), opt=(320, 320), max=(320, 320))
@@ -209,6 +209,36 @@ def test_load_errors_name_the_file(tmp_path: Path, case: str) -> None:
 def test_check_model_good(tmp_path: Path) -> None:
     for layout, value in VALUES.items():
         assert check_model(spec_for(constant_model(tmp_path / f"{layout}.onnx", value()), layout)) == []
+
+
+@pytest.mark.parametrize(
+    "names", ["{0: 'scratch', 1: 'dent'}", "['scratch', 'dent']", "not a literal", "{'a': 1}"]
+)
+def test_metadata_class_names_that_agree_or_cannot_be_read_pass(tmp_path: Path, names: str) -> None:
+    path = with_metadata(constant_model(tmp_path / "m.onnx", yolov8_value()), {"names": names})
+    assert check_model(spec_for(path)) == []
+
+
+@pytest.mark.parametrize("classes", [("dent", "scratch"), ("scratch", "dents")])
+def test_metadata_class_names_mismatch_refused_by_validate_and_load(tmp_path: Path, classes: tuple[str, ...]) -> None:
+    path = with_metadata(constant_model(tmp_path / "m.onnx", yolov8_value()), {"names": "{0: 'scratch', 1: 'dent'}"})
+    spec = spec_for(path, classes=classes)
+    message = (
+        f"{path}: the model's class names (ONNX metadata 'names') are ['scratch', 'dent'], "
+        f"the recipe's classes are {list(classes)}; list the recipe's classes exactly as the model's, in the same order"
+    )
+    assert check_model(spec) == [message]
+    with pytest.raises(EngineLoadError) as err:
+        open_engine(spec, EngineOptions(intra_op_threads=1))
+    assert str(err.value) == message
+
+
+@pytest.mark.parametrize("precision", ["fp16", "int8"])
+def test_reduced_precision_refused_on_the_cpu_engine(tmp_path: Path, precision: str) -> None:
+    path = constant_model(tmp_path / "m.onnx", yolov8_value())
+    with pytest.raises(EngineLoadError, match=f"model.precision {precision} is not available on the ONNX Runtime CPU engine"):
+        open_engine(spec_for(path, precision=precision), EngineOptions(intra_op_threads=1))
+    open_engine(spec_for(path, precision="fp32"), EngineOptions(intra_op_threads=1)).close()
 
 
 def test_check_model_thresholds_mismatch(tmp_path: Path) -> None:
