@@ -83,3 +83,29 @@ def test_cli_table_shows_both_backends(fake_camera, viky_cti: Path) -> None:  # 
     gige = [line for line in lines if line.startswith("aravis ") and fake_camera.address in line]
     assert len(gentl) == 3 and all(line.endswith("RGBa8 Mono8") for line in gentl)
     assert len(gige) == 1 and "Aravis" in gige[0] and "GV01" in gige[0] and "Mono8" in gige[0]
+
+
+def test_listing_does_not_disturb_a_streaming_camera(fake_camera) -> None:  # type: ignore[no-untyped-def]
+    """A station streams from the camera while someone runs ``linecheck cameras``: the camera is
+    listed and the station's stream goes on."""
+    from camera.config import CameraConfig, CameraSettings
+    from camera.source import CameraState, open_source
+
+    settings = CameraSettings(pixel_format="Mono8", width=640, height=480, frame_rate=50)
+    config = CameraConfig(id="gige", kind="aravis", options={"address": fake_camera.address, "packet_size": 8192})
+    source = open_source(config, settings)
+    source.start()
+    try:
+        with source.fetch(5.0):
+            pass
+        ran = cameras_cli("--json", "--backend", "aravis")
+        assert ran.returncode == 0, ran.stderr
+        assert [c["serial_number"] for c in json.loads(ran.stdout)["cameras"] if c["address"] == fake_camera.address] == ["GV01"]
+        before = source.counters.frames
+        for _ in range(10):
+            with source.fetch(5.0):
+                pass
+        assert source.counters.frames >= before + 10
+        assert source.state is CameraState.ACQUIRING
+    finally:
+        source.close()
