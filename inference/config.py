@@ -46,6 +46,13 @@ class NmsConfig(_Frozen):
     iou: float = Field(default=0.5, ge=0.0, le=1.0)
     class_agnostic: bool = False
     max_detections: int = Field(default=100, gt=0)
+    # An end-to-end export (layout end2end: YOLOv10, YOLO26) already ran NMS in its graph; a
+    # second pass would merge overlapping detections the model kept on purpose and change the
+    # counts ``min_count`` rules see. Its output is only capped at max_detections, unless this asks.
+    rerun_on_end2end: bool = Field(
+        default=False,
+        description="layout end2end: run NMS again on the model's own detections (default: trust the graph's NMS)",
+    )
 
 
 class EngineOptions(_Frozen):

@@ -385,7 +385,7 @@ class GpuPipelineEngine(Engine):
         return fused
 
     def _finish(self, candidates: Candidates, geometry: LetterboxGeometry) -> Detections:
-        return finish_detections(candidates, geometry, self.spec.nms)
+        return finish_detections(candidates, geometry, self.spec.nms, self.spec.model.layout)
 
 
 def host_view(pool: BufferPool, name: str, dtype: Any, shape: tuple[int, ...]) -> np.ndarray:

@@ -9,10 +9,17 @@ extra). Static dimensions are checked from the session's metadata; dynamic ones 
 the candidate count N, which depends on the input size) by one probe run on a zero tensor at
 the profile's ``opt`` shape, so a yolov8 model exported for the wrong class count is refused at
 load time instead of on the first part.
+
+Class names: an Ultralytics export carries them in the ONNX metadata ``names`` as a Python
+dict literal (``"{0: 'scratch', 1: 'dent'}"``). When present and readable they must equal the
+recipe's ``classes`` in order: a recipe listing the same classes in another order would
+report every dent as a scratch, and no shape check can see that. Models without the entry
+(or with one that is not such a literal) are not compared.
 """
 
 from __future__ import annotations
 
+import ast
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,6 +93,7 @@ def inspect_session(session: Any, spec: DetectorSpec) -> tuple[ModelInfo | None,
     if not outputs:
         problems.append(f"{path}: the model has no outputs")
         return None, problems
+    problems += class_name_problems(path, metadata_class_names(session), spec.classes)
     out = outputs[0]
     out_dims = tuple(_dim(d) for d in out.shape)
     problems += output_problems(path, spec.model.layout, len(spec.classes), out_dims, out.name, "declared")
@@ -94,6 +102,35 @@ def inspect_session(session: Any, spec: DetectorSpec) -> tuple[ModelInfo | None,
     info = ModelInfo(inp.name, _DTYPES[inp.type], in_dims, out.name, out_dims)  # type: ignore[arg-type]
     problems += _profile_problems(path, info, spec)
     return (None if problems else info), problems
+
+
+def metadata_class_names(session: Any) -> tuple[str, ...] | None:
+    """Class names from the ONNX metadata ``names`` (Ultralytics: a dict literal by class id,
+    a list also accepted); None when absent or unreadable."""
+    try:
+        text = session.get_modelmeta().custom_metadata_map.get("names")
+    except Exception:  # noqa: BLE001 - metadata is optional
+        return None
+    if not isinstance(text, str):
+        return None
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return None
+    if isinstance(value, dict) and all(isinstance(k, int) for k in value) and sorted(value) == list(range(len(value))):
+        return tuple(str(value[i]) for i in range(len(value)))
+    if isinstance(value, list | tuple):
+        return tuple(str(v) for v in value)
+    return None
+
+
+def class_name_problems(path: Path, model_names: tuple[str, ...] | None, recipe_classes: tuple[str, ...]) -> list[str]:
+    if model_names is None or tuple(model_names) == tuple(recipe_classes):
+        return []
+    return [
+        f"{path}: the model's class names (ONNX metadata 'names') are {list(model_names)}, "
+        f"the recipe's classes are {list(recipe_classes)}; list the recipe's classes exactly as the model's, in the same order"
+    ]
 
 
 def output_problems(

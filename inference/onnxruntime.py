@@ -8,8 +8,8 @@ may be shared by the station threads of several cameras; ``InferenceSession.run`
 thread-safe, our buffers are not). The plain ``run`` is used, not IOBinding: on the CPU
 provider both hand ORT the numpy memory without a copy; binding a preallocated output saved
 ~5 us per run at 512x640 (0.077 vs 0.086 ms for a trivial graph), noise next to the network,
-while adding per-shape bookkeeping. NMS is applied to every layout, end2end included, so the
-recipe's IoU, class-awareness and ``max_detections`` hold whatever the graph did.
+while adding per-shape bookkeeping. NMS follows ``inference.postprocess``: every layout but
+end2end (whose graph did it already) unless the recipe's ``nms.rerun_on_end2end`` asks.
 
 A Mono8 frame on a 3-channel model runs through a second session whose first convolution is
 folded to one input channel (``inference.mono_fold``, ``EngineOptions.mono_fold``): the same
@@ -48,6 +48,8 @@ class OnnxRuntimeEngine(Engine):
     def __init__(self, spec: DetectorSpec, options: EngineOptions) -> None:
         super().__init__(spec, options)
         path = spec.model.onnx
+        if spec.model.precision != "fp32":
+            raise EngineLoadError(cpu_precision_problem(spec))
         if not path.is_file():
             raise EngineLoadError(f"{path}: model file not found")
         try:
@@ -142,7 +144,7 @@ class OnnxRuntimeEngine(Engine):
         return [DetectionResult(d, dict(timings), shape) for d in detections]
 
     def _finish(self, candidates: Candidates, geometry: LetterboxGeometry) -> Detections:
-        return finish_detections(candidates, geometry, self.spec.nms)
+        return finish_detections(candidates, geometry, self.spec.nms, self.spec.model.layout)
 
     def _cache(self) -> dict[Any, Any]:
         cache: dict[Any, Any] | None = getattr(self._local, "cache", None)
@@ -207,6 +209,17 @@ class OnnxRuntimeEngine(Engine):
             cache[key] = LetterboxCanvas(geometry, channels)
         canvas: LetterboxCanvas = cache[key]
         return canvas
+
+
+def cpu_precision_problem(spec: DetectorSpec) -> str:
+    """Why a recipe asking for a reduced precision cannot run here: this engine runs the graph
+    in the types it was exported with and converts nothing, so accepting ``precision: fp16``
+    would silently serve fp32 while the recipe says otherwise."""
+    return (
+        f"{spec.model.onnx}: model.precision {spec.model.precision} is not available on the ONNX Runtime "
+        "CPU engine, which runs the model in the precision it was exported with; set model.precision: fp32, "
+        "or run the recipe on the TensorRT engine (engine.backend: tensorrt, engine.device: cuda)"
+    )
 
 
 def _first_line(exc: BaseException) -> str:

@@ -1,4 +1,4 @@
-"""``linecheck`` command line: demo | run | validate | build | bench | recipe.
+"""``linecheck`` command line: demo | run | validate | build | bench | recipe | cameras.
 
 Only the CLI installs signal handlers and reads the environment (library code never does)."""
 
@@ -139,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_bench_arguments(bench)
     bench.set_defaults(func=_cmd_bench)
+    from line.cameras_cmd import add_cameras_command
+
+    add_cameras_command(sub)
     recipe = sub.add_parser("recipe", help="recipes of a running service")
     recipe.add_argument("action", choices=["switch", "list"])
     recipe.add_argument("recipe_id", nargs="?")

@@ -102,3 +102,11 @@ def bad_input_model(path: Path, rank: int = 2) -> Path:
     inits = [numpy_helper.from_array(np.zeros((1, 6, 4), np.float32), "value")]
     out = helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 6, 4])
     return _save(path, nodes, [inp], [out], inits)
+
+
+def with_metadata(path: Path, props: dict[str, str]) -> Path:
+    """Add ONNX metadata_props in place, as ``yolo export`` writes them (e.g. ``names``)."""
+    model = onnx.load(str(path))
+    helper.set_model_props(model, props)
+    onnx.save(model, str(path))
+    return path

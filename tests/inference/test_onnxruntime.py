@@ -21,7 +21,7 @@ from inference import (
 from inference.model_check import check_model
 from inference.onnxruntime import OnnxRuntimeEngine
 
-from .onnx_models import bad_input_model, colour_model, constant_model
+from .onnx_models import bad_input_model, colour_model, constant_model, with_metadata
 
 # A 200x100 (W x H) frame into a fixed 320x320 profile: scale 1.6, 80 px padding top and bottom.
 PROFILE = InputProfile(min=(320, 320), opt=(320, 320), max=(320, 320))
@@ -64,7 +64,7 @@ def spec_for(path: Path, layout: str = "yolov8", classes: tuple[str, ...] = ("sc
     )
 
 
-@pytest.mark.parametrize("layout", sorted(VALUES))
+@pytest.mark.parametrize("layout", ["yolov5", "yolov8"])
 def test_detect_end_to_end(tmp_path: Path, layout: str) -> None:
     path = constant_model(tmp_path / f"{layout}.onnx", VALUES[layout]())
     with open_engine(spec_for(path, layout), EngineOptions(intra_op_threads=1)) as engine:
@@ -77,6 +77,37 @@ def test_detect_end_to_end(tmp_path: Path, layout: str) -> None:
     np.testing.assert_array_equal(d.class_id, [0, 1])
     assert result.input_shape == (320, 320)
     assert set(result.timings_ms) == {"preprocess", "engine", "decode"} and all(v >= 0 for v in result.timings_ms.values())
+
+
+def _end2end_detections(tmp_path: Path, nms: NmsConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    path = constant_model(tmp_path / "end2end.onnx", end2end_value())
+    spec = spec_for(path, "end2end")
+    spec = DetectorSpec(spec.model, spec.classes, spec.score_thresholds, nms)
+    with open_engine(spec, EngineOptions(intra_op_threads=1)) as engine:
+        (result,) = engine.detect([ImageInput(np.zeros(FRAME, np.uint8), "Mono8")])
+    d = result.detections
+    return d.xyxy, d.confidence, d.class_id
+
+
+def test_end2end_output_is_not_put_through_nms_again(tmp_path: Path) -> None:
+    """The graph's own detections stand: the overlapping class-0 pair (IoU 0.88) both count."""
+    xyxy, confidence, class_id = _end2end_detections(tmp_path, NmsConfig(iou=0.5))
+    np.testing.assert_allclose(confidence, [0.9, 0.8, 0.7], rtol=1e-6)
+    np.testing.assert_array_equal(class_id, [0, 0, 1])
+    np.testing.assert_allclose(xyxy[0], BOX_FRAME, atol=1e-4)
+
+
+def test_end2end_nms_again_when_the_recipe_asks(tmp_path: Path) -> None:
+    xyxy, confidence, class_id = _end2end_detections(tmp_path, NmsConfig(iou=0.5, rerun_on_end2end=True))
+    np.testing.assert_allclose(xyxy, [BOX_FRAME, BOX_FRAME], atol=1e-4)
+    np.testing.assert_allclose(confidence, [0.9, 0.7], rtol=1e-6)
+    np.testing.assert_array_equal(class_id, [0, 1])
+
+
+def test_end2end_without_nms_still_capped_best_first(tmp_path: Path) -> None:
+    _, confidence, class_id = _end2end_detections(tmp_path, NmsConfig(iou=0.5, max_detections=2))
+    np.testing.assert_allclose(confidence, [0.9, 0.8], rtol=1e-6)
+    np.testing.assert_array_equal(class_id, [0, 0])
 
 
 def test_batch_and_mixed_shapes(tmp_path: Path) -> None:
@@ -178,6 +209,36 @@ def test_load_errors_name_the_file(tmp_path: Path, case: str) -> None:
 def test_check_model_good(tmp_path: Path) -> None:
     for layout, value in VALUES.items():
         assert check_model(spec_for(constant_model(tmp_path / f"{layout}.onnx", value()), layout)) == []
+
+
+@pytest.mark.parametrize(
+    "names", ["{0: 'scratch', 1: 'dent'}", "['scratch', 'dent']", "not a literal", "{'a': 1}"]
+)
+def test_metadata_class_names_that_agree_or_cannot_be_read_pass(tmp_path: Path, names: str) -> None:
+    path = with_metadata(constant_model(tmp_path / "m.onnx", yolov8_value()), {"names": names})
+    assert check_model(spec_for(path)) == []
+
+
+@pytest.mark.parametrize("classes", [("dent", "scratch"), ("scratch", "dents")])
+def test_metadata_class_names_mismatch_refused_by_validate_and_load(tmp_path: Path, classes: tuple[str, ...]) -> None:
+    path = with_metadata(constant_model(tmp_path / "m.onnx", yolov8_value()), {"names": "{0: 'scratch', 1: 'dent'}"})
+    spec = spec_for(path, classes=classes)
+    message = (
+        f"{path}: the model's class names (ONNX metadata 'names') are ['scratch', 'dent'], "
+        f"the recipe's classes are {list(classes)}; list the recipe's classes exactly as the model's, in the same order"
+    )
+    assert check_model(spec) == [message]
+    with pytest.raises(EngineLoadError) as err:
+        open_engine(spec, EngineOptions(intra_op_threads=1))
+    assert str(err.value) == message
+
+
+@pytest.mark.parametrize("precision", ["fp16", "int8"])
+def test_reduced_precision_refused_on_the_cpu_engine(tmp_path: Path, precision: str) -> None:
+    path = constant_model(tmp_path / "m.onnx", yolov8_value())
+    with pytest.raises(EngineLoadError, match=f"model.precision {precision} is not available on the ONNX Runtime CPU engine"):
+        open_engine(spec_for(path, precision=precision), EngineOptions(intra_op_threads=1))
+    open_engine(spec_for(path, precision="fp32"), EngineOptions(intra_op_threads=1)).close()
 
 
 def test_check_model_thresholds_mismatch(tmp_path: Path) -> None:
