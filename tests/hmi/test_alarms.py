@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import threading
 
-from line.alarms import AlarmKind, AlarmLimits, AlarmMonitor, AlarmSet, Readings, kind_of_message, log_backlog, log_storage_fault
+from line.alarms import (
+    AlarmKind,
+    AlarmLimits,
+    AlarmMonitor,
+    AlarmSet,
+    Readings,
+    kind_of_message,
+    log_backlog,
+    log_storage_fault,
+)
 
 
 class FakeClock:
