@@ -65,12 +65,12 @@ class AlarmLimits(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    window_s: float = Field(60.0, gt=0, le=3600, description="sliding window for the rate alarms")
-    fail_safe_rate: float = Field(0.05, gt=0, le=1, description="fail-safe share of parts in the window")
-    min_parts: int = Field(20, ge=1, description="parts in the window before the fail-safe rate is judged")
-    deadline_misses: int = Field(5, ge=0, description="deadline misses in the window above which to alarm")
-    log_backlog: int = Field(500, ge=1, description="records waiting for the result log")
-    storage_quiet_s: float = Field(10.0, gt=0, description="seconds without a new log failure before a storage fault clears")
+    window_s: float = Field(default=60.0, gt=0, le=3600, description="sliding window for the rate alarms")
+    fail_safe_rate: float = Field(default=0.05, gt=0, le=1, description="fail-safe share of parts in the window")
+    min_parts: int = Field(default=20, ge=1, description="parts in the window before the fail-safe rate is judged")
+    deadline_misses: int = Field(default=5, ge=0, description="deadline misses in the window above which to alarm")
+    log_backlog: int = Field(default=500, ge=1, description="records waiting for the result log")
+    storage_quiet_s: float = Field(default=10.0, gt=0, description="seconds without a new log failure before a storage fault clears")
 
 
 @dataclass(frozen=True)
@@ -216,6 +216,13 @@ class AlarmMonitor:
         self._log_alarm_mark: tuple[int, str | None] = (0, None)
         self._log_alarm_at: float | None = None
         self._log_alarm_text = ""
+
+    def note_links(self, states: Mapping[str, str]) -> None:
+        """Links that raise no alarm (the MES server) but are shown the same way."""
+        self.plc_seen_connected.update(n for n, s in states.items() if s == "connected")
+
+    def ever_connected(self, name: str) -> bool:
+        return name in self.plc_seen_connected
 
     def plc_link_view(self, name: str, state: str) -> str:
         """What an operator is told of a PLC link: one that never connected is waiting."""
