@@ -263,7 +263,7 @@ class Station:
             self._cameras_down.discard(camera_id)
         if severity == "alarm":
             alarm_kind = {"camera_lost": AlarmKind.CAMERA_LOST, "inference_error": AlarmKind.INFERENCE_ERROR}.get(kind)
-            self._alarm(f"{kind} on {camera_id}: {message}", alarm_kind)
+            self._alarm(f"camera {camera_id}: {message}", alarm_kind)
 
     # --- emission ----------------------------------------------------------------------------
     def _emit(

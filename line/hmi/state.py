@@ -124,8 +124,11 @@ class HmiContext:
             "SELECT (t_verdict_ns - ?) / ? AS b, COUNT(*), SUM(result_code = ?), SUM(result_code IN (?, ?)) FROM results"
             " WHERE t_verdict_ns >= ? GROUP BY b ORDER BY b", (start_ns, bucket_ns, int(ResultCode.REJECT), *FAIL_SAFE_CODES, start_ns),
         )  # fmt: skip
-        buckets = [{"start": _iso(start_ns + int(b) * bucket_ns), "parts": int(n), "rejected": int(r or 0), "fail_safe": int(f or 0)}
-                   for b, n, r, f in rows]  # fmt: skip
+        counted = {int(b): (int(n), int(r or 0), int(f or 0)) for b, n, r, f in rows}
+        # every bucket from the shift's start to now, empty ones too: the chart's axis is the shift
+        buckets = [{"start": _iso(start_ns + b * bucket_ns), "parts": counted.get(b, (0, 0, 0))[0],
+                    "rejected": counted.get(b, (0, 0, 0))[1], "fail_safe": counted.get(b, (0, 0, 0))[2]}
+                   for b in range(max([math.ceil(elapsed_s / bucket_s), *[b + 1 for b in counted]]))]  # fmt: skip
         chart = {"shift_start": start.isoformat(timespec="seconds"), "bucket_s": bucket_s, "buckets": buckets}
         self._chart = (now, chart)
         return chart
