@@ -66,11 +66,19 @@ class AlarmLimits(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     window_s: float = Field(default=60.0, gt=0, le=3600, description="sliding window for the rate alarms")
-    fail_safe_rate: float = Field(default=0.05, gt=0, le=1, description="fail-safe share of parts in the window")
-    min_parts: int = Field(default=20, ge=1, description="parts in the window before the fail-safe rate is judged")
-    deadline_misses: int = Field(default=5, ge=0, description="deadline misses in the window above which to alarm")
+    fail_safe_rate: float = Field(
+        default=0.05, gt=0, le=1, description="fail-safe share of parts in the window"
+    )
+    min_parts: int = Field(
+        default=20, ge=1, description="parts in the window before the fail-safe rate is judged"
+    )
+    deadline_misses: int = Field(
+        default=5, ge=0, description="deadline misses in the window above which to alarm"
+    )
     log_backlog: int = Field(default=500, ge=1, description="records waiting for the result log")
-    storage_quiet_s: float = Field(default=10.0, gt=0, description="seconds without a new log failure before a storage fault clears")
+    storage_quiet_s: float = Field(
+        default=10.0, gt=0, description="seconds without a new log failure before a storage fault clears"
+    )
 
 
 @dataclass(frozen=True)
@@ -207,7 +215,9 @@ class AlarmMonitor:
     """Turns readings into raise/clear calls on the set (the station's monitor thread calls
     :meth:`check` once a second; tests call it with an injected clock)."""
 
-    def __init__(self, alarms: AlarmSet, limits: AlarmLimits | None = None, clock: Clock = time.monotonic) -> None:
+    def __init__(
+        self, alarms: AlarmSet, limits: AlarmLimits | None = None, clock: Clock = time.monotonic
+    ) -> None:
         self.alarms = alarms
         self.limits = limits or AlarmLimits()
         self._clock = clock
@@ -256,14 +266,20 @@ class AlarmMonitor:
         window = f"in the last {lim.window_s:g} s"
         self._set(AlarmKind.FAIL_SAFE_RATE, parts >= lim.min_parts and fail_safes > lim.fail_safe_rate * parts,
                   f"{fail_safes} of {parts} parts fail-safe {window}")  # fmt: skip
-        self._set(AlarmKind.DEADLINE_MISSES, misses > lim.deadline_misses, f"{misses} parts missed their deadline {window}")
+        self._set(
+            AlarmKind.DEADLINE_MISSES,
+            misses > lim.deadline_misses,
+            f"{misses} parts missed their deadline {window}",
+        )
         self._set(AlarmKind.CAMERA_LOST, bool(r.cameras_lost),
                   ", ".join(f"camera {c} is {s}" for c, s in sorted(r.cameras_lost.items())))  # fmt: skip
         for name, state in r.plc_links.items():
             if state == "connected":
                 self.plc_seen_connected.add(name)
         lost = {n: s for n, s in r.plc_links.items() if n in self.plc_seen_connected and s in _LOST}
-        self._set(AlarmKind.PLC_LINK_LOST, bool(lost), ", ".join(f"{n} is {s}" for n, s in sorted(lost.items())))
+        self._set(
+            AlarmKind.PLC_LINK_LOST, bool(lost), ", ".join(f"{n} is {s}" for n, s in sorted(lost.items()))
+        )
         self._set(AlarmKind.LOG_BACKLOG, r.log_backlog > lim.log_backlog,
                   f"{r.log_backlog} records waiting for the result log (limit {lim.log_backlog})")  # fmt: skip
         self._set(AlarmKind.STORAGE_FAULT, r.storage_fault is not None, r.storage_fault or "")

@@ -334,6 +334,14 @@ class Station:
         self.alarm_set.raise_(kind or kind_of_message(message), message)
 
     @property
+    def phase(self) -> str:
+        """starting (built, not started yet) | running | stopped: a station that is still
+        starting (models loading, the MES process spawning) is not shown as failed."""
+        if self._running:
+            return "running"
+        return "stopped" if self._monitor is not None else "starting"
+
+    @property
     def alarms(self) -> list[str]:
         """Active alarms as text lines (most recent first), for logs and older readers."""
         return [f"{a.kind.value}: {a.message}" for a in self.alarm_set.snapshot()]

@@ -164,11 +164,14 @@ class HmiContext:
         return out
 
     def health(self) -> dict[str, Any]:
-        """ready | degraded | failed, with the reasons (``/healthz``)."""
+        """starting | ready | degraded | failed, with the reasons (``/healthz``)."""
         st = self.station
         failed: list[str] = []
         degraded: list[str] = []
-        if not st._running:
+        if st.phase == "starting":  # the HMI comes up before the cameras: not an error yet
+            return {"status": "starting", "reasons": ["the station is starting"],
+                    "active_recipe": st.book.active.recipe.id if st.book.active else None}  # fmt: skip
+        if st.phase != "running":
             failed.append("station is not running")
         if st.book.active is None:
             failed.append("no active recipe")

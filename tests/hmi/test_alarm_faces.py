@@ -7,7 +7,8 @@ same alarm is seen by
 * an OPC UA client (asyncua) reading the MES server's ``ActiveAlarms`` variable,
 * ``mbpoll`` (Debian's Modbus master) reading the status register: ALARM and FAIL_SAFE bits.
 
-A Modbus server nobody polls reads "waiting for PLC" and does not make the station degraded.
+A Modbus server nobody polls reads "waiting for PLC" and does not make the station degraded;
+while the station is still starting, ``/healthz`` says "starting", not "failed".
 """
 
 from __future__ import annotations
@@ -83,37 +84,63 @@ def test_forced_fail_safes_show_the_same_alarm_on_every_face(tmp_path: Path) -> 
     station = Station("st1", book, [source], [], log, fetch_timeout_s=0.2)
     modbus = ModbusServerSink(ModbusServerConfig(port=0, heartbeat_ms=250), requests=station)
     station.sinks.append(modbus)
-    mes_config = make_config(tmp_path / "mes", profile="demo", allow_anonymous=True, security_policies=["None"])
+    mes_config = make_config(
+        tmp_path / "mes", profile="demo", allow_anonymous=True, security_policies=["None"]
+    )
     history = functools.partial(open_result_history, log.db_path)
-    station.sinks.append(OpcUaPublisherSink(mes_config, history, ["r1", "r2"], RecipeCalls()))  # started by the station
-    station.start()
+    station.sinks.append(
+        OpcUaPublisherSink(mes_config, history, ["r1", "r2"], RecipeCalls())
+    )  # started by the station
     hmi = None
     try:
-        hmi = start_hmi(station, HmiSection(enabled=True, port=0, users=users_config()))
+        hmi = start_hmi(station, HmiSection(enabled=True, port=0, users=users_config()))  # before the start, as the CLI does
         with httpx.Client(base_url=hmi.url, auth=("viewer", PASSWORDS["viewer"]), timeout=30) as http:
+            starting = http.get("/healthz")
+            assert (starting.status_code, starting.json()["status"]) == (200, "starting")  # not "failed" while it starts
+            station.start()
             # before any PLC has polled: waiting, not an error, and no degraded badge for it
             links = {link["name"]: link for link in http.get("/api/status").json()["links"]}
-            assert (links["modbus_server"]["state"], links["modbus_server"]["status"]) == ("waiting for PLC", "waiting")
+            assert (links["modbus_server"]["state"], links["modbus_server"]["status"]) == (
+                "waiting for PLC",
+                "waiting",
+            )
             assert not any("modbus_server" in r for r in http.get("/healthz").json()["reasons"])
 
-            wait_for(lambda: station.alarm_set.is_active(AlarmKind.FAIL_SAFE_RATE), what="fail-safe rate alarm raised")
+            wait_for(
+                lambda: station.alarm_set.is_active(AlarmKind.FAIL_SAFE_RATE),
+                what="fail-safe rate alarm raised",
+            )
             alarm = next(a for a in station.alarm_set.snapshot() if a.kind is AlarmKind.FAIL_SAFE_RATE)
 
             shown = {a["kind"]: a for a in http.get("/api/status").json()["alarms"]}
             assert shown["fail_safe_rate"]["title"] == "Many fail-safe rejects"
-            assert shown["fail_safe_rate"]["count"] == 1 and "parts fail-safe" in shown["fail_safe_rate"]["message"]
-            assert shown["fail_safe_rate"]["first_seen"].startswith(time.strftime("%Y-%m-%dT", time.localtime(alarm.first_seen)))
+            assert (
+                shown["fail_safe_rate"]["count"] == 1
+                and "parts fail-safe" in shown["fail_safe_rate"]["message"]
+            )
+            assert shown["fail_safe_rate"]["first_seen"].startswith(
+                time.strftime("%Y-%m-%dT", time.localtime(alarm.first_seen))
+            )
             health = http.get("/healthz").json()
-            assert health["status"] == "degraded" and any(r.startswith("Many fail-safe rejects") for r in health["reasons"])
+            assert health["status"] == "degraded" and any(
+                r.startswith("Many fail-safe rejects") for r in health["reasons"]
+            )
 
             metrics = http.get("/metrics").text
-            assert re.search(r'^linecheck_alarm_active\{kind="fail_safe_rate"\} 1\.0$', metrics, re.M), metrics[-3000:]
+            assert re.search(r'^linecheck_alarm_active\{kind="fail_safe_rate"\} 1\.0$', metrics, re.M), (
+                metrics[-3000:]
+            )
             assert re.search(r'^linecheck_alarm_active\{kind="storage_fault"\} 0\.0$', metrics, re.M)
 
-        status = wait_for(lambda: (s := mbpoll_status(modbus.port)) & StatusBits.ALARM and s, what="ALARM bit in Modbus")
-        assert status & StatusBits.FAIL_SAFE and status & StatusBits.RUNNING and not status & StatusBits.ERROR
+        both = StatusBits.ALARM | StatusBits.FAIL_SAFE  # the inspection-error alarm alone sets ALARM first
+        status = wait_for(
+            lambda: (s := mbpoll_status(modbus.port)) & both == both and s, what="ALARM and FAIL_SAFE in Modbus"
+        )
+        assert status & StatusBits.RUNNING and not status & StatusBits.ERROR
 
-        names = wait_for(lambda: asyncio.run(opcua_active_alarms(mes_config.endpoint)), what="OPC UA ActiveAlarms")
+        names = wait_for(
+            lambda: asyncio.run(opcua_active_alarms(mes_config.endpoint)), what="OPC UA ActiveAlarms"
+        )
         assert "fail_safe_rate" in names
 
         # the operator clears the alarms (Modbus command 2): the condition still holds, so the

@@ -42,8 +42,16 @@ def test_raise_keeps_first_seen_and_counts_events_not_held_conditions() -> None:
     alarms.raise_(AlarmKind.LOG_BACKLOG, "700 waiting", repeat=False)
     by_kind = {a.kind: a for a in alarms.snapshot()}
     refused = by_kind[AlarmKind.RECIPE_REQUEST_REFUSED]
-    assert (refused.first_seen, refused.last_seen, refused.count, refused.message) == (1000.0, 1005.0, 2, "code 7")
-    assert (by_kind[AlarmKind.LOG_BACKLOG].count, by_kind[AlarmKind.LOG_BACKLOG].message) == (1, "700 waiting")
+    assert (refused.first_seen, refused.last_seen, refused.count, refused.message) == (
+        1000.0,
+        1005.0,
+        2,
+        "code 7",
+    )
+    assert (by_kind[AlarmKind.LOG_BACKLOG].count, by_kind[AlarmKind.LOG_BACKLOG].message) == (
+        1,
+        "700 waiting",
+    )
     assert [a.kind for a in alarms.snapshot()][0] is AlarmKind.LOG_BACKLOG  # most recently seen first
     alarms.clear(AlarmKind.LOG_BACKLOG)
     alarms.raise_(AlarmKind.LOG_BACKLOG, "again", repeat=False)
@@ -74,7 +82,9 @@ def test_alarm_set_is_thread_safe() -> None:
 def test_fail_safe_rate_and_deadline_misses_over_a_sliding_window() -> None:
     clock = FakeClock()
     alarms = AlarmSet(clock)
-    monitor = AlarmMonitor(alarms, AlarmLimits(window_s=10, fail_safe_rate=0.1, min_parts=20, deadline_misses=3), clock)
+    monitor = AlarmMonitor(
+        alarms, AlarmLimits(window_s=10, fail_safe_rate=0.1, min_parts=20, deadline_misses=3), clock
+    )
     monitor.check(readings(0, 0, 0))
     clock.t += 1
     monitor.check(readings(10, 5, 4))  # under min_parts: the rate is not judged yet; misses are
@@ -160,6 +170,9 @@ def test_log_readings_are_defensive() -> None:
 
 
 def test_free_text_alarms_map_to_kinds() -> None:
-    assert kind_of_message("engine cannot meet the recipe budget of 40 ms (p99 81 ms)") is AlarmKind.ENGINE_BELOW_BUDGET
+    assert (
+        kind_of_message("engine cannot meet the recipe budget of 40 ms (p99 81 ms)")
+        is AlarmKind.ENGINE_BELOW_BUDGET
+    )
     assert kind_of_message("plc selected unknown recipe code 9") is AlarmKind.RECIPE_REQUEST_REFUSED
     assert kind_of_message("something odd") is AlarmKind.STATION

@@ -59,7 +59,7 @@ function pct(v) { return v === null || v === undefined ? "–" : (100 * v).toFix
 async function refreshStatus() {
   const s = await (await api("/api/status")).json();
   text("station", s.station);
-  const h = $("health"); h.textContent = { ready: "running normally", degraded: "degraded", failed: "stopped" }[s.health.status] || s.health.status;
+  const h = $("health"); h.textContent = { starting: "starting…", ready: "running normally", degraded: "degraded", failed: "stopped" }[s.health.status] || s.health.status;
   h.className = "badge " + s.health.status;
   $("health-reason").textContent = s.health.reasons.join(" · ");
   text("active-recipe", s.active_recipe);
