@@ -56,7 +56,7 @@ try {
   result.thumb_defects = await page.$$eval("#gallery .thumb .defects", (els) => els.map((e) => e.textContent));
   result.thumb_defects_visible = await page.locator("#gallery .thumb .defects").first().isVisible();
   await page.waitForFunction(() => document.querySelectorAll("#reject-chart svg rect").length > 0, null, { timeout: 30000 });
-  await page.waitForFunction(() => !document.querySelector("#fail-safe-reasons li.hint"), null, { timeout: 30000 });
+  if (alarm) await page.waitForFunction(() => !document.querySelector("#fail-safe-reasons li.hint"), null, { timeout: 30000 });
   result.fail_safe_reasons = await page.$$eval("#fail-safe-reasons li", (els) => els.map((e) => e.textContent));
   result.links = await page.$$eval("#links li", (els) => els.map((e) => [e.className, e.textContent]));
   result.page_text = await page.evaluate(() => document.body.innerText);

@@ -8,7 +8,7 @@ same alarm is seen by
 * ``mbpoll`` (Debian's Modbus master) reading the status register: ALARM and FAIL_SAFE bits.
 
 A Modbus server nobody polls reads "waiting for PLC" and does not make the station degraded;
-while the station is still starting, ``/healthz`` says "starting", not "failed".
+while the station is still starting, ``/healthz`` says "starting" (503, not ready yet), not "failed".
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ def test_forced_fail_safes_show_the_same_alarm_on_every_face(tmp_path: Path) -> 
         hmi = start_hmi(station, HmiSection(enabled=True, port=0, users=users_config()))  # before the start, as the CLI does
         with httpx.Client(base_url=hmi.url, auth=("viewer", PASSWORDS["viewer"]), timeout=30) as http:
             starting = http.get("/healthz")
-            assert (starting.status_code, starting.json()["status"]) == (200, "starting")  # not "failed" while it starts
+            assert (starting.status_code, starting.json()["status"]) == (503, "starting")  # not "failed" while it starts
             station.start()
             # before any PLC has polled: waiting, not an error, and no degraded badge for it
             links = {link["name"]: link for link in http.get("/api/status").json()["links"]}
