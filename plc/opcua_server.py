@@ -116,6 +116,7 @@ class StationServer:
         self._recipe_codes: dict[int, str] = {}
         self._alarms: dict[str, bool] = {}
         self._fed_alarms = False  # a station feeds its alarm set: derive none here
+        self._active_names: list[str] | None = None  # last written ActiveAlarms
         self._misses: deque[tuple[float, int]] = deque()
         self._dropped = 0
         self._result_gen: Any = None
@@ -351,7 +352,9 @@ class StationServer:
             await self._set_alarm(name, True, detail)
         for name in [n for n, on in self._alarms.items() if on and n not in now and n != "mes_queue_overflow"]:
             await self._set_alarm(name, False, "cleared")
-        await self._write("ActiveAlarms", sorted(now), ua.VariantType.String)
+        if sorted(now) != self._active_names:  # subscribers hear a change, not a refresh every second
+            self._active_names = sorted(now)
+            await self._write("ActiveAlarms", self._active_names, ua.VariantType.String)
 
     async def _link_alarm(self, name: str, state: str, what: str) -> None:
         """Lost = disconnected / reconnecting / failed; "connecting" (start-up) and "closed"
