@@ -62,7 +62,7 @@ try {
   result.page_text = await page.evaluate(() => document.body.innerText);
   result.min_button_height = await page.$$eval("button:not([hidden])", (els) => Math.min(...els.filter((e) => e.offsetParent)
     .map((e) => e.getBoundingClientRect().height)));
-  await page.screenshot({ path: `${out}/hmi-operator.png` });
+  await page.screenshot({ path: `${out}/hmi-operator.png`, fullPage: true });
   step("operator view checked");
 
   // a tap on a thumbnail opens the picture large, with its classes spelled out

@@ -117,7 +117,7 @@ def save_for_docs(artifacts: Path, shots: Sequence[tuple[str, int]]) -> None:
         with Image.open(artifacts / name) as shot:
             small = shot.convert("RGB")
             small.thumbnail((max_px, max_px))
-            small = small.quantize(colors=128 if max_px > 600 else 48, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+            small = small.quantize(colors=256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE)
             small.save(docs / name, optimize=True)
         assert (docs / name).stat().st_size < 200_000, name
 
@@ -174,7 +174,7 @@ def test_operator_switches_on_the_page_viewer_cannot(tmp_path: Path) -> None:
         assert read_active_recipe(modbus.port) == 2  # the PLC sees the switch
         assert station.book.last_audit is not None and station.book.last_audit.user == "operator"
         assert (artifacts / "hmi-live.png").stat().st_size > 10_000
-        save_for_docs(artifacts, (("hmi-operator.png", 960), ("hmi-reject-large.png", 560), ("hmi-viewer.png", 960)))
+        save_for_docs(artifacts, (("hmi-operator.png", 1280), ("hmi-reject-large.png", 640), ("hmi-viewer.png", 960)))
     finally:
         if hmi is not None:
             hmi.close()

@@ -116,27 +116,38 @@ function drawRejectChart(c) {
 
 function li(content, cls) { const e = document.createElement("li"); e.textContent = content; if (cls) e.className = cls; return e; }
 
+async function liveMeta() {
+  const cams = Object.values((await (await api("/api/live")).json()).cameras);
+  return cams.length ? cams.reduce((a, b) => (a.seq > b.seq ? a : b)) : null;
+}
+
 async function refreshLive() {
-  const res = await api("/api/live");
-  const live = await res.json();
-  const cams = Object.values(live.cameras);
-  if (!cams.length) return;
-  const m = cams.reduce((a, b) => (a.seq > b.seq ? a : b));
-  if (m.seq === liveSeq) return;
+  let m = await liveMeta();
+  if (!m || m.seq === liveSeq) return;
+  // the picture is fetched after its description: a newer one may have replaced it meanwhile.
+  // The picture's own number (X-Live-Seq) picks the description that belongs to it, so the
+  // verdict line never describes another part than the one shown.
+  const res = await api(`/api/live.jpg?camera=${encodeURIComponent(m.camera_id)}`);
+  if (res.status !== 200) return;
+  const seq = Number(res.headers.get("X-Live-Seq"));
+  const blob = await res.blob();
+  if (seq !== m.seq) { m = await liveMeta(); if (!m || m.seq !== seq) return; }
   liveSeq = m.seq;
-  // load the next picture off-screen and swap it in whole: no half-loaded frame, and the
+  // decode the picture off-screen and swap it in whole: no half-loaded frame, and the
   // verdict line changes together with its picture
   const next = new Image();
   next.id = "live-image"; next.alt = "live camera image with detections";
-  next.src = `/api/live.jpg?camera=${encodeURIComponent(m.camera_id)}&seq=${m.seq}`;
-  try { await next.decode(); } catch (e) { return; }
-  $("live-image").replaceWith(next);
+  next.src = URL.createObjectURL(blob);
+  try { await next.decode(); } catch (e) { URL.revokeObjectURL(next.src); return; }
+  const old = $("live-image");
+  old.replaceWith(next);
+  if (old.src.startsWith("blob:")) URL.revokeObjectURL(old.src);
   const v = $("live-verdict");
   v.textContent = `${m.verdict}${m.reason ? " (" + m.reason + ")" : ""} — part ${m.part_id} — recipe ${m.recipe_id}` +
     (m.defects.length ? " — " + m.defects.join(", ") : "");
   v.className = "verdict " + m.verdict;
   v.dataset.recipe = m.recipe_id;
-  text("live-meta", `${m.camera_id} · ${new Date(m.t * 1000).toLocaleTimeString()}`);
+  text("live-meta", `${m.camera_id} · ${localTime(new Date(m.t * 1000).toISOString())}`);
 }
 
 let recipeState = null;
@@ -193,14 +204,14 @@ async function refreshLatency() {
   const cv = $("latency-chart"), g = cv.getContext("2d");
   g.clearRect(0, 0, cv.width, cv.height);
   const n = h.counts.length, max = Math.max(1, ...h.counts), bw = (cv.width - 40) / n, base = cv.height - 30;
-  g.font = "10px sans-serif"; g.fillStyle = "#333";
+  g.font = "11px sans-serif"; g.fillStyle = "#333";
   h.counts.forEach((c, i) => {
     const bh = (base - 10) * c / max;
     g.fillStyle = h.edges_ms[i + 1] > h.budget_ms ? "#c62828" : "#3b6fb6";
     g.fillRect(30 + i * bw + 1, base - bh, bw - 2, bh);
-    g.fillStyle = "#333"; g.fillText(String(h.edges_ms[i]), 30 + i * bw, base + 12);
+    g.fillStyle = "#333"; if (i % 2 === 0) g.fillText(String(h.edges_ms[i]), 30 + i * bw, base + 12);  // every other edge: legible
   });
-  g.fillText("milliseconds from picture to verdict; red: slower than the recipe allows (" + h.budget_ms + " ms)", 30, base + 26);
+  g.fillText("ms from picture to verdict; red: too slow", 30, base + 26);
   const p = h.percentiles_ms;
   text("latency-pct", p.n ? `usually ${Math.round(p.p50)} ms, slowest ${Math.round(p.max)} ms, allowed ${h.budget_ms} ms` : "");
 }
