@@ -21,6 +21,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from camera.source import CameraState
+from line.alarms import AlarmKind
 from line.station import Outcome, Station
 from plc.sink import LinkState, ResultCode
 
@@ -120,9 +121,16 @@ class _SnapshotCollector(Collector):
         active = GaugeMetricFamily("linecheck_active_recipe", "1 for the active recipe", labels=["recipe"])
         if st.book.active is not None:
             active.add_metric([st.book.active.recipe.id], 1.0)
-        alarms = GaugeMetricFamily("linecheck_alarms", "alarms currently listed")
-        alarms.add_metric([], len(st.alarms) + len(st.result_log.alarms))
-        yield from (log_drop, written, pending, status, active, alarms)
+        by_kind = {a.kind: a for a in st.alarm_set.snapshot()}
+        alarms = GaugeMetricFamily("linecheck_alarms", "station alarms currently active")
+        alarms.add_metric([], len(by_kind))
+        alarm_active = GaugeMetricFamily("linecheck_alarm_active", "1 while the station alarm of this kind is active", labels=["kind"])
+        alarm_count = GaugeMetricFamily("linecheck_alarm_occurrences", "occurrences of an active alarm since the operator cleared it",
+                                        labels=["kind"])  # fmt: skip
+        for kind in AlarmKind:
+            alarm_active.add_metric([kind.value], 1.0 if kind in by_kind else 0.0)
+            alarm_count.add_metric([kind.value], float(by_kind[kind].count) if kind in by_kind else 0.0)
+        yield from (log_drop, written, pending, status, active, alarms, alarm_active, alarm_count)
         if self.live is not None:
             hot = GaugeMetricFamily("linecheck_live_tap_hot_path_us", "live view cost on the hot path", labels=["quantile"])
             for key, value in self.live.hot_path_us.percentiles().items():

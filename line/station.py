@@ -22,6 +22,16 @@ import numpy as np
 from camera.frame import Frame
 from camera.source import CameraState, FrameSource
 from inference.engine import DetectionResult, ImageInput
+from line.alarms import (
+    ERROR_KINDS,
+    AlarmKind,
+    AlarmMonitor,
+    AlarmSet,
+    Readings,
+    kind_of_message,
+    log_backlog,
+    log_storage_fault,
+)
 from line.batcher import Batcher
 from line.decision import Verdict
 from line.finisher import Finisher, PendingInspection
@@ -36,6 +46,8 @@ from line.verdict_records import build_message, build_record
 from plc.sink import Delivery, ResultCode, ResultSink, StatusBits, VerdictMessage
 
 log = logging.getLogger(__name__)
+
+PLC_SINKS = ("modbus_client", "opcua_client", "modbus_server")  # the links to the PLC, in mes_state's order
 
 @dataclass(frozen=True)
 class Outcome:
@@ -93,7 +105,9 @@ class Station:
         self._running = False
         self._monitor: threading.Thread | None = None
         self._stop = threading.Event()
-        self.alarms: list[str] = []
+        self.alarm_set = AlarmSet()  # the one set every face shows (line/alarms.py)
+        self.alarm_monitor = AlarmMonitor(self.alarm_set)
+        self._cameras_down: set[str] = set()  # lanes whose camera failed (camera_lost .. camera_back)
         self._final_recipe: str | None = None
         self.switching = False
         # optional live-view tap (the HMI): ``offer`` is called on the hot path and must return
@@ -243,8 +257,13 @@ class Station:
     def camera_event(self, camera_id: str, kind: str, message: str) -> None:
         severity = "info" if kind.endswith("_back") else "alarm"
         self.result_log.event(kind, severity, f"{camera_id}: {message}", {"camera_id": camera_id})
+        if kind == "camera_lost":
+            self._cameras_down.add(camera_id)
+        elif kind == "camera_back":
+            self._cameras_down.discard(camera_id)
         if severity == "alarm":
-            self._alarm(f"{kind} on {camera_id}: {message}")
+            alarm_kind = {"camera_lost": AlarmKind.CAMERA_LOST, "inference_error": AlarmKind.INFERENCE_ERROR}.get(kind)
+            self._alarm(f"camera {camera_id}: {message}", alarm_kind)
 
     # --- emission ----------------------------------------------------------------------------
     def _emit(
@@ -307,15 +326,37 @@ class Station:
                 self.stats.count(f"undelivered.{d.sink}")
 
     # --- status, alarms, switching -------------------------------------------------------------
-    def _alarm(self, message: str) -> None:
+    def _alarm(self, message: str, kind: AlarmKind | None = None) -> None:
+        """Raise an alarm in the station's one set. ``kind`` None: told from the message (the
+        entry point of callers that only have a message, e.g. "engine cannot meet the recipe
+        budget")."""
         log.warning("ALARM %s", message)
-        self.alarms.append(f"{time.strftime('%H:%M:%S')} {message}")
-        del self.alarms[:-200]
+        self.alarm_set.raise_(kind or kind_of_message(message), message)
+
+    @property
+    def phase(self) -> str:
+        """starting (built, not started yet) | running | stopped: a station that is still
+        starting (models loading, the MES process spawning) is not shown as failed."""
+        if self._running:
+            return "running"
+        return "stopped" if self._monitor is not None else "starting"
+
+    @property
+    def alarms(self) -> list[str]:
+        """Active alarms as text lines (most recent first), for logs and older readers."""
+        return [f"{a.kind.value}: {a.message}" for a in self.alarm_set.snapshot()]
 
     def _status_bits(self) -> StatusBits:
         bits = StatusBits.READY | (StatusBits.RUNNING if self._running else StatusBits.NONE)
         if any(lane.source.state in (CameraState.FAILED, CameraState.RECONNECTING) or lane.camera_errors for lane in self.lanes):
             bits |= StatusBits.ERROR
+        active = self.alarm_set.snapshot()
+        if active:
+            bits |= StatusBits.ALARM
+        if any(a.kind in ERROR_KINDS for a in active):
+            bits |= StatusBits.ERROR
+        if any(a.kind is AlarmKind.FAIL_SAFE_RATE for a in active):
+            bits |= StatusBits.FAIL_SAFE
         if self.switching:
             bits |= StatusBits.SWITCHING
         return bits
@@ -337,9 +378,34 @@ class Station:
             if bits != self._status:
                 self._publish_status(bits)
             if ticks % 10 == 0:
+                self._check_alarms()
                 self._publish_state()
             for lane in self.lanes:
                 lane.camera_errors = 0 if lane.source.state is CameraState.ACQUIRING else lane.camera_errors
+
+    def _check_alarms(self) -> None:
+        """The monitor's look, once a second: the station's readings into the alarm set."""
+        try:
+            counts = self.stats.counts
+            down = {lane.camera_id: lane.source.state.value for lane in self.lanes
+                    if lane.source.state in (CameraState.FAILED, CameraState.RECONNECTING)}  # fmt: skip
+            down.update({cam: "lost" for cam in self._cameras_down if cam not in down})
+            links = {}
+            for sink in self.sinks:
+                try:
+                    links[sink.name] = sink.link_state.value
+                except Exception:
+                    links[sink.name] = "failed"
+            found, fault = log_storage_fault(self.result_log)
+            if not found:
+                fault = self.alarm_monitor.log_alarm_fault(list(getattr(self.result_log, "alarms", [])))
+            self.alarm_monitor.note_links({n: s for n, s in links.items() if n not in PLC_SINKS})
+            self.alarm_monitor.check(Readings(
+                counts.get("verdicts", 0), counts.get("fail_safe", 0), counts.get("fail_safe.timeout", 0), down,
+                {n: s for n, s in links.items() if n in PLC_SINKS}, log_backlog(self.result_log), fault,
+            ))  # fmt: skip
+        except Exception:  # the monitor never dies of one bad reading
+            log.exception("alarm check failed")
 
     def _publish_state(self) -> None:
         """Counters and link states for sinks that mirror the station (the MES server)."""
@@ -382,7 +448,7 @@ class Station:
         if command == 1:
             self.stats.reset()
         elif command == 2:
-            self.alarms.clear()
+            self.alarm_set.clear_all()  # a condition that still holds is raised again within a second
             for lane in self.lanes:
                 lane.camera_errors = 0
         self.result_log.event("command", "info", f"command {command} from {source}", {"command": command})

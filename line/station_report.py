@@ -25,6 +25,7 @@ def mes_state(station: Station) -> dict[str, object]:
         "camera_link": "connected" if cameras_up else "disconnected",
         "plc_link": plc_links[0] if plc_links else "connected",
         "active_recipe": active.recipe.id if active else None,
+        "alarms": tuple((a.kind.value, a.message) for a in station.alarm_set.snapshot()),
     }  # fmt: skip
 
 

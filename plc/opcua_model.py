@@ -35,7 +35,9 @@ RESULT_READY_FIELDS: tuple[tuple[str, ua.VariantType, bool], ...] = (
 )
 
 ALARM_FIELDS: tuple[tuple[str, ua.VariantType, bool], ...] = (
-    # camera_lost | plc_link_lost | deadline_misses | mes_queue_overflow
+    # a station alarm kind (line/alarms.py AlarmKind: fail_safe_rate, deadline_misses,
+    # camera_lost, plc_link_lost, log_backlog, storage_fault, engine_below_budget, ...) or the
+    # server's own mes_queue_overflow
     ("AlarmName", ua.VariantType.String, False),
     ("Active", ua.VariantType.Boolean, False),  # True raised, False cleared
     ("Detail", ua.VariantType.String, False),
@@ -56,6 +58,7 @@ STATION_VARIABLES: tuple[tuple[str, ua.VariantType, object], ...] = (
     ("CameraLinkState", ua.VariantType.String, "disconnected"),
     ("PlcLinkState", ua.VariantType.String, "disconnected"),
     ("LastResult", ua.VariantType.String, ""),  # JSON summary (plc.opcua_history), historized
+    ("ActiveAlarms", ua.VariantType.String, []),  # names of the station's active alarms
 )
 
 

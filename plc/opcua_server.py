@@ -78,6 +78,10 @@ class StateUpdate:
     camera_link: str | None = None  # LinkState value
     plc_link: str | None = None
     publish_dropped: int | None = None
+    # the station's active alarms as (AlarmName, Detail); once a station feeds them, they are
+    # the only source of the alarms they name (the server stops deriving link and deadline
+    # alarms from the link states and miss counts above)
+    alarms: tuple[tuple[str, str], ...] | None = None
 
 
 def state_name(status: int) -> str:
@@ -111,6 +115,8 @@ class StationServer:
         self._counts = {"Inspected": 0, "Rejected": 0, "FailSafe": 0}
         self._recipe_codes: dict[int, str] = {}
         self._alarms: dict[str, bool] = {}
+        self._fed_alarms = False  # a station feeds its alarm set: derive none here
+        self._active_names: list[str] | None = None  # last written ActiveAlarms
         self._misses: deque[tuple[float, int]] = deque()
         self._dropped = 0
         self._result_gen: Any = None
@@ -322,15 +328,33 @@ class StationServer:
                 detail = f"{u.publish_dropped - self._dropped} verdict(s) not published live (total {u.publish_dropped}); they are in the result log"
                 self._dropped = int(u.publish_dropped)
                 await self._set_alarm("mes_queue_overflow", True, detail, repeat=True)
+        if u.alarms is not None:
+            await self._apply_alarms(u.alarms)
         if u.camera_link is not None:
             await self._write("CameraLinkState", u.camera_link, S.String)
-            await self._link_alarm("camera_lost", u.camera_link, "camera link")
+            if not self._fed_alarms:
+                await self._link_alarm("camera_lost", u.camera_link, "camera link")
         if u.plc_link is not None:
             await self._write("PlcLinkState", u.plc_link, S.String)
-            await self._link_alarm("plc_link_lost", u.plc_link, "PLC link")
+            if not self._fed_alarms:
+                await self._link_alarm("plc_link_lost", u.plc_link, "PLC link")
         if u.deadline_misses is not None:
             await self._write("DeadlineMisses", int(u.deadline_misses), S.UInt64)
-            await self._check_misses(int(u.deadline_misses))
+            if not self._fed_alarms:
+                await self._check_misses(int(u.deadline_misses))
+
+    async def _apply_alarms(self, active: tuple[tuple[str, str], ...]) -> None:
+        """The station's alarm set (line/alarms.py): raise what it has, clear what it dropped.
+        The server's own ``mes_queue_overflow`` is not the station's and stays as it is."""
+        self._fed_alarms = True
+        now = dict(active)
+        for name, detail in now.items():
+            await self._set_alarm(name, True, detail)
+        for name in [n for n, on in self._alarms.items() if on and n not in now and n != "mes_queue_overflow"]:
+            await self._set_alarm(name, False, "cleared")
+        if sorted(now) != self._active_names:  # subscribers hear a change, not a refresh every second
+            self._active_names = sorted(now)
+            await self._write("ActiveAlarms", self._active_names, ua.VariantType.String)
 
     async def _link_alarm(self, name: str, state: str, what: str) -> None:
         """Lost = disconnected / reconnecting / failed; "connecting" (start-up) and "closed"

@@ -58,7 +58,11 @@ def encode_result(m: ModbusMap, verdict: VerdictMessage, seq: int) -> dict[int, 
 
 
 def encode_state(m: ModbusMap, heartbeat: int, status: StatusBits | int, recipe_code: int) -> dict[int, int]:
-    """Address -> value of the station-state registers (heartbeat, status, active recipe)."""
+    """Address -> value of the station-state registers (heartbeat, status, active recipe).
+
+    Status bits (``StatusBits``): 1 ready, 2 running, 4 error (a camera, the PLC link or the
+    storage is lost), 8 switching recipe, 16 fail-safe rate above its alarm limit, 32 alarm
+    (at least one station alarm is active; the HMI and the OPC UA server name it)."""
     return {
         m.heartbeat: heartbeat & U16,
         m.status: int(status) & U16,

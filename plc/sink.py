@@ -26,7 +26,8 @@ class StatusBits(IntFlag):
     RUNNING = 2
     ERROR = 4
     SWITCHING = 8
-    FAIL_SAFE = 16
+    FAIL_SAFE = 16  # the fail-safe share of parts is above its alarm limit
+    ALARM = 32  # at least one station alarm is active (any kind; the HMI and OPC UA name it)
 
 
 class LinkState(str, Enum):

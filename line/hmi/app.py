@@ -95,9 +95,10 @@ def create_app(ctx: HmiContext) -> FastAPI:
 
     @app.get("/healthz", tags=["probes"])
     def healthz() -> JSONResponse:
-        """ready | degraded | failed, with reasons; 503 when failed."""
+        """starting | ready | degraded | failed, with reasons; 503 when failed or still starting
+        (a readiness probe must not send work to a station whose PLC port is not open yet)."""
         health = ctx.health()
-        return JSONResponse(health, status_code=503 if health["status"] == "failed" else 200)
+        return JSONResponse(health, status_code=503 if health["status"] in ("failed", "starting") else 200)
 
     @app.get("/metrics", tags=["probes"], response_class=Response,
              responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}})

@@ -30,6 +30,9 @@ from line.station import Station
 from plc.sink import LinkState, ResultCode
 
 HISTOGRAM_EDGES_MS = (0, 2, 5, 10, 15, 20, 25, 30, 40, 50, 75, 100, 200, 500)
+CHART_BUCKETS = 48  # reject-rate chart: at most this many bars over the shift
+CHART_REFRESH_S = 10.0  # the chart scans the shift's rows: not at every status poll
+FAIL_SAFE_CODES = (int(ResultCode.FAIL_SAFE_REJECT), int(ResultCode.HOLD))
 
 
 def shift_start(now: dt.datetime, starts: tuple[str, ...]) -> dt.datetime:
@@ -57,6 +60,7 @@ class HmiContext:
     sessions: Sessions = field(init=False)
     audits: deque[SwitchAudit] = field(default_factory=lambda: deque(maxlen=50))
     counters_reset_ns: int = 0
+    _chart: tuple[float, dict[str, Any]] | None = field(default=None, init=False)
     _db: sqlite3.Connection | None = field(default=None, init=False)
     _db_lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
@@ -84,8 +88,14 @@ class HmiContext:
     def shift_counters(self) -> dict[str, Any]:
         start = shift_start(dt.datetime.now().astimezone(), self.config.shift_starts)
         since_ns = max(int(start.timestamp() * 1e9), self.counters_reset_ns)
-        rows = self.sql("SELECT result_code, COUNT(*) FROM results WHERE t_verdict_ns >= ? GROUP BY result_code", (since_ns,))
-        by_code = {int(code): int(n) for code, n in rows}
+        rows = self.sql("SELECT result_code, reason, COUNT(*) FROM results WHERE t_verdict_ns >= ? GROUP BY result_code, reason",
+                        (since_ns,))  # fmt: skip
+        by_code: dict[int, int] = {}
+        by_reason: dict[str, int] = {}
+        for code, reason, n in rows:
+            by_code[int(code)] = by_code.get(int(code), 0) + int(n)
+            if int(code) in FAIL_SAFE_CODES:
+                by_reason[reason or "unknown"] = by_reason.get(reason or "unknown", 0) + int(n)
         inspected = sum(by_code.values())
         passed = by_code.get(int(ResultCode.PASS), 0)
         return {
@@ -96,26 +106,72 @@ class HmiContext:
             "rejected": by_code.get(int(ResultCode.REJECT), 0),
             "fail_safe": by_code.get(int(ResultCode.FAIL_SAFE_REJECT), 0) + by_code.get(int(ResultCode.HOLD), 0),
             "yield": round(passed / inspected, 4) if inspected else None,
+            "fail_safe_reasons": dict(sorted(by_reason.items(), key=lambda kv: -kv[1])),
         }
 
+    def reject_chart(self) -> dict[str, Any]:
+        """Reject and fail-safe rate over the shift in equal time buckets (at most
+        ``CHART_BUCKETS``, each a whole number of minutes), recomputed every ``CHART_REFRESH_S``."""
+        now = time.monotonic()
+        if self._chart is not None and now - self._chart[0] < CHART_REFRESH_S:
+            return self._chart[1]
+        start = shift_start(dt.datetime.now().astimezone(), self.config.shift_starts)
+        start_ns = int(start.timestamp() * 1e9)
+        elapsed_s = max(60.0, time.time() - start.timestamp())
+        bucket_s = 60 * math.ceil(elapsed_s / CHART_BUCKETS / 60)
+        bucket_ns = bucket_s * 1_000_000_000
+        rows = self.sql(
+            "SELECT (t_verdict_ns - ?) / ? AS b, COUNT(*), SUM(result_code = ?), SUM(result_code IN (?, ?)) FROM results"
+            " WHERE t_verdict_ns >= ? GROUP BY b ORDER BY b", (start_ns, bucket_ns, int(ResultCode.REJECT), *FAIL_SAFE_CODES, start_ns),
+        )  # fmt: skip
+        counted = {int(b): (int(n), int(r or 0), int(f or 0)) for b, n, r, f in rows}
+        # every bucket from the shift's start to now, empty ones too: the chart's axis is the shift
+        buckets = [{"start": _iso(start_ns + b * bucket_ns), "parts": counted.get(b, (0, 0, 0))[0],
+                    "rejected": counted.get(b, (0, 0, 0))[1], "fail_safe": counted.get(b, (0, 0, 0))[2]}
+                   for b in range(max([math.ceil(elapsed_s / bucket_s), *[b + 1 for b in counted]]))]  # fmt: skip
+        chart = {"shift_start": start.isoformat(timespec="seconds"), "bucket_s": bucket_s, "buckets": buckets}
+        self._chart = (now, chart)
+        return chart
+
+    def alarms(self) -> list[dict[str, Any]]:
+        """The station's active alarms (line/alarms.py), times in local ISO form."""
+        out = []
+        for alarm in self.station.alarm_set.snapshot():
+            item = alarm.as_dict()
+            item["first_seen"] = _iso(int(alarm.first_seen * 1e9))
+            item["last_seen"] = _iso(int(alarm.last_seen * 1e9))
+            out.append(item)
+        return out
+
     def links(self) -> list[dict[str, str]]:
+        """Cameras and sinks with what an operator is told: ``status`` ok | waiting | bad. A link
+        that never connected is waiting (for the PLC, for MES), not broken."""
         out = [{"kind": "camera", "name": lane.camera_id, "state": lane.source.state.value,
-                "ok": str(lane.source.state is CameraState.ACQUIRING).lower()} for lane in self.station.lanes]  # fmt: skip
+                "ok": str(lane.source.state is CameraState.ACQUIRING).lower(),
+                "status": "ok" if lane.source.state is CameraState.ACQUIRING else "bad"} for lane in self.station.lanes]  # fmt: skip
+        monitor = self.station.alarm_monitor
         for sink in self.station.sinks:
             try:
                 state = sink.link_state
             except Exception:
                 state = LinkState.FAILED
-            kind = "opcua" if "opcua" in sink.name else "plc"
-            out.append({"kind": kind, "name": sink.name, "state": state.value, "ok": str(state is LinkState.CONNECTED).lower()})
+            kind = "mes" if "mes" in sink.name else "plc"
+            shown = state.value
+            status = "ok" if state is LinkState.CONNECTED else "bad"
+            if status == "bad" and state is not LinkState.FAILED and not monitor.ever_connected(sink.name):
+                shown, status = ("waiting for MES" if kind == "mes" else "waiting for PLC"), "waiting"
+            out.append({"kind": kind, "name": sink.name, "state": shown, "ok": str(state is LinkState.CONNECTED).lower(), "status": status})
         return out
 
     def health(self) -> dict[str, Any]:
-        """ready | degraded | failed, with the reasons (``/healthz``)."""
+        """starting | ready | degraded | failed, with the reasons (``/healthz``)."""
         st = self.station
         failed: list[str] = []
         degraded: list[str] = []
-        if not st._running:
+        if st.phase == "starting":  # the HMI comes up before the cameras: not an error yet
+            return {"status": "starting", "reasons": ["the station is starting"],
+                    "active_recipe": st.book.active.recipe.id if st.book.active else None}  # fmt: skip
+        if st.phase != "running":
             failed.append("station is not running")
         if st.book.active is None:
             failed.append("no active recipe")
@@ -133,12 +189,11 @@ class HmiContext:
                 continue
             if state is LinkState.FAILED:
                 failed.append(f"{sink.name} failed")
-            elif state is not LinkState.CONNECTED:
-                degraded.append(f"{sink.name} is {state.value}")
+            elif state is not LinkState.CONNECTED and st.alarm_monitor.ever_connected(sink.name):
+                degraded.append(f"{sink.name} is {state.value}")  # never connected: waiting, not degraded
         if st.result_log.dropped:
             degraded.append(f"result log queue dropped {st.result_log.dropped} records (kept in the journal)")
-        if st.result_log.alarms:
-            degraded.append(f"result log: {st.result_log.alarms[-1]}")
+        degraded.extend(f"{a.title}: {a.message}" for a in st.alarm_set.snapshot() if a.kind.value != "camera_lost")
         if st.book.invalid:
             degraded.append(f"{len(st.book.invalid)} invalid recipe file(s)")
         status = "failed" if failed else "degraded" if degraded else "ready"
@@ -202,7 +257,9 @@ class HmiContext:
                          "yield": round(counts.get("passed", 0) / verdicts, 4) if verdicts else None},  # fmt: skip
             "shift": self.shift_counters(),
             "links": self.links(),
-            "alarms": list(reversed(st.alarms[-20:])) + list(reversed(st.result_log.alarms[-5:])),
+            "alarms": self.alarms(),
+            "fail_safe_reasons": {k.removeprefix("fail_safe."): v for k, v in sorted(counts.items()) if k.startswith("fail_safe.")},
+            "reject_chart": self.reject_chart(),
             "live": self.live.stats() if self.live else None,
         }
 

@@ -1,5 +1,7 @@
 // Drives the linecheck HMI in Debian's chromium (playwright-core; no browser is downloaded).
-// Env: HMI_URL, OUT_DIR, OPERATOR_PASSWORD, VIEWER_PASSWORD, FROM_RECIPE, TO_RECIPE.
+// Env: HMI_URL, OUT_DIR, OPERATOR_PASSWORD, VIEWER_PASSWORD, FROM_RECIPE, TO_RECIPE, and
+// EXPECT_ALARM (an alarm kind the station has raised: the page must show it without hovering).
+// Screenshots for docs/hmi.md go to OUT_DIR as hmi-*.png.
 // Prints one JSON line with what it saw; exits non-zero on any failed expectation.
 import { chromium } from "playwright-core";
 
@@ -14,7 +16,7 @@ const browser = await chromium.launch({
          "--disable-sync", "--no-first-run"],
 });
 try {
-  const page = await (await browser.newContext({ viewport: { width: 1440, height: 1000 } })).newPage();
+  const page = await (await browser.newContext({ viewport: { width: 1280, height: 900 }, hasTouch: true })).newPage();
   page.on("pageerror", (e) => step(`page error: ${e}`));
   page.on("console", (m) => { if (m.type() === "error") step(`console error: ${m.text()}`); });
   page.setDefaultTimeout(20000);
@@ -40,6 +42,40 @@ try {
   result.image_size = await page.evaluate(() => [document.getElementById("live-image").naturalWidth, document.getElementById("live-image").naturalHeight]);
   await page.screenshot({ path: `${out}/hmi-live.png`, fullPage: true });
   step("live page screenshot");
+
+  // operator view: the alarm with its time and count, the degraded reason, defect classes
+  // under each reject thumbnail, fail-safes by reason and the reject-rate chart, all without
+  // hovering; no developer figures or jargon anywhere on the page
+  const alarm = process.env.EXPECT_ALARM;
+  if (alarm) await page.waitForFunction((k) => !!document.querySelector(`#alarms li.alarm[data-kind="${k}"]`), alarm, { timeout: 30000 });
+  result.alarms = await page.$$eval("#alarms li.alarm", (els) => els.map((e) => ({ kind: e.dataset.kind, text: e.innerText })));
+  result.health = await page.locator("#health").textContent();
+  result.health_reason = await page.locator("#health-reason").textContent();
+  result.health_reason_visible = await page.locator("#health-reason").isVisible();
+  await page.waitForFunction(() => document.querySelectorAll("#gallery .thumb .defects").length > 0);
+  result.thumb_defects = await page.$$eval("#gallery .thumb .defects", (els) => els.map((e) => e.textContent));
+  result.thumb_defects_visible = await page.locator("#gallery .thumb .defects").first().isVisible();
+  await page.waitForFunction(() => document.querySelectorAll("#reject-chart svg rect").length > 0, null, { timeout: 30000 });
+  if (alarm) await page.waitForFunction(() => !document.querySelector("#fail-safe-reasons li.hint"), null, { timeout: 30000 });
+  result.fail_safe_reasons = await page.$$eval("#fail-safe-reasons li", (els) => els.map((e) => e.textContent));
+  result.links = await page.$$eval("#links li", (els) => els.map((e) => [e.className, e.textContent]));
+  result.page_text = await page.evaluate(() => document.body.innerText);
+  result.min_button_height = await page.$$eval("button:not([hidden])", (els) => Math.min(...els.filter((e) => e.offsetParent)
+    .map((e) => e.getBoundingClientRect().height)));
+  await page.screenshot({ path: `${out}/hmi-operator.png`, fullPage: true });
+  step("operator view checked");
+
+  // a tap on a thumbnail opens the picture large, with its classes spelled out
+  await page.locator("#gallery .thumb").first().tap().catch(() => page.locator("#gallery .thumb").first().click());
+  await page.locator("#reject-dialog").waitFor({ state: "visible" });
+  await page.waitForFunction(() => { const i = document.getElementById("reject-large"); return i.complete && i.naturalWidth > 0; });
+  await page.waitForFunction(() => document.querySelectorAll("#reject-boxes rect").length > 0);
+  result.large_caption = await page.locator("#reject-caption").textContent();
+  result.large_width = await page.evaluate(() => document.getElementById("reject-large").getBoundingClientRect().width);
+  await page.locator("#reject-dialog").screenshot({ path: `${out}/hmi-reject-large.png` });
+  await page.click("#reject-close");
+  await page.locator("#reject-dialog").waitFor({ state: "hidden" });
+  step("reject opened large and closed");
 
   // switch with the confirmation step: cancel once, then confirm
   await page.selectOption("#recipe-select", to);
@@ -77,6 +113,11 @@ try {
   result.viewer_cookies = (await viewerContext.cookies()).map((c) => `${c.name}@${c.domain}${c.path}`);
   result.viewer_switch_button_visible = await viewer.locator("#switch-button").isVisible();
   result.viewer_reset_button_visible = await viewer.locator("#reset-counters").isVisible();
+  result.viewer_select_disabled = await viewer.locator("#recipe-select").isDisabled();
+  await viewer.waitForFunction(() => document.querySelectorAll("#gallery .thumb").length > 0);
+  await viewer.waitForFunction(() => { const i = document.getElementById("live-image"); return i.complete && i.naturalWidth > 0; });
+  await viewer.waitForTimeout(500);
+  await viewer.screenshot({ path: `${out}/hmi-viewer.png` });
   result.viewer_switch_status = await viewer.evaluate(async (r) => (await fetch("/api/recipes/switch", {
     method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ recipe_id: r }) })).status, from);
   result.viewer_active = await viewer.evaluate(async () => (await (await fetch("/api/recipes")).json()).active);

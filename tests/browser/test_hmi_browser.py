@@ -6,7 +6,11 @@ Modbus server sink and the HMI on free ports. The script logs in as operator, sw
 recipe on the page (cancelling the confirmation once, then confirming), waits until the
 live verdicts name the new recipe; a viewer cannot switch. Here we read the Modbus
 active_recipe register (address 2) with a pymodbus client before and after.
-Screenshots: artifacts/browser/hmi-live.png and hmi-after-switch.png.
+The engine fails on some parts (an inspection error: fail-safe), so the station raises alarms
+and the page must show them with their time and count, the degraded reason, the fail-safes by
+reason and each reject's defect classes without hovering; a tap opens a reject large.
+Screenshots: artifacts/browser/hmi-*.png; the ones docs/hmi.md shows are written, as small
+palette PNGs, to docs/images/.
 """
 
 from __future__ import annotations
@@ -71,6 +75,8 @@ class MarkingEngine(Engine):
             h, w = data.shape
             cells = data[: h - h % 48, : w - w % 48].reshape(h // 48, 48, w // 48, 48).mean(axis=(1, 3))
             y, x = np.unravel_index(int(np.argmin(cells[1:-1, 1:-1])), cells[1:-1, 1:-1].shape)
+            if int(data[::89, ::97].sum()) % 9 == 0:
+                raise RuntimeError("scripted inspection failure")  # the lane decides the part fail-safe
             if int(data[::97, ::89].sum()) % 3 == 0:
                 box = np.array([[(x + 1) * 48 - 20, (y + 1) * 48 - 20, (x + 2) * 48 + 20, (y + 2) * 48 + 20]], np.float32)
                 det = Detections(box, np.array([0.91], np.float32), np.array([0], np.int32))
@@ -101,6 +107,21 @@ def read_active_recipe(port: int) -> int:
         client.close()
 
 
+def save_for_docs(artifacts: Path, shots: Sequence[tuple[str, int]]) -> None:
+    """The screenshots docs/hmi.md shows, as palette PNGs under 200 KB (the repository keeps them)."""
+    from PIL import Image
+
+    docs = ROOT / "docs" / "images"
+    docs.mkdir(parents=True, exist_ok=True)
+    for name, max_px in shots:  # a photo-like picture needs fewer pixels to stay small
+        with Image.open(artifacts / name) as shot:
+            small = shot.convert("RGB")
+            small.thumbnail((max_px, max_px))
+            small = small.quantize(colors=256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE)
+            small.save(docs / name, optimize=True)
+        assert (docs / name).stat().st_size < 200_000, name
+
+
 def test_operator_switches_on_the_page_viewer_cannot(tmp_path: Path) -> None:
     from plc.modbus_server import ModbusServerSink
 
@@ -124,7 +145,8 @@ def test_operator_switches_on_the_page_viewer_cannot(tmp_path: Path) -> None:
         hmi = start_hmi(station, HmiSection(enabled=True, port=0, users=users_config(), live_fps=5))
         assert read_active_recipe(modbus.port) == 1
         env = {**os.environ, "HMI_URL": hmi.url, "OUT_DIR": str(artifacts), "OPERATOR_PASSWORD": PASSWORDS["operator"],
-               "VIEWER_PASSWORD": PASSWORDS["viewer"], "FROM_RECIPE": "cap-a", "TO_RECIPE": "cap-b"}  # fmt: skip
+               "VIEWER_PASSWORD": PASSWORDS["viewer"], "FROM_RECIPE": "cap-a", "TO_RECIPE": "cap-b",
+               "EXPECT_ALARM": "inference_error"}  # fmt: skip
         run = subprocess.run(["node", "hmi.mjs"], cwd=HERE, env=env, capture_output=True, text=True, timeout=180)
         lines = [line for line in run.stdout.splitlines() if line.startswith("{")]
         assert lines, f"no result from hmi.mjs (rc {run.returncode}): {run.stdout[-2000:]} {run.stderr[-3000:]}"
@@ -135,10 +157,24 @@ def test_operator_switches_on_the_page_viewer_cannot(tmp_path: Path) -> None:
         assert seen["switch_status"].startswith("switched to cap-b")
         assert seen["image_size"] == [640, 512]
         assert seen["viewer_switch_button_visible"] is False and seen["viewer_reset_button_visible"] is False
+        assert seen["viewer_select_disabled"] is True
+        shown = {a["kind"]: a["text"] for a in seen["alarms"]}
+        assert "Inspection error" in shown["inference_error"] and "since " in shown["inference_error"], shown
+        assert {a.kind.value for a in station.alarm_set.snapshot()} >= {"inference_error"}
+        assert seen["health"] == "degraded" and seen["health_reason_visible"] and "Inspection error" in seen["health_reason"]
+        assert seen["thumb_defects_visible"] and set(seen["thumb_defects"]) <= {"scratch", "dent", "missing_cap"}
+        assert any(r.startswith("inspection error: ") for r in seen["fail_safe_reasons"]), seen["fail_safe_reasons"]
+        assert ["state-waiting", "PLC modbus_server: waiting for PLC"] in seen["links"] or any(
+            cls == "state-ok" and "modbus_server" in t for cls, t in seen["links"]), seen["links"]  # fmt: skip
+        for jargon in ("µs", "warm", "hot-path", "p50", "p99", "t_ready"):
+            assert jargon not in seen["page_text"], jargon
+        assert seen["min_button_height"] >= 44
+        assert seen["large_width"] > 600 and any(c in seen["large_caption"] for c in ("scratch", "dent", "missing_cap"))
         assert (seen["viewer_switch_status"], seen["viewer_active"]) == (403, "cap-b"), seen
         assert read_active_recipe(modbus.port) == 2  # the PLC sees the switch
         assert station.book.last_audit is not None and station.book.last_audit.user == "operator"
         assert (artifacts / "hmi-live.png").stat().st_size > 10_000
+        save_for_docs(artifacts, (("hmi-operator.png", 1280), ("hmi-reject-large.png", 640), ("hmi-viewer.png", 960)))
     finally:
         if hmi is not None:
             hmi.close()

@@ -1,0 +1,50 @@
+"""The station's monitor raises and clears alarms from its own readings: a camera that fails
+and comes back, the result log's backlog and storage fault (read through the accessor names in
+line/alarms.py), the engine-budget entry point, and the operator's clear (Modbus command 2)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from line.alarms import AlarmKind
+from plc.sink import StatusBits
+from tests.hmi.helpers import Rig, running_rig
+
+
+def active(rig: Rig) -> set[AlarmKind]:
+    return {a.kind for a in rig.station.alarm_set.snapshot()}
+
+
+def test_camera_failure_raises_camera_lost_and_its_return_clears_it(tmp_path: Path) -> None:
+    with running_rig(tmp_path, fail_parts=(100,)) as rig:  # about 2 s in, after the listener is there
+        heard: list[tuple[AlarmKind, bool]] = []
+        rig.station.alarm_set.listeners.append(lambda alarm, on: heard.append((alarm.kind, on)))
+        assert rig.source.options.fail_parts[0] > sum(lane.parts for lane in rig.station.lanes)
+        rig.wait(lambda: (AlarmKind.CAMERA_LOST, False) in heard, 30)  # the camera delivered again
+        assert heard.index((AlarmKind.CAMERA_LOST, True)) < heard.index((AlarmKind.CAMERA_LOST, False))
+
+
+def test_log_backlog_and_storage_fault_set_alarm_and_error_bits(tmp_path: Path) -> None:
+    with running_rig(tmp_path) as rig:
+        log = rig.station.result_log
+        log.storage_fault = "No space left on device"  # type: ignore[attr-defined]  # the accessor's final name
+        log.backlog = 10_000  # type: ignore[attr-defined]
+        rig.wait(lambda: {AlarmKind.STORAGE_FAULT, AlarmKind.LOG_BACKLOG} <= active(rig), 30)
+        bits = StatusBits(rig.station._status_bits())
+        assert StatusBits.ERROR in bits and StatusBits.ALARM in bits
+        status = rig.client("viewer").get("/api/status").json()
+        assert {"storage_fault", "log_backlog"} <= {a["kind"] for a in status["alarms"]}
+        log.storage_fault = None  # type: ignore[attr-defined]
+        log.backlog = 0  # type: ignore[attr-defined]
+        rig.wait(lambda: not ({AlarmKind.STORAGE_FAULT, AlarmKind.LOG_BACKLOG} & active(rig)), 30)
+
+
+def test_engine_budget_message_and_operator_clear(tmp_path: Path) -> None:
+    with running_rig(tmp_path) as rig:
+        rig.station._alarm("engine p99 81 ms cannot meet the recipe budget of 40 ms")  # the config engineer's call
+        assert active(rig) == {AlarmKind.ENGINE_BELOW_BUDGET}
+        rig.wait(lambda: StatusBits.ALARM in StatusBits(rig.station._status), 30)
+        rig.station.command(2, "test")  # the operator clears: an event alarm stays cleared
+        looks = rig.station.alarm_monitor.checks
+        rig.wait(lambda: rig.station.alarm_monitor.checks >= looks + 2, 30)  # the monitor looked again
+        assert AlarmKind.ENGINE_BELOW_BUDGET not in active(rig)
