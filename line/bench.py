@@ -23,8 +23,8 @@ from camera.frame import GroundTruth
 from inference.config import EngineOptions, InputProfile
 from line import demo_station
 from line.bench_phases import bench_naive, bench_pipeline, in_fresh_process, measure_engine
-from line.part_timeline import PartTimeline
 from line.errors import ConfigError, Problem
+from line.part_timeline import PartTimeline
 from line.recipe_model import Recipe
 from line.recipes import load_recipe
 
