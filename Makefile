@@ -1,9 +1,10 @@
-# Two commands for a fresh machine: `make demo` and `make test` (see README.md).
+# Two commands for a fresh machine: `make demo` (the base install: HMI and OPC UA server included)
+# and `make test` (every extra, the system test peers). See README.md.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
-TEST_EXTRAS := dev,opcua,genicam,aravis,hmi,plot,tensorrt-rtx
+TEST_EXTRAS := dev,genicam,aravis,plot,tensorrt-rtx
 
 .PHONY: demo test lint typecheck clean
 

@@ -21,12 +21,19 @@ import numpy as np
 
 from camera.frame import GroundTruth
 from inference.config import EngineOptions, InputProfile
+from line import demo_station
 from line.bench_phases import bench_naive, bench_pipeline, in_fresh_process, measure_engine
+from line.errors import ConfigError, Problem
 from line.part_timeline import PartTimeline
 from line.recipe_model import Recipe
 from line.recipes import load_recipe
 
-REPO = Path(__file__).resolve().parents[1]
+# Paths relative to the current folder (a source checkout's root, for the files below that only
+# it has): the bench runs from an installed wheel too, and never writes next to its own code.
+YOLOV8N_MODEL = Path("var/models/yolov8n.onnx")
+YOLOV8N_EXPORT = "recipes/models/export_yolov8n.py"
+ENGINE_CACHE = Path("var/engines")
+CAMERA_CONFIGS = Path("configs")
 
 
 def machine() -> str:
@@ -43,12 +50,15 @@ def machine() -> str:
 
 def resolve_recipe(model: str, width: int, height: int) -> Recipe:
     if model == "demo":
-        return load_recipe(REPO / "recipes" / "demo-parts.yaml")
+        return load_recipe(demo_station.recipe_path("demo-parts"))
     if model == "yolov8n":
-        path = REPO / "var" / "models" / "yolov8n.onnx"
+        path = YOLOV8N_MODEL.resolve()
         if not path.exists():
+            if not Path(YOLOV8N_EXPORT).exists():
+                raise ConfigError([Problem(str(YOLOV8N_MODEL), "", f"missing; export it in a source checkout with "
+                                           f"python {YOLOV8N_EXPORT} --out {YOLOV8N_MODEL} (needs torch)")])  # fmt: skip
             print("exporting the YOLOv8n-sized model (random weights) ...", file=sys.stderr)
-            subprocess.run([sys.executable, str(REPO / "recipes" / "models" / "export_yolov8n.py"), "--out", str(path)], check=True)
+            subprocess.run([sys.executable, YOLOV8N_EXPORT, "--out", str(path)], check=True)
     else:
         path = Path(model).resolve()
     classes = [f"class{i}" for i in range(80)]
@@ -101,7 +111,7 @@ def engine_options(args: argparse.Namespace) -> EngineOptions:
     device = "cpu" if args.backend == "onnxruntime" else "cuda"
     extra = dict(item.split("=", 1) for item in args.cuda_option)
     return EngineOptions.model_validate({"backend": backend, "device": device, "fp16": args.fp16,
-                                         "max_batch": max(1, args.cameras), "engine_cache_dir": REPO / "var" / "engines",
+                                         "max_batch": max(1, args.cameras), "engine_cache_dir": ENGINE_CACHE.resolve(),
                                          "cuda_provider_options": extra, "whole_graph": not args.no_whole_graph,
                                          "cuda_wait": getattr(args, "cuda_wait", "auto"),
                                          "cpu_spin": not getattr(args, "no_cpu_spin", False)})  # fmt: skip
@@ -250,7 +260,11 @@ def camera_bench(duration_s: float) -> dict[str, Any]:
     harvesters + the genicam wheel's viky.cti, and Aravis against its fake GigE camera."""
     out: dict[str, Any] = {}
     for name, config, extra in (("genicam", "genicam-viky.yaml", []), ("aravis", "aravis-fake.yaml", ["--spawn-fake"])):
-        cmd = [sys.executable, "-m", "camera.bench", str(REPO / "configs" / config), "--duration", str(duration_s), *extra]
+        path = CAMERA_CONFIGS / config
+        if not path.exists():
+            out[name] = {"error": [f"{path} not found: the camera bench runs from a source checkout's root"]}
+            continue
+        cmd = [sys.executable, "-m", "camera.bench", str(path), "--duration", str(duration_s), *extra]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=duration_s + 60)
         try:
             out[name] = json.loads(proc.stdout)

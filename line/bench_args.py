@@ -7,15 +7,17 @@ import argparse
 
 def add_bench_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="demo", help="demo | yolov8n | PATH.onnx")
-    p.add_argument("--backend", default="onnxruntime", choices=["onnxruntime", "onnxruntime-cuda", "tensorrt"])
-    p.add_argument("--width", type=int, default=1280)
-    p.add_argument("--height", type=int, default=1024)
-    p.add_argument("--pixel-format", default="Mono8")
-    p.add_argument("--cameras", type=int, default=1)
+    p.add_argument("--backend", default="onnxruntime", choices=["onnxruntime", "onnxruntime-cuda", "tensorrt"],
+                   help="inference engine (default: %(default)s, on the CPU)")
+    p.add_argument("--width", type=int, default=1280, help="frame width in pixels (default: %(default)s)")
+    p.add_argument("--height", type=int, default=1024, help="frame height in pixels (default: %(default)s)")
+    p.add_argument("--pixel-format", default="Mono8",
+                   help="camera pixel format of the frames: Mono8, RGB8, BGR8, RGBa8, Bayer?? (default: %(default)s)")
+    p.add_argument("--cameras", type=int, default=1, help="cameras feeding the station (batched on one engine)")
     p.add_argument("--frames", type=int, default=1000, help="frames per measured loop")
-    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--warmup", type=int, default=10, help="frames run before each measured loop, not counted")
     p.add_argument("--duration", type=float, default=None, help="seconds per loop instead of --frames")
-    p.add_argument("--fp16", action="store_true")
+    p.add_argument("--fp16", action="store_true", help="GPU: half-precision engine")
     p.add_argument("--no-whole-graph", action="store_true",
                    help="GPU: enqueue kernel, network and decode one by one (A/B of the whole-graph replay)")
     p.add_argument("--cuda-option", action="append", default=[], metavar="KEY=VALUE",
@@ -24,10 +26,12 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
                    help="GPU: how host threads wait for the device (engine.cuda_wait; auto spins)")
     p.add_argument("--no-cpu-spin", action="store_true",
                    help="CPU: ONNX Runtime's idle worker threads sleep instead of spinning (engine.cpu_spin: false)")
-    p.add_argument("--plc", choices=["none", "server", "client"], default="server")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--plc", choices=["none", "server", "client"], default="server",
+                   help="PLC side of the pipeline run: none, a Modbus server, or a client writing to a simulator")
+    p.add_argument("--json", action="store_true", help="last line: the results as JSON")
     p.add_argument("--plot", default=None, help="PNG file with latency distributions")
-    p.add_argument("--budget-ms", type=float, default=None)
+    p.add_argument("--budget-ms", type=float, default=None,
+                   help="cycle budget in ms for the pipeline (default: the recipe's)")
     p.add_argument("--rate-hz", type=float, default=None,
                    help="per-camera frame rate of the paced (latency) run; default half the sustained maximum. "
                         "With several cameras this is the 'N cameras at R Hz, zero drops, no deadline miss' run")

@@ -1,4 +1,4 @@
-"""``linecheck`` command line: demo | run | validate | build | bench | recipe | cameras.
+"""``linecheck`` command line: demo | run | init | validate | build | bench | recipe | cameras.
 
 Only the CLI installs signal handlers and reads the environment (library code never does)."""
 
@@ -10,11 +10,15 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from line import demo_station
 from line.errors import ConfigError
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEMO_CONFIG = REPO_ROOT / "configs" / "demo.yaml"
+if TYPE_CHECKING:
+    from line.config import StationConfig
+
+DEMO_STATE_DIR = Path("var/demo")  # relative to the current folder: the shipped files may be read-only
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -24,7 +28,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     config = load_station_config(Path(args.config))
     if args.state_dir:
-        config = config.model_copy(update={"storage": config.storage.model_copy(update={"dir": Path(args.state_dir).resolve()})})
+        config = _with_state_dir(config, Path(args.state_dir).resolve())
     if args.port is not None and config.plc.modbus_server is not None:
         server = config.plc.modbus_server.model_copy(update={"port": args.port})
         config = config.model_copy(update={"plc": config.plc.model_copy(update={"modbus_server": server})})
@@ -52,6 +56,49 @@ def _cmd_run(args: argparse.Namespace) -> int:
         notifier.notify("STOPPING=1")
         notifier.close()
     return 0 if result["verdicts"] == result["parts"] else 1
+
+
+def _with_state_dir(config: StationConfig, state_dir: Path) -> StationConfig:
+    """Everything the station writes goes under ``state_dir``: the result log and archive, and
+    the OPC UA server's certificate (its ``opcua`` subfolder), so a station whose config lives
+    in a read-only place (the demo shipped in the package) still runs."""
+    update: dict[str, object] = {"storage": config.storage.model_copy(update={"dir": state_dir})}
+    if config.opcua_server is not None:
+        update["opcua_server"] = {**config.opcua_server, "state_dir": str(state_dir / "opcua")}
+    return config.model_copy(update=update)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    """The demo station shipped in the package, its state in ``var/demo`` of the current folder."""
+    if args.config is None:
+        args.config = str(demo_station.config_path())
+        if args.state_dir is None:
+            args.state_dir = str(DEMO_STATE_DIR)
+    return _cmd_run(args)
+
+
+def _cmd_init(args: argparse.Namespace) -> int:
+    target = Path(args.dir)
+    try:
+        written = demo_station.write_starter(target)
+    except demo_station.StarterExistsError as exc:
+        print(f"linecheck init: {exc}", file=sys.stderr)
+        return 2
+    config = target / demo_station.CONFIG_NAME
+    for path in written:
+        print(f"wrote {path}")
+    print(f"""
+Next steps:
+  1. Run it as it is:        linecheck run -c {config}
+     (HMI on http://127.0.0.1:8080, users viewer/operator/admin with passwords
+     viewer-demo/operator-demo/admin-demo; results under {target / "var" / "demo"})
+  2. Put your model and recipe in {target / "recipes"} (copy demo-parts.yaml, point
+     model.onnx at your .onnx, set classes and reject rules), then check every file:
+                             linecheck validate {config} {target / "recipes"}/*.yaml
+  3. Set your camera, PLC and users in {config}; make password hashes with
+                             python -m line.passwords
+     and replace the demo users before the station goes on a network.""")
+    return 0
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
@@ -93,7 +140,7 @@ def _validate_opcua_fragment(path: Path, data: object) -> None:
 def _cmd_build(args: argparse.Namespace) -> int:
     from line.build import build_all
 
-    return build_all(Path(args.config), force=args.force)
+    return build_all(Path(args.config) if args.config else demo_station.config_path(), force=args.force)
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -110,29 +157,37 @@ def _cmd_recipe(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="linecheck", description="Inline inspection for production-line cameras")
-    parser.add_argument("-v", "--verbose", action="store_true")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level (default: warnings only)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def add_run_options(p: argparse.ArgumentParser, default_config: Path | None) -> None:
-        p.add_argument("-c", "--config", default=str(default_config) if default_config else None, required=default_config is None)
-        p.add_argument("--duration", type=float, default=None, help="stop after SECONDS")
+    def add_run_options(p: argparse.ArgumentParser, config_help: str, required: bool) -> None:
+        p.add_argument("-c", "--config", default=None, required=required, metavar="FILE", help=config_help)
+        p.add_argument("--duration", type=float, default=None, metavar="SECONDS", help="stop after SECONDS (default: run until Ctrl-C)")
         p.add_argument("--json", action="store_true", help="last line: a JSON summary")
         p.add_argument("--recipe", default=None, help="recipe id to start with")
-        p.add_argument("--state-dir", default=None, help="result log and archive folder (overrides the config)")
+        p.add_argument("--state-dir", default=None, metavar="DIR",
+                       help="folder for the result log, image archive and OPC UA certificate (overrides the config)")
         p.add_argument("--port", type=int, default=None, help="Modbus server port (overrides the config)")
 
-    demo = sub.add_parser("demo", help="virtual line on embedded defaults (synthetic camera, ONNX Runtime CPU, Modbus server)")
-    add_run_options(demo, DEMO_CONFIG)
-    demo.set_defaults(func=_cmd_run)
+    demo = sub.add_parser("demo", help="virtual line on embedded defaults (synthetic camera, ONNX Runtime CPU, Modbus server)",
+                          description="Run the demo station shipped with linecheck: a synthetic camera, the demo model "
+                                      "on ONNX Runtime (CPU), a Modbus server, the HMI and the OPC UA server.")
+    add_run_options(demo, "station config (default: the shipped demo station, its state in ./var/demo)", required=False)
+    demo.set_defaults(func=_cmd_demo)
     run = sub.add_parser("run", help="run a station from its config")
-    add_run_options(run, None)
+    add_run_options(run, "station config file (YAML)", required=True)
     run.set_defaults(func=_cmd_run)
+    init = sub.add_parser("init", help="write an editable copy of the demo station (config, recipes, model) to start from",
+                          description="Write the demo station (configs/demo.yaml, its recipes and model) into DIR for "
+                                      "you to edit, and print what to do next. DIR must be new or empty.")
+    init.add_argument("dir", metavar="DIR", help="new or empty folder to write the station into")
+    init.set_defaults(func=_cmd_init)
     validate = sub.add_parser("validate", help="check recipe and station files; every problem as file: field: reason")
-    validate.add_argument("files", nargs="+")
+    validate.add_argument("files", nargs="+", metavar="FILE", help="station config, recipe or opcua_server fragment (YAML)")
     validate.set_defaults(func=_cmd_validate)
     build = sub.add_parser("build", help="prebuild TensorRT engines for every recipe")
-    build.add_argument("-c", "--config", default=str(DEMO_CONFIG))
-    build.add_argument("--force", action="store_true")
+    build.add_argument("-c", "--config", default=None, metavar="FILE", help="station config (default: the shipped demo station)")
+    build.add_argument("--force", action="store_true", help="rebuild engines that are already cached")
     build.set_defaults(func=_cmd_build)
     bench = sub.add_parser("bench", help="latency and throughput: pipeline vs naive loop vs raw engine")
     from line.bench_args import add_bench_arguments
@@ -143,10 +198,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_cameras_command(sub)
     recipe = sub.add_parser("recipe", help="recipes of a running service")
-    recipe.add_argument("action", choices=["switch", "list"])
-    recipe.add_argument("recipe_id", nargs="?")
-    recipe.add_argument("--url", default="http://127.0.0.1:8080")
-    recipe.add_argument("--user", default=None)
+    recipe.add_argument("action", choices=["switch", "list"], help="list the recipes, or switch to RECIPE_ID")
+    recipe.add_argument("recipe_id", nargs="?", help="recipe to switch to (switch only)")
+    recipe.add_argument("--url", default="http://127.0.0.1:8080", help="the station's HMI address (default: %(default)s)")
+    recipe.add_argument("--user", default=None, help="HMI user (operator or admin to switch; default: $LINECHECK_USER or a prompt); "
+                        "the password comes from $LINECHECK_PASSWORD or a prompt")
     recipe.set_defaults(func=_cmd_recipe)
     return parser
 

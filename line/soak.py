@@ -35,7 +35,6 @@ from typing import Any
 
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 RSS_LIMIT_MB_PER_H = 20.0
 _PACED_KINDS = ("synthetic", "replay")  # camera kinds whose options take rate_hz
 
@@ -177,7 +176,7 @@ def run_soak(
                "--state-dir", str(state), "--port", "0"]  # fmt: skip
         samples: list[Sample] = []
         with log_path.open("w") as log_file:
-            child = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=log_file, stderr=subprocess.STDOUT,
+            child = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT,
                                      env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
             t0 = time.monotonic()
             try:

@@ -10,6 +10,7 @@ Make a hash for the config: ``python -m line.passwords`` (asks twice) or
 
 from __future__ import annotations
 
+import argparse
 import base64
 import getpass
 import hashlib
@@ -70,10 +71,16 @@ def verify_password(password: str, encoded: str) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if args:
-        password = args[0]
-    else:
+    parser = argparse.ArgumentParser(
+        prog="python -m line.passwords",
+        description="Print a password hash (scrypt) for the users: sections of a station config "
+                    "(hmi.users.NAME.password_hash, opcua_server.users.NAME.password_hash).",
+        epilog="Without PASSWORD it asks twice, so the password stays out of the shell history. "
+               "A password that starts with '-' goes after '--'.",
+    )  # fmt: skip
+    parser.add_argument("password", nargs="?", metavar="PASSWORD", help="the password to hash (default: ask for it)")
+    password = parser.parse_args(sys.argv[1:] if argv is None else argv).password
+    if password is None:
         password = getpass.getpass("password: ")
         if password != getpass.getpass("again: "):
             print("passwords differ", file=sys.stderr)

@@ -26,6 +26,7 @@ from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
+from line.hmi.api_docs import add_api_docs
 from line.hmi.auth import SESSION_COOKIE, User
 from line.hmi.state import HmiContext
 from line.metrics import CONTENT_TYPE
@@ -53,8 +54,10 @@ class SwitchReply(BaseModel):
 
 
 def create_app(ctx: HmiContext) -> FastAPI:
-    app = FastAPI(title="linecheck HMI", version="1", description="Inline inspection station: live view, counters, recipes.")
+    app = FastAPI(title="linecheck HMI", version="1", description="Inline inspection station: live view, counters, recipes.",
+                  docs_url=None, redoc_url=None)  # /docs: served without the internet (api_docs)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    add_api_docs(app)
 
     def current_user(request: Request) -> User:
         user = ctx.sessions.get(request.cookies.get(SESSION_COOKIE))
