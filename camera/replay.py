@@ -56,7 +56,7 @@ def _convert(image: np.ndarray, pixel_format: str, out: np.ndarray) -> None:
 
 class ReplaySource(PacedSource):
     class Options(BaseModel):
-        model_config = ConfigDict(frozen=True, extra="forbid")
+        model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
         folder: Path
         pattern: str = "*.png"

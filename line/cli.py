@@ -10,8 +10,13 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from line.errors import ConfigError
+from line.errors import ConfigError, Problem
+
+if TYPE_CHECKING:
+    from line.config import StationConfig
+    from line.recipes import RecipeBook
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = REPO_ROOT / "configs" / "demo.yaml"
@@ -22,13 +27,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from line.demo import run_foreground
     from line.sdnotify import SystemdNotifier
 
-    config = load_station_config(Path(args.config))
-    if args.state_dir:
-        config = config.model_copy(update={"storage": config.storage.model_copy(update={"dir": Path(args.state_dir).resolve()})})
-    if args.port is not None and config.plc.modbus_server is not None:
-        server = config.plc.modbus_server.model_copy(update={"port": args.port})
-        config = config.model_copy(update={"plc": config.plc.model_copy(update={"modbus_server": server})})
-    station = build_station(config, active=args.recipe)
+    config = _with_overrides(load_station_config(Path(args.config)), args)
+    # checks everything ``validate`` checks (recipes, the start recipe, storage) before it opens
+    # a camera or a port; a refusal is ConfigError: the problems and exit status 2
+    station = build_station(config, active=args.recipe, file=args.config)
     stop = threading.Event()
     notifier = SystemdNotifier.from_environment()
 
@@ -54,27 +56,81 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0 if result["verdicts"] == result["parts"] else 1
 
 
+def _with_overrides(config: StationConfig, args: argparse.Namespace) -> StationConfig:
+    """The command-line overrides ``run`` and ``validate`` share, so both check the same station."""
+    if getattr(args, "state_dir", None):
+        config = config.model_copy(update={"storage": config.storage.model_copy(update={"dir": Path(args.state_dir).resolve()})})
+    if getattr(args, "port", None) is not None and config.plc.modbus_server is not None:
+        server = config.plc.modbus_server.model_copy(update={"port": args.port})
+        config = config.model_copy(update={"plc": config.plc.model_copy(update={"modbus_server": server})})
+    return config
+
+
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from line.assembly import load_station_config
-    from line.recipes import load_recipe, read_yaml
+    from line.recipes import file_kind, load_recipe, read_yaml
 
     failed = False
     for name in args.files:
         path = Path(name)
         try:
             data = read_yaml(path)
-            if isinstance(data, dict) and "cameras" in data:
-                load_station_config(path)
-            elif isinstance(data, dict) and set(data) == {"opcua_server"}:  # a config fragment
+            kind = file_kind(path, data)
+            if kind == "station":
+                print(f"{path}: ok ({_validate_station(path, args)})")
+            elif kind == "opcua_fragment":
+                assert isinstance(data, dict)  # noqa: S101 - file_kind says so
                 _validate_opcua_fragment(path, data["opcua_server"])
+                print(f"{path}: ok")
             else:
                 load_recipe(path)
-            print(f"{path}: ok")
+                print(f"{path}: ok")
         except ConfigError as exc:
             failed = True
             for problem in exc.problems:
                 print(problem, file=sys.stderr)
     return 1 if failed else 0
+
+
+def _validate_station(path: Path, args: argparse.Namespace) -> str:
+    """What ``run`` checks before it opens anything (the same function), and with
+    ``--engines`` each valid recipe's engine built, warmed and timed against its budget."""
+    from line.assembly import check_station, load_station_config
+
+    config = _with_overrides(load_station_config(path), args)
+    book, start = check_station(str(path), config, args.recipe)
+    try:
+        for problems in book.invalid.values():  # not refused: ``run`` does not start on them either
+            for problem in problems:
+                print(f"warning: invalid recipe, never active: {problem}", file=sys.stderr)
+        if start.warning:
+            print(f"warning: {path}: {start.warning}", file=sys.stderr)
+        if args.engines:
+            _check_engines(path, book)
+    finally:
+        book.close()
+    return f"starts on recipe {start.recipe_id}: {start.reason}"
+
+
+def _check_engines(path: Path, book: RecipeBook) -> None:
+    from line.recipes import budget_problem, engine_latency_ms
+
+    problems = []
+    for recipe_id in sorted(book.recipes):
+        try:
+            prepared = book.prepare(recipe_id)
+        except Exception as exc:  # any engine failure is this recipe's problem, reported
+            problems.append(Problem(str(book.files[recipe_id]), "model", f"engine cannot start: {type(exc).__name__}: {exc}"))
+            continue
+        height, width, fmt = book.warm_shape or (1024, 1280, "Mono8")
+        camera = prepared.recipe.camera
+        measured = engine_latency_ms(prepared.engine, camera.height or height, camera.width or width,
+                                     camera.pixel_format or fmt, book.warm_batch)  # fmt: skip
+        print(f"{path}: recipe {recipe_id}: engine {measured:.2f} ms per frame, budget {prepared.recipe.cycle_budget_ms:g} ms")
+        reason = budget_problem(prepared.recipe, measured)
+        if reason is not None:
+            problems.append(Problem(str(book.files[recipe_id]), "cycle_budget_ms", reason))
+    if problems:
+        raise ConfigError(problems)
 
 
 def _validate_opcua_fragment(path: Path, data: object) -> None:
@@ -127,8 +183,12 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a station from its config")
     add_run_options(run, None)
     run.set_defaults(func=_cmd_run)
-    validate = sub.add_parser("validate", help="check recipe and station files; every problem as file: field: reason")
+    validate = sub.add_parser("validate", help="check recipe and station files as run would; every problem as file: field: reason")
     validate.add_argument("files", nargs="+")
+    validate.add_argument("--recipe", default=None, help="check starting on this recipe id, as run --recipe would")
+    validate.add_argument("--state-dir", default=None, help="result log folder (overrides the config), as for run")
+    validate.add_argument("--engines", action="store_true",
+                          help="also build and warm each valid recipe's engine and time it against its cycle_budget_ms")  # fmt: skip
     validate.set_defaults(func=_cmd_validate)
     build = sub.add_parser("build", help="prebuild TensorRT engines for every recipe")
     build.add_argument("-c", "--config", default=str(DEMO_CONFIG))

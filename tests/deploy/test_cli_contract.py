@@ -52,11 +52,15 @@ def test_install_and_entrypoint_commands_parse() -> None:
     assert 'exec linecheck run -c "$config" "$@"' in entry
 
 
-def test_real_cli_accepts_the_example_config() -> None:
-    """What ExecStartPre runs, against the example config install.sh ships (a real subprocess)."""
+def test_real_cli_refuses_the_unedited_example_config() -> None:
+    """What ExecStartPre runs, against the example config install.sh ships (a real subprocess):
+    its placeholders keep the station from starting until someone edits them."""
+    example = DEPLOY / "config" / "station.example.yaml"
     result = subprocess.run(
-        [sys.executable, "-m", "line", "validate", str(DEPLOY / "config" / "station.example.yaml")],
+        [sys.executable, "-m", "line", "validate", str(example)],
         capture_output=True, text=True, timeout=120, check=False, cwd=REPO,
     )  # fmt: skip
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.strip().endswith(": ok")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stderr.strip() == (f"{example}: opcua_server.users.mes.password_hash: password_hash is a placeholder, "
+                                     "not a hash; make one with python -m plc.opcua_config hash-password")  # fmt: skip
+    assert "Traceback" not in result.stderr
