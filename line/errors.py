@@ -39,8 +39,14 @@ def field_path(loc: tuple[int | str, ...], prefix: str = "") -> str:
 
 
 def problems_from_validation(file: Path | str, error: ValidationError, prefix: str = "") -> list[Problem]:
+    items = error.errors()
+    # pydantic drops an invalid list item and then also reports the list as too short: the
+    # item's own problem is the one to fix
+    inner = {tuple(i["loc"][:n]) for i in items for n in range(len(i["loc"]))}
     out = []
-    for item in error.errors():
+    for item in items:
+        if item["type"] == "too_short" and tuple(item["loc"]) in inner:
+            continue
         reason = item["msg"]
         for strip in _PREFIXES:
             reason = reason.removeprefix(strip)

@@ -66,7 +66,7 @@ class HmiService:
         self.live = LiveView(config.live_fps, config.live_max_width, config.live_jpeg_quality)
         self.metrics = StationMetrics(station, self.live)
         self.watcher = RecipeWatcher(station.book, config.watch_interval_s) if config.watch_recipes else None
-        self.ctx = HmiContext(station, config, UserStore({name: user.model_dump() for name, user in config.users.items()}), self.live, self.metrics, self.watcher)
+        self.ctx = HmiContext(station, config, UserStore(config.users), self.live, self.metrics, self.watcher)
         self.server = HmiServer(create_app(self.ctx), config.host, config.port)
         self._wired = False
 
