@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from camera.config import CameraConfig
 from inference.config import EngineOptions
 from line.passwords import parse_hash
-from plc.config import ModbusClientConfig, ModbusServerConfig, OpcUaClientConfig
+from plc.config import Host, ModbusClientConfig, ModbusServerConfig, OpcUaClientConfig
 from plc.opcua_config import OpcUaServerConfig
 
 
@@ -76,7 +76,7 @@ class HmiUser(_Frozen):
 
 class HmiSection(_Frozen):
     enabled: bool = False
-    host: str = "127.0.0.1"
+    host: Host = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     users: dict[str, HmiUser] = Field(default_factory=dict)
     # additive (HMI helper): sessions, live view, shift boundaries, recipe folder watching
