@@ -126,18 +126,30 @@ def recipes_folder_problems(file: str, config: StationConfig) -> list[Problem]:
 
 
 def storage_problems(file: str, config: StationConfig) -> list[Problem]:
-    """The storage folder must be writable (or creatable) by this user: the result log,
-    the journal and the saved recipe live there, and none of them may fail after the start."""
-    folder = config.storage.dir
+    """The folders the station writes must be writable (or creatable) by this user: the result
+    log, the journal and the saved recipe live in ``storage.dir``, the OPC UA server's
+    certificate in its ``state_dir``; none of them may fail after the start."""
+    folders = [("storage.dir", config.storage.dir)]
+    if config.opcua_server is not None:
+        folders.append(("opcua_server.state_dir", config.opcua_server.state_dir))
+    problems = []
+    for field, folder in folders:
+        reason = _unwritable(folder)
+        if reason:
+            problems.append(Problem(file, field, reason))
+    return problems
+
+
+def _unwritable(folder: Path) -> str | None:
     existing = folder
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir():
-        return [Problem(file, "storage.dir", f"{existing} is not a folder")]
+        return f"{existing} is not a folder"
     if not os.access(existing, os.W_OK | os.X_OK):
-        what = "storage folder" if existing == folder else f"storage folder does not exist and {existing}"
-        return [Problem(file, "storage.dir", f"{what} is not writable by this user: {folder}")]
-    return []
+        what = "folder" if existing == folder else f"folder does not exist and {existing}"
+        return f"{what} is not writable by this user: {folder}"
+    return None
 
 
 def choose_start_recipe(file: str, book: RecipeBook, config: StationConfig, requested: str | None) -> StartRecipe:
