@@ -142,8 +142,7 @@ def _validate_opcua_fragment(path: Path, data: object) -> None:
     try:
         OpcUaServerConfig.model_validate(data)
     except ValidationError as exc:
-        problems = problems_from_validation(path, exc)
-        raise ConfigError([type(p)(p.file, f"opcua_server.{p.path}".rstrip("."), p.reason) for p in problems]) from None
+        raise ConfigError(problems_from_validation(path, exc, prefix="opcua_server")) from None
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
