@@ -220,9 +220,11 @@ def _batch(config: StationConfig) -> int:
     return config.engine.max_batch if config.engine.max_batch > 1 and len(config.cameras) > 1 else 1
 
 
-def check_station(file: str, config: StationConfig, requested: str | None = None) -> tuple[RecipeBook, StartRecipe]:
+def check_station(file: str, config: StationConfig, requested: str | None = None,
+                  validate_camera: Callable[[Recipe], None] | None = None) -> tuple[RecipeBook, StartRecipe]:  # fmt: skip
     """Everything ``run`` checks before it opens a camera or a port: the recipes folder, the
-    recipe to start on, the storage folder. ``validate`` calls the same function."""
+    recipe to start on, the folders it writes. ``validate`` calls the same function, so the
+    two refuse the same files with the same reasons."""
     problems = recipes_folder_problems(file, config) + storage_problems(file, config)
     if problems:
         raise ConfigError(problems)
@@ -230,27 +232,24 @@ def check_station(file: str, config: StationConfig, requested: str | None = None
     def engine_factory(recipe: Recipe) -> Any:
         return open_engine(recipe.detector_spec(), config.engine)
 
-    book = open_recipe_book(config, engine_factory)
-    return book, choose_start_recipe(file, book, config, requested)
+    book = open_recipe_book(config, engine_factory, validate_camera)
+    try:
+        return book, choose_start_recipe(file, book, config, requested)
+    except ConfigError:
+        book.close()
+        raise
 
 
 def build_station(config: StationConfig, *, active: str | None = None, file: str = "station config") -> Station:
     """Check first (nothing opened), then open the cameras, the recipe, the log and the sinks.
     ``file`` names the config in problems."""
     sources: list[FrameSource] = []
-    problems = recipes_folder_problems(file, config) + storage_problems(file, config)
-    if problems:
-        raise ConfigError(problems)
-
-    def engine_factory(recipe: Recipe) -> Any:
-        return open_engine(recipe.detector_spec(), config.engine)
 
     def validate_camera(recipe: Recipe) -> None:
         for source in sources:
             source.validate_settings(recipe.camera)
 
-    book = open_recipe_book(config, engine_factory, validate_camera)
-    start = choose_start_recipe(file, book, config, active)
+    book, start = check_station(file, config, active, validate_camera)
     try:
         for camera in config.cameras:
             sources.append(open_source(camera))
