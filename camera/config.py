@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)  # .inf/.nan never work here
 
 
 class CameraSettings(_Frozen):
@@ -41,7 +41,7 @@ class CameraConfig(_Frozen):
 class SupervisorOptions(BaseModel):
     """Reconnect and liveness settings shared by the hardware backends' ``Options``."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     probe_interval_s: float = Field(default=0.25, gt=0, le=10)
     backoff_initial_s: float = Field(default=0.1, gt=0)

@@ -24,7 +24,7 @@ from camera.source import CameraState, FrameSource
 
 class MemorySource(FrameSource):
     class Options(BaseModel):
-        model_config = ConfigDict(frozen=True, extra="forbid")
+        model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
         rate_hz: float = Field(default=0.0, ge=0)
         pool_size: int = Field(default=6, ge=1)
         pixel_format: str = "Mono8"

@@ -17,7 +17,7 @@ from typing import Literal
 
 import cv2
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from camera.config import CameraSettings
 from camera.errors import CameraFatalError
@@ -56,7 +56,7 @@ def _convert(image: np.ndarray, pixel_format: str, out: np.ndarray) -> None:
 
 class ReplaySource(PacedSource):
     class Options(BaseModel):
-        model_config = ConfigDict(frozen=True, extra="forbid")
+        model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
         folder: Path
         pattern: str = "*.png"
@@ -65,6 +65,14 @@ class ReplaySource(PacedSource):
         pixel_format: Literal["Mono8", "RGB8"] = "Mono8"
         pool_size: int = Field(default=8, ge=1, le=256)
         incomplete_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+
+        @field_validator("folder")
+        @classmethod
+        def _folder_exists(cls, value: Path) -> Path:
+            """Checked at validation, so ``linecheck validate`` refuses what opening would."""
+            if not value.is_dir():
+                raise ValueError(f"folder {value} does not exist or is not a folder")
+            return value
 
     def __init__(self, camera_id: str, options: ReplaySource.Options, settings: CameraSettings | None = None) -> None:
         folder = options.folder

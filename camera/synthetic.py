@@ -28,7 +28,7 @@ _BELT_STEP_PX = 37  # belt travel between two parts (the texture wraps at its se
 
 class SyntheticSource(PacedSource):
     class Options(BaseModel):
-        model_config = ConfigDict(frozen=True, extra="forbid")
+        model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
         width: int = Field(default=1280, ge=64, le=MAX_SIDE)
         height: int = Field(default=1024, ge=64, le=MAX_SIDE)

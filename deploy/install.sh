@@ -251,8 +251,13 @@ fi
 
 # --- 5. validate ---------------------------------------------------------------------------
 log "== validate"
-# as the service user, so a file it cannot read fails now rather than at the first start
-run runuser -u "$SERVICE_USER" -- "$PREFIX/bin/linecheck" validate "$CONFIG_FILE"
+# as the service user, so a file it cannot read fails now rather than at the first start. The
+# same checks as `linecheck run` before it opens a camera or a port (the recipes folder and the
+# recipe to start on, the storage folder, every section); a refused config stops the install
+# here: nothing is built, enabled or (re)started, and a running line keeps its old config.
+if ! run runuser -u "$SERVICE_USER" -- "$PREFIX/bin/linecheck" validate "$CONFIG_FILE"; then
+    die "$CONFIG_FILE is refused (file: field: reason above); fix it and run this script again"
+fi
 
 # --- 6. engines ----------------------------------------------------------------------------
 log "== engines"

@@ -9,7 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # .inf / .nan parse as YAML floats; no size, threshold or timeout works with them
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 Layout = Literal["yolov5", "yolov8", "end2end"]
@@ -25,6 +26,9 @@ class InputProfile(_Frozen):
 
     @model_validator(mode="after")
     def _ordered(self) -> InputProfile:
+        for shape in (self.min, self.opt, self.max):
+            if max(shape) > 16384:
+                raise ValueError(f"input sizes above 16384 px cannot run, got {list(shape)}")
         for axis, name in ((0, "height"), (1, "width")):
             if not (0 < self.min[axis] <= self.opt[axis] <= self.max[axis]):
                 raise ValueError(f"{name}: need 0 < min <= opt <= max, got {self.min[axis]}, {self.opt[axis]}, {self.max[axis]}")
@@ -37,7 +41,7 @@ class ModelConfig(_Frozen):
     input: InputProfile = InputProfile()
     precision: Precision = "fp32"
     calibration: Path | None = None
-    stride: int = Field(default=32, gt=0)
+    stride: int = Field(default=32, gt=0, le=256)
     normalize: Literal["unit", "imagenet"] = "unit"  # unit: x/255
     channels: Literal[1, 3] = 3  # what the model eats; Mono8 frames are replicated to 3 channels
 
@@ -45,7 +49,8 @@ class ModelConfig(_Frozen):
 class NmsConfig(_Frozen):
     iou: float = Field(default=0.5, ge=0.0, le=1.0)
     class_agnostic: bool = False
-    max_detections: int = Field(default=100, gt=0)
+    # more detections than this is no inspection result but noise, and its decode would miss the deadline
+    max_detections: int = Field(default=100, gt=0, le=10_000)
     # An end-to-end export (layout end2end: YOLOv10, YOLO26) already ran NMS in its graph; a
     # second pass would merge overlapping detections the model kept on purpose and change the
     # counts ``min_count`` rules see. Its output is only capped at max_detections, unless this asks.
@@ -60,7 +65,7 @@ class EngineOptions(_Frozen):
 
     backend: Literal["onnxruntime", "tensorrt"] = "onnxruntime"
     device: Literal["cpu", "cuda"] = "cpu"
-    device_id: int = 0
+    device_id: int = Field(default=0, ge=0, le=63)
     intra_op_threads: int = Field(default=0, ge=0)  # 0: runtime default
     # CPU engine: ORT's idle worker threads spin for work (its default) or sleep. On the 2-core CI
     # box sleeping cut the process from 1.6 to 0.9-1.0 cores at a paced 36 Hz, and the camera
@@ -87,4 +92,4 @@ class EngineOptions(_Frozen):
     mono_fold: bool = True
     fp16: bool = False
     engine_cache_dir: Path = Path("var/engines")
-    max_batch: int = Field(default=1, gt=0)
+    max_batch: int = Field(default=1, gt=0, le=64)

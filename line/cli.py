@@ -13,7 +13,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from line import demo_station
-from line.errors import ConfigError
+from line.errors import ConfigError, Problem
+
+if TYPE_CHECKING:
+    from line.config import StationConfig
+    from line.recipes import RecipeBook
 
 if TYPE_CHECKING:
     from line.config import StationConfig
@@ -26,13 +30,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from line.demo import run_foreground
     from line.sdnotify import SystemdNotifier
 
-    config = load_station_config(Path(args.config))
-    if args.state_dir:
-        config = _with_state_dir(config, Path(args.state_dir).resolve())
-    if args.port is not None and config.plc.modbus_server is not None:
-        server = config.plc.modbus_server.model_copy(update={"port": args.port})
-        config = config.model_copy(update={"plc": config.plc.model_copy(update={"modbus_server": server})})
-    station = build_station(config, active=args.recipe)
+    config = _with_overrides(load_station_config(Path(args.config)), args)
+    # checks everything ``validate`` checks (recipes, the start recipe, storage) before it opens
+    # a camera or a port; a refusal is ConfigError: the problems and exit status 2
+    station = build_station(config, active=args.recipe, file=args.config)
     stop = threading.Event()
     notifier = SystemdNotifier.from_environment()
 
@@ -58,14 +59,22 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0 if result["verdicts"] == result["parts"] else 1
 
 
-def _with_state_dir(config: StationConfig, state_dir: Path) -> StationConfig:
-    """Everything the station writes goes under ``state_dir``: the result log and archive, and
-    the OPC UA server's certificate (its ``opcua`` subfolder), so a station whose config lives
-    in a read-only place (the demo shipped in the package) still runs."""
-    update: dict[str, object] = {"storage": config.storage.model_copy(update={"dir": state_dir})}
-    if config.opcua_server is not None:
-        update["opcua_server"] = {**config.opcua_server, "state_dir": str(state_dir / "opcua")}
-    return config.model_copy(update=update)
+def _with_overrides(config: StationConfig, args: argparse.Namespace) -> StationConfig:
+    """The command-line overrides ``run`` and ``validate`` share, so both check the same station.
+
+    ``--state-dir`` moves everything the station writes (the result log and archive, and the OPC
+    UA server's certificate in its ``opcua`` subfolder), so a station whose config lives in a
+    read-only place (the demo shipped in the package) still runs."""
+    if getattr(args, "state_dir", None):
+        state_dir = Path(args.state_dir).resolve()
+        update: dict[str, object] = {"storage": config.storage.model_copy(update={"dir": state_dir})}
+        if config.opcua_server is not None:
+            update["opcua_server"] = config.opcua_server.model_copy(update={"state_dir": state_dir / "opcua"})
+        config = config.model_copy(update=update)
+    if getattr(args, "port", None) is not None and config.plc.modbus_server is not None:
+        server = config.plc.modbus_server.model_copy(update={"port": args.port})
+        config = config.model_copy(update={"plc": config.plc.model_copy(update={"modbus_server": server})})
+    return config
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -102,26 +111,70 @@ Next steps:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from line.assembly import load_station_config
-    from line.recipes import load_recipe, read_yaml
+    from line.recipes import file_kind, load_recipe, read_yaml
 
     failed = False
     for name in args.files:
         path = Path(name)
         try:
             data = read_yaml(path)
-            if isinstance(data, dict) and "cameras" in data:
-                load_station_config(path)
-            elif isinstance(data, dict) and set(data) == {"opcua_server"}:  # a config fragment
+            kind = file_kind(path, data)
+            if kind == "station":
+                print(f"{path}: ok ({_validate_station(path, args)})")
+            elif kind == "opcua_fragment":
+                assert isinstance(data, dict)  # noqa: S101 - file_kind says so
                 _validate_opcua_fragment(path, data["opcua_server"])
+                print(f"{path}: ok")
             else:
                 load_recipe(path)
-            print(f"{path}: ok")
+                print(f"{path}: ok")
         except ConfigError as exc:
             failed = True
             for problem in exc.problems:
                 print(problem, file=sys.stderr)
     return 1 if failed else 0
+
+
+def _validate_station(path: Path, args: argparse.Namespace) -> str:
+    """What ``run`` checks before it opens anything (the same function), and with
+    ``--engines`` each valid recipe's engine built, warmed and timed against its budget."""
+    from line.assembly import check_station, load_station_config
+
+    config = _with_overrides(load_station_config(path), args)
+    book, start = check_station(str(path), config, args.recipe)
+    try:
+        for problems in book.invalid.values():  # not refused: ``run`` does not start on them either
+            for problem in problems:
+                print(f"warning: invalid recipe, never active: {problem}", file=sys.stderr)
+        if start.warning:
+            print(f"warning: {path}: {start.warning}", file=sys.stderr)
+        if args.engines:
+            _check_engines(path, book)
+    finally:
+        book.close()
+    return f"starts on recipe {start.recipe_id}: {start.reason}"
+
+
+def _check_engines(path: Path, book: RecipeBook) -> None:
+    from line.recipes import budget_problem, engine_latency_ms
+
+    problems = []
+    for recipe_id in sorted(book.recipes):
+        try:
+            prepared = book.prepare(recipe_id)
+        except Exception as exc:  # any engine failure is this recipe's problem, reported
+            problems.append(Problem(str(book.files[recipe_id]), "model", f"engine cannot start: {type(exc).__name__}: {exc}"))
+            continue
+        height, width, fmt = book.warm_shape or (1024, 1280, "Mono8")
+        camera = prepared.recipe.camera
+        measured = engine_latency_ms(prepared.engine, camera.height or height, camera.width or width,
+                                     camera.pixel_format or fmt, book.warm_batch)  # fmt: skip
+        print(f"{path}: recipe {recipe_id}: engine {measured:.2f} ms per frame, budget {prepared.recipe.cycle_budget_ms:g} ms")
+        reason = budget_problem(prepared.recipe, measured)
+        if reason is not None:
+            problems.append(Problem(str(book.files[recipe_id]), "cycle_budget_ms", reason))
+    if problems:
+        raise ConfigError(problems)
 
 
 def _validate_opcua_fragment(path: Path, data: object) -> None:
@@ -133,8 +186,7 @@ def _validate_opcua_fragment(path: Path, data: object) -> None:
     try:
         OpcUaServerConfig.model_validate(data)
     except ValidationError as exc:
-        problems = problems_from_validation(path, exc)
-        raise ConfigError([type(p)(p.file, f"opcua_server.{p.path}".rstrip("."), p.reason) for p in problems]) from None
+        raise ConfigError(problems_from_validation(path, exc, prefix="opcua_server")) from None
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
@@ -182,8 +234,12 @@ def build_parser() -> argparse.ArgumentParser:
                                       "you to edit, and print what to do next. DIR must be new or empty.")
     init.add_argument("dir", metavar="DIR", help="new or empty folder to write the station into")
     init.set_defaults(func=_cmd_init)
-    validate = sub.add_parser("validate", help="check recipe and station files; every problem as file: field: reason")
+    validate = sub.add_parser("validate", help="check recipe and station files as run would; every problem as file: field: reason")
     validate.add_argument("files", nargs="+", metavar="FILE", help="station config, recipe or opcua_server fragment (YAML)")
+    validate.add_argument("--recipe", default=None, help="check starting on this recipe id, as run --recipe would")
+    validate.add_argument("--state-dir", default=None, help="result log folder (overrides the config), as for run")
+    validate.add_argument("--engines", action="store_true",
+                          help="also build and warm each valid recipe's engine and time it against its cycle_budget_ms")  # fmt: skip
     validate.set_defaults(func=_cmd_validate)
     build = sub.add_parser("build", help="prebuild TensorRT engines for every recipe")
     build.add_argument("-c", "--config", default=None, metavar="FILE", help="station config (default: the shipped demo station)")

@@ -6,15 +6,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from camera.config import CameraConfig
 from inference.config import EngineOptions
-from plc.config import ModbusClientConfig, ModbusServerConfig
+from line.passwords import parse_hash
+from plc.config import Host, ModbusClientConfig, ModbusServerConfig, OpcUaClientConfig
+from plc.opcua_config import OpcUaServerConfig
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)  # .inf/.nan never work here
 
 
 class StationSection(_Frozen):
@@ -23,7 +25,7 @@ class StationSection(_Frozen):
     # what happens when inference falls behind acquisition; every drop is counted and becomes
     # a fail-safe verdict for that part (a dropped frame is never a silent pass)
     overflow_policy: Literal["drop_oldest", "drop_newest"] = "drop_oldest"
-    status_interval_s: float = Field(default=1.0, gt=0)
+    status_interval_s: float = Field(default=1.0, ge=0.01, le=3600)
     # several cameras batched (engine.max_batch > 1): how long a batch may wait for the other
     # cameras' frames of the same trigger before it runs without them
     batch_wait_ms: float = Field(default=1.0, ge=0.0, le=50.0)
@@ -34,29 +36,49 @@ class StationSection(_Frozen):
 
 class RecipesSection(_Frozen):
     dir: Path = Path("../recipes")
-    active: str | None = None  # recipe id; default: the lowest code
-    warm_max: int = Field(default=2, ge=1)
+    # recipe id to start with; it must exist and be valid, or the station refuses to start.
+    # None: the valid recipe with the lowest code (the start-up log says so)
+    active: str | None = Field(default=None, min_length=1)
+    warm_max: int = Field(default=2, ge=1, le=64)
 
 
 class PlcSection(_Frozen):
     modbus_server: ModbusServerConfig | None = ModbusServerConfig()
     modbus_client: ModbusClientConfig | None = None
-    opcua_client: dict[str, Any] | None = None  # validated by plc.opcua_client
+    opcua_client: OpcUaClientConfig | None = None
 
 
 class StorageSection(_Frozen):
     dir: Path = Path("../var/station")
     archive_ng_images: bool = True
-    archive_max_images: int = Field(default=500, ge=0)
+    archive_max_images: int = Field(default=500, ge=0, le=10_000_000)
     archive_format: Literal["png", "jpg"] = "png"
-    log_queue_size: int = Field(default=1024, ge=1)
+    log_queue_size: int = Field(default=1024, ge=1, le=10_000_000)
+
+
+HmiRole = Literal["viewer", "operator", "admin"]
+
+
+class HmiUser(_Frozen):
+    """One HMI login: a scrypt hash from ``python -m line.passwords``, never a password."""
+
+    password_hash: str
+    role: HmiRole
+
+    @field_validator("password_hash")
+    @classmethod
+    def _hash_format(cls, value: str) -> str:
+        _, _, _, salt, digest = parse_hash(value)  # ValueError names what is wrong
+        if len(salt) < 8 or len(digest) < 16:
+            raise ValueError("password_hash is a placeholder, not a hash; make one with python -m line.passwords")
+        return value
 
 
 class HmiSection(_Frozen):
     enabled: bool = False
-    host: str = "127.0.0.1"
+    host: Host = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
-    users: dict[str, dict[str, str]] = Field(default_factory=dict)  # name -> {password_hash, role}
+    users: dict[str, HmiUser] = Field(default_factory=dict)
     # additive (HMI helper): sessions, live view, shift boundaries, recipe folder watching
     session_ttl_s: float = Field(default=8 * 3600.0, gt=0)
     live_fps: float = Field(default=5.0, gt=0, le=30)
@@ -73,6 +95,26 @@ class StationConfig(_Frozen):
     cameras: tuple[CameraConfig, ...] = Field(min_length=1)
     engine: EngineOptions = EngineOptions()
     plc: PlcSection = PlcSection()
-    opcua_server: dict[str, Any] | None = None  # validated by plc.opcua_server
+    opcua_server: OpcUaServerConfig | None = None
     storage: StorageSection = StorageSection()
     hmi: HmiSection = HmiSection()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _mes_station_id(cls, data: Any) -> Any:
+        """The OPC UA server names the station as the station section does, unless told otherwise."""
+        if isinstance(data, dict) and isinstance(data.get("opcua_server"), dict):
+            station = data.get("station")
+            station_id = station.get("id") if isinstance(station, dict) else None
+            if isinstance(station_id, str) and "station_id" not in data["opcua_server"]:
+                data = {**data, "opcua_server": {"station_id": station_id, **data["opcua_server"]}}
+        return data
+
+    @field_validator("cameras")
+    @classmethod
+    def _unique_camera_ids(cls, value: tuple[CameraConfig, ...]) -> tuple[CameraConfig, ...]:
+        ids = [camera.id for camera in value]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"camera ids must be unique, repeated: {dupes}")
+        return value

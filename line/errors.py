@@ -7,6 +7,10 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+# pydantic prefixes the message of a ValueError raised in a validator; an operator reads the
+# reason, not the exception class it travelled in
+_PREFIXES = ("Value error, ", "Assertion failed, ")
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -26,12 +30,27 @@ class ConfigError(Exception):
         super().__init__("\n".join(str(p) for p in problems))
 
 
-def problems_from_validation(file: Path | str, error: ValidationError) -> list[Problem]:
+def field_path(loc: tuple[int | str, ...], prefix: str = "") -> str:
+    """``("reject", 0, "bin")`` -> ``reject.1.bin``: list items are numbered from 1, as a person
+    counts them in the file (``reject.0`` reads as "no rule" to an operator)."""
+    parts = [prefix] if prefix else []
+    parts += [str(p + 1) if isinstance(p, int) else str(p) for p in loc]
+    return ".".join(parts)
+
+
+def problems_from_validation(file: Path | str, error: ValidationError, prefix: str = "") -> list[Problem]:
+    items = error.errors()
+    # pydantic drops an invalid list item and then also reports the list as too short: the
+    # item's own problem is the one to fix
+    inner = {tuple(i["loc"][:n]) for i in items for n in range(len(i["loc"]))}
     out = []
-    for item in error.errors():
-        path = ".".join(str(p) for p in item["loc"])
+    for item in items:
+        if item["type"] == "too_short" and tuple(item["loc"]) in inner:
+            continue
         reason = item["msg"]
+        for strip in _PREFIXES:
+            reason = reason.removeprefix(strip)
         if item["type"] == "extra_forbidden":
             reason = "unknown key"
-        out.append(Problem(str(file), path, reason))
+        out.append(Problem(str(file), field_path(item["loc"], prefix), reason))
     return out

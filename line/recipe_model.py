@@ -12,8 +12,17 @@ from inference.engine import DetectorSpec
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # inf and nan parse as YAML floats (.inf, .nan) but no budget, area or threshold can work
+    # with them: an infinite budget stopped the deadline watchdog for good
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
+
+# Bounds for values that parse but cannot work. The largest frame a GenICam camera reports is
+# well under 10^8 pixels; a budget under 0.5 ms fail-safes every part on any engine, one over
+# 10 s is no deadline on a moving line.
+MAX_AREA_PX = 1e8
+MIN_BUDGET_MS = 0.5
+MAX_BUDGET_MS = 10_000.0
 
 Rect = tuple[int, int, int, int]  # x, y, w, h in frame pixels
 
@@ -21,8 +30,8 @@ Rect = tuple[int, int, int, int]  # x, y, w, h in frame pixels
 class RejectRule(_Frozen):
     classes: tuple[str, ...] = Field(min_length=1)
     bin: int = Field(ge=1, le=16)
-    min_area_px: float = Field(default=0.0, ge=0.0)
-    min_count: int = Field(default=1, ge=1)
+    min_area_px: float = Field(default=0.0, ge=0.0, le=MAX_AREA_PX)
+    min_count: int = Field(default=1, ge=1, le=10_000)
 
 
 class Recipe(_Frozen):
@@ -37,7 +46,7 @@ class Recipe(_Frozen):
     ignore: tuple[Rect, ...] = ()
     reject: tuple[RejectRule, ...] = Field(min_length=1)
     camera: CameraSettings = CameraSettings()
-    cycle_budget_ms: float = Field(default=40.0, gt=0)
+    cycle_budget_ms: float = Field(default=40.0, ge=MIN_BUDGET_MS, le=MAX_BUDGET_MS)
     fail_safe: Literal["reject", "hold"] = "reject"
 
     @field_validator("thresholds")
@@ -67,7 +76,7 @@ class Recipe(_Frozen):
         for i, rule in enumerate(self.reject):
             bad = [c for c in rule.classes if c not in known]
             if bad:
-                raise ValueError(f"reject.{i}.classes: unknown class name(s) {bad}; classes are {list(self.classes)}")
+                raise ValueError(f"reject.{i + 1}.classes: unknown class name(s) {bad}; classes are {list(self.classes)}")
         return self
 
     def threshold_for(self, class_name: str) -> float:

@@ -10,6 +10,7 @@ a recipe. A failed preparation leaves the active recipe in place and returns the
 from __future__ import annotations
 
 import logging
+import statistics
 import threading
 import time
 from collections import OrderedDict
@@ -17,10 +18,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import yaml
 from pydantic import ValidationError
 
-from inference.engine import Engine
+from inference.engine import Engine, ImageInput
 from line.decision import DecisionPolicy
 from line.errors import ConfigError, Problem, problems_from_validation
 from line.recipe_model import Recipe
@@ -28,7 +30,44 @@ from line.recipe_model import Recipe
 log = logging.getLogger(__name__)
 
 
+# A recipe or station file is a page or two of YAML. The limit is checked before parsing: a
+# multi-megabyte file took a minute to validate and would hold up a recipe folder reload.
+MAX_FILE_BYTES = 256 * 1024
+
+STATION_KEYS = frozenset({"station", "recipes", "cameras", "engine", "plc", "opcua_server", "storage", "hmi"})
+RECIPE_KEYS = frozenset(Recipe.model_fields) - {"camera"}  # ``camera`` (one) is a recipe's sensor block
+
+
+def file_kind(path: Path, data: object) -> str:
+    """``station``, ``recipe`` or ``opcua_fragment``, told from the top-level keys; a file that
+    has keys of both kinds, or of neither, is one problem, not a list of misleading ones
+    (a station file with ``camera:`` for ``cameras:`` is still a station file)."""
+    if not isinstance(data, dict):
+        raise ConfigError([Problem(str(path), "", "expected a YAML mapping (a station config or a recipe)")])
+    keys = {str(k) for k in data}
+    if keys == {"opcua_server"}:
+        return "opcua_fragment"
+    station, recipe = sorted(keys & STATION_KEYS), sorted(keys & RECIPE_KEYS)
+    if station and not recipe:
+        return "station"
+    if recipe and not station:
+        return "recipe"
+    if station and recipe:
+        why = f"it has station keys {station} and recipe keys {recipe}"
+    else:
+        why = f"none of its keys {sorted(keys)} is a station key (cameras, station, plc, ...) or a recipe key (id, code, model, ...)"
+    raise ConfigError([Problem(str(path), "", f"cannot tell whether this is a station config or a recipe: {why}")])
+
+
 def read_yaml(path: Path) -> object:
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise ConfigError([Problem(str(path), "", f"cannot read: {exc.strerror or exc}")]) from None
+    except ValueError as exc:  # a NUL byte in the name
+        raise ConfigError([Problem(str(path), "", f"cannot read: {exc}")]) from None
+    if size > MAX_FILE_BYTES:
+        raise ConfigError([Problem(str(path), "", f"file is {size // 1024} KiB; the limit is {MAX_FILE_BYTES // 1024} KiB")])
     try:
         text = path.read_text()
     except OSError as exc:
@@ -48,6 +87,8 @@ def load_recipe(path: Path, check_model: bool = True) -> Recipe:
     data = read_yaml(path)
     if not isinstance(data, dict):
         raise ConfigError([Problem(str(path), "", "a recipe must be a YAML mapping")])
+    if set(data) & STATION_KEYS and not set(data) & RECIPE_KEYS:
+        raise ConfigError([Problem(str(path), "", "this is a station config, not a recipe")])
     model = data.get("model")
     if isinstance(model, dict):
         for key in ("onnx", "calibration"):
@@ -83,6 +124,28 @@ def model_problems(recipe: Recipe) -> list[str]:
     from inference.model_check import check_model
 
     return check_model(recipe.detector_spec())
+
+
+def engine_latency_ms(engine: Engine, height: int, width: int, pixel_format: str, batch: int = 1, runs: int = 5,
+                      clock: Callable[[], float] = time.perf_counter) -> float:  # fmt: skip
+    """Median time of ``runs`` calls of a warmed engine on a blank frame of the production shape:
+    what one cycle costs at least (a real frame with detections decodes a little longer)."""
+    channels = 4 if pixel_format == "RGBa8" else 3 if pixel_format in ("RGB8", "BGR8") else 1
+    image = ImageInput(np.zeros((height, width) if channels == 1 else (height, width, channels), np.uint8), pixel_format)
+    times = []
+    for _ in range(max(1, runs)):
+        t0 = clock()
+        engine.detect([image] * batch)
+        times.append((clock() - t0) * 1000.0)
+    return float(statistics.median(times))
+
+
+def budget_problem(recipe: Recipe, measured_ms: float) -> str | None:
+    """The reason a recipe cannot meet its cycle budget on this engine, or None."""
+    if measured_ms <= recipe.cycle_budget_ms:
+        return None
+    return (f"recipe {recipe.id}: the engine takes {measured_ms:.1f} ms per frame, over its cycle_budget_ms "
+            f"{recipe.cycle_budget_ms:g}: every part would be a fail-safe")  # fmt: skip
 
 
 @dataclass
@@ -153,8 +216,8 @@ class RecipeBook:
         self.directory = directory
         self._engine_factory = engine_factory
         self._validate_camera = validate_camera
-        self._warm_shape = warm_shape
-        self._warm_batch = warm_batch  # the batch the station runs (cameras batched, padded)
+        self.warm_shape = warm_shape
+        self.warm_batch = warm_batch  # the batch the station runs (cameras batched, padded)
         self.warm_max = warm_max
         self.recipes: dict[str, Recipe] = {}
         self.files: dict[str, Path] = {}
@@ -168,6 +231,9 @@ class RecipeBook:
         self.audit_listeners: list[Callable[[SwitchAudit], None]] = []
         self.last_audit: SwitchAudit | None = None
         self.preparing: PrepareProgress | None = None
+        # why the active recipe is the active one (start-up choice, or who switched it): the
+        # start-up log, the HMI and the station snapshot show it
+        self.active_reason = ""
         self._retired: list[PreparedRecipe] = []
         self.reload()
 
@@ -229,10 +295,10 @@ class RecipeBook:
             raise
         self._progress(recipe_id, "warmup", 2, started)
         try:
-            if self._warm_shape is not None:
-                h, w, fmt = self._warm_shape
+            if self.warm_shape is not None:
+                h, w, fmt = self.warm_shape
                 engine.warmup(recipe.camera.height or h, recipe.camera.width or w, recipe.camera.pixel_format or fmt,
-                              batch=self._warm_batch)  # fmt: skip
+                              batch=self.warm_batch)  # fmt: skip
         except Exception:
             engine.close()
             self._progress(recipe_id, "failed", 3, started)
@@ -288,8 +354,9 @@ class RecipeBook:
             else:
                 return
 
-    def switch(self, recipe_id: str, source: str = "cli", user: str = "") -> SwitchResult:
-        """Prepare fully, then swap; the active recipe stays if preparation fails."""
+    def switch(self, recipe_id: str, source: str = "cli", user: str = "", reason: str | None = None) -> SwitchResult:
+        """Prepare fully, then swap; the active recipe stays if preparation fails. ``reason``
+        says why (the start-up choice); by default: who asked for it."""
         t_request = time.perf_counter()
         with self._switch_lock:
             warm = self.is_warm(recipe_id)
@@ -304,6 +371,7 @@ class RecipeBook:
                 return SwitchResult(False, recipe_id, message, switch_s=elapsed)
             previous = self.active
             self.active = prepared  # the atomic swap: one reference, read once per frame
+            self.active_reason = reason or f"switched by {source}" + (f" ({user})" if user else "")
             switch_s = time.perf_counter() - t_request
             prepare_s = 0.0 if warm else prepared.prepare_s
             self.last_audit = SwitchAudit(time.time_ns(), previous.recipe.id if previous else None, recipe_id, source, user,

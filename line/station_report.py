@@ -35,6 +35,9 @@ def snapshot(station: Station) -> dict[str, object]:
     return {
         "station": station.station_id,
         "active_recipe": active.recipe.id if active else station._final_recipe,
+        # why it is the active one: the start-up choice (configured, --recipe, restored from the
+        # last switch, or a saved recipe that had become invalid) or who switched it since
+        "active_recipe_reason": station.book.active_reason,
         "status": int(station._status),
         "cameras": {lane.camera_id: {"state": lane.source.state.value, **lane.source.counters.snapshot(),
                                      "queue_dropped": lane.queue.dropped} for lane in station.lanes},  # fmt: skip

@@ -3,13 +3,34 @@ and are configurable per plant."""
 
 from __future__ import annotations
 
-from typing import Literal
+import ipaddress
+import re
+from typing import Annotated, Literal
+from urllib.parse import urlparse
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*$")
+
+
+def check_host(value: str) -> str:
+    """An IP address or a host name; refused here rather than as a socket error at start
+    (``192.0.2.300``, ``plc1:502``, ``http://plc1`` all parse as strings)."""
+    try:
+        ipaddress.ip_address(value)
+        return value
+    except ValueError:
+        pass
+    if _HOSTNAME.match(value) and not value.replace(".", "").isdigit():
+        return value
+    raise ValueError(f"{value!r} is neither an IP address nor a host name (the port is a separate key)")
+
+
+Host = Annotated[str, AfterValidator(check_host)]
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)  # .inf/.nan never work here
 
 
 class ModbusMap(_Frozen):
@@ -68,7 +89,7 @@ class ModbusMap(_Frozen):
 
 class ModbusServerConfig(_Frozen):
     enabled: bool = True
-    host: str = "127.0.0.1"
+    host: Host = "127.0.0.1"
     port: int = Field(default=5020, ge=0, le=65535)  # 0: pick a free port (tests)
     unit_id: int = Field(default=1, ge=0, le=247)
     map: ModbusMap = ModbusMap()
@@ -80,7 +101,7 @@ class ModbusServerConfig(_Frozen):
 
 class ModbusClientConfig(_Frozen):
     enabled: bool = False
-    host: str = "127.0.0.1"
+    host: Host = "127.0.0.1"
     port: int = Field(default=502, ge=1, le=65535)
     unit_id: int = Field(default=1, ge=0, le=247)
     map: ModbusMap = ModbusMap()
@@ -130,6 +151,18 @@ class OpcUaClientConfig(_Frozen):
     keepalive_ms: int = Field(default=1000, gt=0)  # liveness probe when nothing else is read
     reconnect_min_ms: int = Field(default=100, gt=0)
     reconnect_max_ms: int = Field(default=5000, gt=0)
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, value: str) -> str:
+        url = urlparse(value)
+        if url.scheme != "opc.tcp" or not url.hostname:
+            raise ValueError("endpoint must look like opc.tcp://host:port")
+        try:
+            url.port  # noqa: B018 - raises for a port that is not a number in 0..65535
+        except ValueError as exc:
+            raise ValueError(f"endpoint port: {exc}") from None
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> OpcUaClientConfig:

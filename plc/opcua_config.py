@@ -36,6 +36,10 @@ Role = Literal["reader", "operator"]
 PRODUCTION_POLICY: SecurityPolicyName = "Basic256Sha256_SignAndEncrypt"
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
+# Passwords printed in configs/*.yaml and the docs. A production server that accepts one of them
+# is open to anyone who has read the documentation (issue 21): refused by validation.
+DOCUMENTED_PASSWORDS = ("change-me-reader", "change-me-operator", "operator-demo")
+
 _SCRYPT_N = 2**14
 _SCRYPT_R = 8
 _SCRYPT_P = 1
@@ -52,7 +56,7 @@ def verify_password(password: str, stored: str) -> bool:
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)  # .inf/.nan never work here
 
 
 class OpcUaUser(_Frozen):
@@ -64,6 +68,12 @@ class OpcUaUser(_Frozen):
     def _format(cls, value: str) -> str:
         if not value.startswith("scrypt$") or value.count("$") != 5:
             raise ValueError("password_hash must come from plc.opcua_config.hash_password (scrypt$...)")
+        try:
+            _, _, _, salt, digest = passwords.parse_hash(value)
+        except ValueError as exc:
+            raise ValueError(f"{exc}; make one with python -m plc.opcua_config hash-password") from None
+        if len(salt) < 8 or len(digest) < 16:  # a placeholder such as scrypt$16384$8$1$REPLACE$REPLACE
+            raise ValueError("password_hash is a placeholder, not a hash; make one with python -m plc.opcua_config hash-password")
         return value
 
 
@@ -110,6 +120,11 @@ class OpcUaServerConfig(_Frozen):
                 raise ValueError(f"profile production allows only {PRODUCTION_POLICY}")
             if self.allow_anonymous:
                 raise ValueError("profile production does not allow anonymous access")
+            documented = sorted(name for name, user in self.users.items()
+                                if any(verify_password(p, user.password_hash) for p in DOCUMENTED_PASSWORDS))  # fmt: skip
+            if documented:
+                raise ValueError(f"profile production: user(s) {documented} have a password published in the "
+                                 "example configs; set new ones (python -m plc.opcua_config hash-password)")  # fmt: skip
         if self.allow_anonymous and self.host not in _LOOPBACK:
             raise ValueError("allow_anonymous is only allowed on a loopback endpoint (demo)")
         if not self.users and not self.allow_anonymous:

@@ -13,8 +13,11 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
+
+from pydantic import BaseModel
 
 from line.errors import ConfigError, Problem
 from line.passwords import parse_hash, verify_password
@@ -34,11 +37,13 @@ class User:
 
 
 class UserStore:
-    def __init__(self, users: dict[str, dict[str, str]], source: str = "hmi.users") -> None:
+    def __init__(self, users: Mapping[str, Mapping[str, str] | BaseModel], source: str = "hmi.users") -> None:
         problems = []
         self._hashes: dict[str, str] = {}
         self._roles: dict[str, str] = {}
-        for name, entry in users.items():
+        for name, given in users.items():
+            # the station config's users are validated models (line.config.HmiUser) already
+            entry: Mapping[str, str] = given.model_dump() if isinstance(given, BaseModel) else given
             role = entry.get("role", "")
             if role not in ROLE_RANK:
                 problems.append(Problem(source, f"{name}.role", f"must be one of {list(ROLE_RANK)}, got {role!r}"))

@@ -251,6 +251,7 @@ class HmiContext:
             "station": st.station_id,
             "health": self.health(),
             "active_recipe": snap["active_recipe"],
+            "active_recipe_reason": snap["active_recipe_reason"],
             "switching": st.switching,
             "counters": {"parts": sum(lane.parts for lane in st.lanes), "verdicts": verdicts, "passed": counts.get("passed", 0),
                          "rejected": counts.get("rejected", 0), "fail_safe": counts.get("fail_safe", 0),

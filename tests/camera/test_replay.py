@@ -76,12 +76,13 @@ def test_pattern_selects_files(folder: Path) -> None:
 
 
 def test_missing_folder(tmp_path: Path) -> None:
-    with pytest.raises(CameraFatalError, match="does not exist"):
+    # refused by the options' validation, so ``linecheck validate`` says it before a start
+    with pytest.raises(ValidationError, match="does not exist"):
         make(tmp_path / "nope")
 
 
 def test_not_a_folder(folder: Path) -> None:
-    with pytest.raises(CameraFatalError, match="not a folder"):
+    with pytest.raises(ValidationError, match="not a folder"):
         make(folder / "a0.png")
 
 

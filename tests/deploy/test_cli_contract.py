@@ -52,11 +52,34 @@ def test_install_and_entrypoint_commands_parse() -> None:
     assert 'exec linecheck run -c "$config" "$@"' in entry
 
 
-def test_real_cli_accepts_the_example_config() -> None:
-    """What ExecStartPre runs, against the example config install.sh ships (a real subprocess)."""
+def test_real_cli_refuses_the_unedited_example_config() -> None:
+    """What ExecStartPre runs, against the example config install.sh ships (a real subprocess):
+    its placeholders keep the station from starting until someone edits them."""
+    example = DEPLOY / "config" / "station.example.yaml"
     result = subprocess.run(
-        [sys.executable, "-m", "line", "validate", str(DEPLOY / "config" / "station.example.yaml")],
+        [sys.executable, "-m", "line", "validate", str(example)],
         capture_output=True, text=True, timeout=120, check=False, cwd=REPO,
     )  # fmt: skip
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.strip().endswith(": ok")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stderr.strip() == (f"{example}: opcua_server.users.mes.password_hash: password_hash is a placeholder, "
+                                     "not a hash; make one with python -m plc.opcua_config hash-password")  # fmt: skip
+    assert "Traceback" not in result.stderr
+
+
+def test_exec_start_pre_refuses_what_run_refuses(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The unit's ExecStartPre, pointed at broken configs of the corpus (in-process for speed;
+    tests/line/test_config_corpus.py runs ``run`` on every one): non-zero, so systemd never
+    reaches ExecStart; and zero for the corpus' good station."""
+    import shutil
+
+    import numpy as np
+
+    from tests.inference.onnx_models import constant_model
+
+    root = tmp_path_factory.mktemp("unit")
+    shutil.copytree(REPO / "tests" / "config_corpus", root, dirs_exist_ok=True)
+    constant_model(root / "recipes" / "model.onnx", np.zeros((1, 7, 4), np.float32))
+    pre = next(c for c in _unit_commands() if c[0] == "validate")
+    for name, status in (("good", 0), ("active-missing", 1), ("camera-typo", 1), ("opcua-production-example-users", 1)):
+        argv = [root / "station" / f"{name}.yaml" if a == "/etc/linecheck/station.yaml" else a for a in pre]
+        assert cli.main([str(a) for a in argv]) == status, name

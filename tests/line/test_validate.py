@@ -55,7 +55,7 @@ def test_good_recipe_validates(folder: Path) -> None:
         (("code: 3", "code: three"), "code", "valid integer"),
         (("cap-a.onnx", "missing.onnx"), "model.onnx", "model file not found"),
         (("cap-a.onnx", "two-class.onnx"), "model.onnx", "7"),
-        (("{classes: [missing_cap], bin: 1}", "{classes: [missing_cap], bin: 0}"), "reject.0.bin", "greater than or equal to 1"),
+        (("{classes: [missing_cap], bin: 1}", "{classes: [missing_cap], bin: 0}"), "reject.1.bin", "greater than or equal to 1"),
         (("input: {min: [320, 320]", "input: {min: [720, 320]"), "model.input", "min <= opt <= max"),
     ],
 )

@@ -58,6 +58,11 @@ def test_user_hash_format_checked() -> None:
 
 def test_example_config_is_production_only() -> None:
     data = yaml.safe_load(EXAMPLE.read_text())["opcua_server"]
+    # its hashes are of passwords printed in the file: refused under profile production (issue 21)
+    with pytest.raises(ValidationError, match=r"\['line-lead', 'mes'\] have a password published"):
+        OpcUaServerConfig.model_validate(data)
+    for user in data["users"].values():
+        user["password_hash"] = hash_password("a site password", n=2**4)
     cfg = OpcUaServerConfig.model_validate(data)
     assert cfg.profile == "production"
     assert cfg.security_policies == ("Basic256Sha256_SignAndEncrypt",)
