@@ -9,8 +9,9 @@ active_recipe register (address 2) with a pymodbus client before and after.
 The engine fails on some parts (an inspection error: fail-safe), so the station raises alarms
 and the page must show them with their time and count, the degraded reason, the fail-safes by
 reason and each reject's defect classes without hovering; a tap opens a reject large.
-Screenshots: artifacts/browser/hmi-*.png; the ones docs/hmi.md shows are written, as small
-palette PNGs, to docs/images/.
+Screenshots: artifacts/browser/hmi-*.png, and the ones docs/hmi.md shows as small palette PNGs
+in artifacts/browser/docs/. ``UPDATE_DOCS_SCREENSHOTS=1`` writes those to docs/images/ instead (a
+test run leaves the tree clean otherwise).
 """
 
 from __future__ import annotations
@@ -111,7 +112,7 @@ def save_for_docs(artifacts: Path, shots: Sequence[tuple[str, int]]) -> None:
     """The screenshots docs/hmi.md shows, as palette PNGs under 200 KB (the repository keeps them)."""
     from PIL import Image
 
-    docs = ROOT / "docs" / "images"
+    docs = ROOT / "docs" / "images" if os.environ.get("UPDATE_DOCS_SCREENSHOTS") == "1" else artifacts / "docs"
     docs.mkdir(parents=True, exist_ok=True)
     for name, max_px in shots:  # a photo-like picture needs fewer pixels to stay small
         with Image.open(artifacts / name) as shot:

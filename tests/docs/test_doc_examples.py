@@ -16,6 +16,7 @@ import yaml
 
 from camera.config import CameraConfig, CameraSettings
 from camera.source import validate_options
+from inference.config import InputProfile
 from line.config import StationConfig
 from line.recipe_model import Recipe
 
@@ -46,6 +47,9 @@ def _check(data: dict[str, Any]) -> str:
     if "model" in data and "reject" in data:
         Recipe.model_validate(data)
         return "recipe"
+    if set(data) == {"input"}:  # a recipe's model.input line shown on its own
+        InputProfile.model_validate(data["input"])
+        return "model input"
     if set(data) == {"camera"}:
         CameraSettings.model_validate(data["camera"])
         return "camera settings"
@@ -53,14 +57,25 @@ def _check(data: dict[str, Any]) -> str:
 
 
 @pytest.mark.parametrize(("where", "block"), _blocks(), ids=[w for w, _ in _blocks()])
-def test_example_is_accepted(where: str, block: str) -> None:
+def test_example_is_accepted(where: str, block: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     data = yaml.safe_load(block)
     assert isinstance(data, dict), where
+    monkeypatch.chdir(tmp_path)  # a replay camera's folder is checked: the reader has made it
+    for camera in data.get("cameras") or []:
+        if camera.get("kind") == "replay":
+            (tmp_path / camera["options"]["folder"]).mkdir(parents=True)
     _check(data)
 
 
-def test_the_examples_cover_station_recipe_and_cameras() -> None:
-    kinds = {_check(yaml.safe_load(block)) for _, block in _blocks()}
+def test_the_examples_cover_station_recipe_and_cameras(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    kinds = set()
+    for _, block in _blocks():
+        data = yaml.safe_load(block)
+        for camera in data.get("cameras") or []:
+            if camera.get("kind") == "replay":
+                (tmp_path / camera["options"]["folder"]).mkdir(parents=True, exist_ok=True)
+        kinds.add(_check(data))
     assert {"station", "recipe", "cameras", "camera settings"} <= kinds
 
 
