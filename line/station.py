@@ -29,6 +29,7 @@ from line.gc_watch import GcWatch, freeze_startup_heap
 from line.lane import CameraLane, PartTicket
 from line.recipe_model import Recipe
 from line.recipes import PreparedRecipe, RecipeBook, SwitchResult
+from line.request_worker import RequestWorker
 from line.results import ResultLog, ResultRecord
 from line.station_report import mes_state, snapshot
 from line.stats import StationStats
@@ -36,6 +37,14 @@ from line.verdict_records import build_message, build_record
 from plc.sink import Delivery, ResultCode, ResultSink, StatusBits, VerdictMessage
 
 log = logging.getLogger(__name__)
+
+# a stop's bounds: each lane (a hung camera or engine), then the result log (a locked
+# database); the sinks bound their own closes (an unreachable PLC)
+LANE_STOP_S = 1.5
+LOG_CLOSE_S = 2.0
+REQUESTS_STOP_S = 0.5
+COMMAND_WAIT_S = 1.0
+
 
 @dataclass(frozen=True)
 class Outcome:
@@ -96,6 +105,11 @@ class Station:
         self.alarms: list[str] = []
         self._final_recipe: str | None = None
         self.switching = False
+        # verdicts emitted since this station started: the operator's counters (``stats``) are
+        # reset from the HMI or the PLC, this is what the stop summary and the exit status read
+        self.verdicts_since_start = 0
+        self.requests = RequestWorker()
+        self.stop_report: dict[str, object] = {}
         # optional live-view tap (the HMI): ``offer`` is called on the hot path and must return
         # at once (it throttles, and copies a downscaled image only when one is due)
         self.live_tap: LiveTap | None = None
@@ -110,6 +124,8 @@ class Station:
             freeze_startup_heap()
         self.gc_watch.install()
         self._register_camera_buffers()
+        self.result_log.start()
+        self.requests.start()
         for sink in self.sinks:
             sink.start()
         self._publish_status(StatusBits.READY | StatusBits.RUNNING)
@@ -127,26 +143,43 @@ class Station:
         self._monitor.start()
 
     def stop(self) -> None:
-        """Decide every part already acquired, flush the log, close the ports."""
+        """Decide every part already acquired, flush the log, close the ports; every step has
+        an upper bound (a hung camera, a locked database, an unreachable PLC), and what a step
+        left behind is logged and kept in :attr:`stop_report`."""
         if not self._running:
             return
         self._running = False
+        t0 = time.monotonic()
+        stuck: list[str] = []
         for lane in self.lanes:
-            lane.stop()
+            stuck += lane.stop(LANE_STOP_S)
         if self.finisher is not None:
             self.finisher.close()
         if self.batcher is not None:
             self.batcher.close()
         self._stop.set()
         if self._monitor is not None:
-            self._monitor.join()
+            self._monitor.join(1.0)
+            if self._monitor.is_alive():
+                stuck.append(self._monitor.name)
+        if not self.requests.close(REQUESTS_STOP_S):
+            stuck.append(self.requests.name)
         self._publish_status(StatusBits.NONE)
         self.gc_watch.remove()
         for sink in self.sinks:
-            sink.close()
-        self.result_log.close()
+            try:
+                sink.close()
+            except Exception:
+                log.exception("sink %s failed to close", sink.name)
+        self.result_log.close(LOG_CLOSE_S)
         self._final_recipe = self.book.active.recipe.id if self.book.active else None
         self.book.close()
+        self.stop_report = {
+            "stop_s": round(time.monotonic() - t0, 3), "threads_left": stuck,
+            "log_kept_in_journal": self.result_log.journal.uncommitted(), "log_lost": self.result_log.lost,
+        }  # fmt: skip
+        if stuck:
+            log.warning("stopped with threads left behind: %s", ", ".join(stuck))
 
     def _register_camera_buffers(self) -> None:
         """Page-lock the cameras' buffers for a GPU engine now, not on their second frame
@@ -266,6 +299,7 @@ class Station:
         self.result_log.journal_append(record)  # before the PLC write: crash-durable
         with self._emit_lock:
             deliveries = tuple(self._publish(sink, message) for sink in self.sinks)
+            self.verdicts_since_start += 1
         t_ack = time.perf_counter()
         if "deadline" not in ticket.stamps:  # the real verdict's write, not the watchdog's
             ticket.stamps["acked"] = t_ack
@@ -315,6 +349,8 @@ class Station:
     def _status_bits(self) -> StatusBits:
         bits = StatusBits.READY | (StatusBits.RUNNING if self._running else StatusBits.NONE)
         if any(lane.source.state in (CameraState.FAILED, CameraState.RECONNECTING) or lane.camera_errors for lane in self.lanes):
+            bits |= StatusBits.ERROR
+        if self.result_log.storage_fault() is not None:  # the journal, database or archive refuse writes
             bits |= StatusBits.ERROR
         if self.switching:
             bits |= StatusBits.SWITCHING
@@ -376,9 +412,27 @@ class Station:
             return
         if self.book.active is not None and self.book.active.recipe.id == recipe.id:
             return
-        threading.Thread(target=self.request_switch, args=(recipe.id, source), name="recipe-switch", daemon=True).start()
+        recipe_id = recipe.id
+        if self.requests.submit(lambda: self.request_switch(recipe_id, source)) is None:
+            self._alarm(f"{source} recipe request {code} refused: requests are not being taken")
 
     def command(self, command: int, source: str) -> None:
+        """Operator commands (from the PLC's or the HMI's request thread), run on the station's
+        request worker in the order they came; the caller waits (briefly) until it ran, so a reset
+        the HMI acknowledges has happened."""
+        if not self.requests.running:  # not started (or stopped): nothing else is running either
+            self._run_command(command, source)
+            return
+        done = self.requests.submit(lambda: self._run_command(command, source))
+        if done is None:
+            self._alarm(f"{source} command {command} refused: requests are not being taken")
+            return
+        try:
+            done.result(COMMAND_WAIT_S)
+        except Exception as exc:  # still queued behind a recipe switch, or it failed (logged)
+            log.warning("%s command %d not done yet: %s", source, command, type(exc).__name__)
+
+    def _run_command(self, command: int, source: str) -> None:
         if command == 1:
             self.stats.reset()
         elif command == 2:
