@@ -98,6 +98,7 @@ class CameraLane:
         # deadline comes earlier. -inf while it is not waiting (it looks at the list before it does)
         self._watchdog_wakes_at = -math.inf
         self._stop_acq = threading.Event()
+        self._given_up = threading.Event()  # the stop returned without this lane's acquisition thread
         self._stop = threading.Event()
         self._last_part_id = 0
         self._last_frame_id = 0
@@ -152,6 +153,7 @@ class CameraLane:
         while self._outstanding and time.monotonic() < end:  # the finisher decides what is in flight
             time.sleep(0.001)
         self._join(self._threads[2:], end)
+        self._given_up.set()
         for item, ticket in self.queue.close():
             self._abandon_launch(ticket)
             if isinstance(item, Frame):
@@ -197,7 +199,7 @@ class CameraLane:
                 self._last_frame_id += 1
                 self._stop_acq.wait(min(self.fetch_timeout_s, 0.05))
                 continue
-            if self._stop_acq.is_set():  # a fetch that outlasted the stop: its part is not ours
+            if self._given_up.is_set():  # a fetch that outlasted the stop: the lane is closed
                 frame.release()
                 break
             if camera_down:

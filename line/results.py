@@ -195,18 +195,18 @@ _COLUMN_SET = frozenset(_COLUMNS)
 
 
 def _apply(conn: sqlite3.Connection, replay: _Replay) -> int:
+    """Upsert the journal's rows; returns how many were not in SQLite yet."""
+    count = "SELECT COUNT(*) FROM results"
     with conn:
-        before = conn.total_changes
+        before = conn.execute(count).fetchone()[0]
         conn.executemany(_UPSERT, replay.rows)
-        inserted = conn.total_changes - before
         conn.executemany(_APPLY_DELIVERY, replay.deliveries)
-    return inserted
+        return int(conn.execute(count).fetchone()[0] - before)
 
 
 def recover_journals(db_path: Path, journal_dir: Path) -> int:
     """Insert journalled verdicts that a crash (or a stop that could not reach the database)
-    kept out of SQLite; returns how many lines were replayed. A journal that cannot be
-    written to SQLite now stays for the next start."""
+    kept out of SQLite; returns how many were missing from it."""
     files = journal_files(journal_dir)
     if not files:
         return 0
@@ -214,9 +214,7 @@ def recover_journals(db_path: Path, journal_dir: Path) -> int:
     recovered = 0
     try:
         for path in files:
-            replay = _merge_journal(read_journal(path))
-            _apply(conn, replay)
-            recovered += len(replay.rows)
+            recovered += _apply(conn, _merge_journal(read_journal(path)))
             path.unlink()
     finally:
         conn.close()

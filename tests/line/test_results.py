@@ -24,6 +24,7 @@ def record(i: int, image: np.ndarray | None = None) -> ResultRecord:
 
 def test_rows_written_in_wal_mode_and_readable(tmp_path: Path) -> None:
     log = ResultLog(tmp_path / "results.db", None)
+    log.start()
     for i in range(100):
         log.journal_append(record(i))
         log.submit(record(i))
@@ -40,6 +41,7 @@ def test_rows_written_in_wal_mode_and_readable(tmp_path: Path) -> None:
 
 def _writer_then_die(db: str, n: int, ready: multiprocessing.synchronize.Event) -> None:  # type: ignore[name-defined]
     log = ResultLog(Path(db), None)
+    log.start()
     for i in range(n):
         log.journal_append(record(i))  # journalled (as before a PLC write) ...
         if i < n // 2:
@@ -99,6 +101,7 @@ def test_archive_retention_and_traversal(tmp_path: Path) -> None:
 def test_locked_database_delays_rows_but_loses_none(tmp_path: Path) -> None:
     db = tmp_path / "results.db"
     log = ResultLog(db, None)
+    log.start()
     locker = sqlite3.connect(db, timeout=0.1)
     locker.execute("BEGIN EXCLUSIVE")
     for i in range(20):
@@ -119,6 +122,8 @@ def test_full_archive_disk_raises_alarm_and_keeps_logging(tmp_path: Path) -> Non
             raise OSError(28, "No space left on device")
 
     log = ResultLog(tmp_path / "results.db", FullDisk(tmp_path / "ng", 5))
+
+    log.start()
     for i in range(5):
         log.journal_append(record(i))
         log.submit(record(i, image=np.zeros((4, 4), np.uint8)))
@@ -132,6 +137,7 @@ def test_images_in_flight_are_bounded_verdicts_are_not(tmp_path: Path) -> None:
 
     db = tmp_path / "results.db"
     log = ResultLog(db, ImageArchive(tmp_path / "ng", 100))
+    log.start()
     locker = sqlite3.connect(db, timeout=0.1)
     locker.execute("BEGIN EXCLUSIVE")  # the writer stalls: NG images pile up
     n = results.MAX_IMAGES_IN_FLIGHT + 10
