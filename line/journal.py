@@ -9,8 +9,11 @@ never waits on a database that another process may be holding locked.
 
 The journal holds only what SQLite does not hold yet: it counts, per verdict, the lines it
 appended (the verdict, then its delivery outcome) and forgets a verdict once the writer has
-committed it; whenever nothing is left uncommitted the file is truncated. Without that count a
-delivery line per verdict kept the file growing forever (and start-up replayed all of it).
+committed it; whenever nothing is left uncommitted the file is truncated, and on a line that
+never pauses (a verdict always in flight) a file past ``COMPACT_BYTES`` is rewritten with only
+the uncommitted verdicts' lines (a rename: a crash leaves the old file or the new one, whole).
+Without that count a delivery line per verdict kept the file growing forever (and start-up
+replayed all of it).
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+COMPACT_BYTES = 16 * 1024  # ~50 verdicts with their delivery lines
+
 
 class VerdictJournal:
     def __init__(self, directory: Path) -> None:
@@ -32,6 +37,7 @@ class VerdictJournal:
         # result_id -> lines appended for it and not yet known to be in SQLite
         self._uncommitted: dict[str, int] = {}
         self._size = os.fstat(self._fd).st_size
+        self._compact_at = COMPACT_BYTES
         self.truncations = 0
 
     def append(self, result_id: str, record: dict[str, Any]) -> None:
@@ -62,10 +68,38 @@ class VerdictJournal:
             self._truncate_if_empty()
 
     def _truncate_if_empty(self) -> None:
-        if not self._uncommitted and self._size and self._fd >= 0:
+        if self._fd < 0 or not self._size:
+            return
+        if not self._uncommitted:
             os.ftruncate(self._fd, 0)
             self._size = 0
+            self._compact_at = COMPACT_BYTES
             self.truncations += 1
+        elif self._size >= self._compact_at:
+            self._compact()
+
+    def _compact(self) -> None:
+        """Rewrite the file with the uncommitted verdicts' lines only (held lock: appends wait;
+        each line's id is its first value, read without parsing the JSON)."""
+        keep = [
+            raw for raw in os.pread(self._fd, self._size, 0).splitlines(keepends=True)
+            if raw.endswith(b"\n") and _line_id(raw) in self._uncommitted
+        ]  # fmt: skip
+        tmp = self.path.with_name(self.path.name + ".compact")
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o640)
+        try:
+            data = b"".join(keep)
+            if data and os.write(fd, data) != len(data):
+                raise OSError(28, "No space left on device (short journal write)")
+            os.replace(tmp, self.path)
+        except OSError:  # a full disk: keep the long file, it is still complete
+            os.close(fd)
+            tmp.unlink(missing_ok=True)
+            return
+        os.close(self._fd)
+        self._fd, self._size = fd, len(data)
+        self._compact_at = max(COMPACT_BYTES, 4 * self._size)  # amortised: a large backlog is not copied per batch
+        self.truncations += 1
 
     def snapshot(self) -> bytes:
         """Everything the journal holds now (complete lines: appends hold the same lock)."""
@@ -89,6 +123,13 @@ class VerdictJournal:
             keep = bool(self._uncommitted)
         if remove and not keep:
             self.path.unlink(missing_ok=True)
+
+
+def _line_id(raw: bytes) -> str:
+    """The verdict a journal line belongs to: the value of its first key (``result_id`` of a
+    verdict line, ``update`` of a delivery line)."""
+    start = raw.find(b'":"') + 3
+    return raw[start : raw.find(b'"', start)].decode()
 
 
 def journal_files(directory: Path) -> list[Path]:
