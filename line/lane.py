@@ -173,8 +173,10 @@ class CameraLane:
 
     @staticmethod
     def _join(threads: list[threading.Thread], end: float) -> None:
+        """Join by ``end``; a thread that is merely polling (every 0.1 s) still gets its turn
+        when an earlier one (a hung camera) used the time up."""
         for thread in threads:
-            thread.join(max(end - time.monotonic(), 0.01))
+            thread.join(max(end - time.monotonic(), 0.25))
 
     def undecided(self) -> int:
         """Parts of this lane still waiting for their verdict."""

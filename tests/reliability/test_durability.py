@@ -170,3 +170,74 @@ def test_stop_with_database_locked_throughout_keeps_the_journal(tmp_path: Path) 
           f"{n_received} in all; rows after the restart {n_rows}")  # fmt: skip
     assert n_rows == n_received
     assert not journal_files(tmp_path / "state" / "journal")
+
+
+def _fill(disk: Path) -> Path:
+    """Write a file until the disk refuses (a real ENOSPC)."""
+    filler = disk / "filler.bin"
+    with filler.open("wb") as fh:
+        try:
+            while True:
+                fh.write(b"\0" * 65536)
+                fh.flush()
+        except OSError:
+            pass
+    return filler
+
+
+def _plc_status(client: object) -> int:
+    from pymodbus.client import ModbusTcpClient
+
+    assert isinstance(client, ModbusTcpClient)
+    return int(client.read_holding_registers(1, count=1).registers[0])  # the map's default ``status`` register
+
+
+def test_storage_full_every_part_decided_status_error_nothing_lost(tmp_path: Path) -> None:
+    from pymodbus.client import ModbusTcpClient
+
+    from plc.sink import StatusBits
+
+    state = tmp_path / "state"
+    state.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(state)], capture_output=True,
+                      check=False).returncode != 0:  # fmt: skip
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    record = tmp_path / "plc.jsonl"
+    sim, port = start_simulator("--record", str(record))
+    try:
+        # every part is NG (the tiny model's missing_cap): journal, database and archive all write
+        config = make_env(tmp_path, plc_port=port, server_port=0, width=160, height=128)
+        with running_station(config) as station:
+            log = station.result_log
+            server = station.sinks[0]
+            assert server.name == "modbus_server"
+            plc = ModbusTcpClient("127.0.0.1", port=server.port, timeout=2)  # type: ignore[attr-defined]
+            assert plc.connect()
+            try:
+                wait_for(lambda: log.written >= 50, 60, "rows in SQLite")
+                assert not _plc_status(plc) & StatusBits.ERROR
+                filler = _fill(state)
+                full_at = verdicts(station)
+                wait_for(lambda: log.storage_fault() is not None, 30, "the storage fault")
+                wait_for(lambda: _plc_status(plc) & StatusBits.ERROR, 10, "the PLC's status ERROR bit")
+                wait_for(lambda: verdicts(station) >= full_at + 100, 60, "verdicts on the full disk")
+                parts_full = sum(lane.parts for lane in station.lanes) - full_at
+                verdicts_full = verdicts(station) - full_at
+                backlog_full = log.backlog()
+                assert log.journal_failures > 0 and backlog_full > 0
+                filler.unlink()  # space returns
+                wait_for(lambda: log.storage_fault() is None and log.backlog() < 50, 60, "the log catching up")
+                wait_for(lambda: not _plc_status(plc) & StatusBits.ERROR, 10, "the ERROR bit cleared")
+            finally:
+                plc.close()
+        report = station.stop_report
+        stop_process(sim)
+        n_received, n_rows = assert_received_are_logged(record, config)  # the database is on the tmpfs
+    finally:
+        stop_process(sim)
+        subprocess.run(["umount", "-l", str(state)], check=False)
+    parts = sum(lane.parts for lane in station.lanes)
+    print(f"storage full: {verdicts_full} verdicts for {parts_full} parts while full, backlog {backlog_full}; "
+          f"PLC received {n_received}, rows {n_rows}, parts {parts}; stop {report['stop_s']} s")  # fmt: skip
+    assert station.verdicts_since_start == parts == n_rows
+    assert report["log_lost"] == 0 and report["log_kept_in_journal"] == 0, report
