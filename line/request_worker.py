@@ -36,6 +36,9 @@ class RequestWorker:
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
+    def is_current_thread(self) -> bool:
+        return self._thread is threading.current_thread()
+
     def submit(self, job: Callable[[], object]) -> Future[object] | None:
         """Queue ``job``; its future, or None (counted, logged) when the queue is full or the
         worker is not running."""

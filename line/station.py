@@ -44,6 +44,7 @@ LANE_STOP_S = 1.5
 LOG_CLOSE_S = 2.0
 REQUESTS_STOP_S = 0.5
 COMMAND_WAIT_S = 1.0
+SWITCH_WAIT_S = 60.0  # an engine build on a recipe switch takes seconds, a TensorRT build longer
 
 
 @dataclass(frozen=True)
@@ -389,6 +390,22 @@ class Station:
                     log.exception("sink %s refused the state", sink.name)
 
     def request_switch(self, recipe_id: str, source: str, user: str = "") -> SwitchResult:
+        """Switch the recipe on the station's request worker (one at a time, with the PLC's
+        requests) and wait for the outcome; runs here when the worker is not running (not
+        started, stopped) or this already is the worker."""
+        if not self.requests.running or self.requests.is_current_thread():
+            return self._switch_now(recipe_id, source, user)
+        done = self.requests.submit(lambda: self._switch_now(recipe_id, source, user))
+        if done is None:
+            return SwitchResult(False, recipe_id, "the station is not taking requests now (too many waiting)")
+        try:
+            result = done.result(SWITCH_WAIT_S)
+        except TimeoutError:
+            return SwitchResult(False, recipe_id, f"still switching after {SWITCH_WAIT_S:.0f} s; see the events")
+        assert isinstance(result, SwitchResult)  # noqa: S101
+        return result
+
+    def _switch_now(self, recipe_id: str, source: str, user: str) -> SwitchResult:
         self.switching = True
         try:
             return self.book.switch(recipe_id, source, user)
@@ -413,7 +430,7 @@ class Station:
         if self.book.active is not None and self.book.active.recipe.id == recipe.id:
             return
         recipe_id = recipe.id
-        if self.requests.submit(lambda: self.request_switch(recipe_id, source)) is None:
+        if self.requests.submit(lambda: self._switch_now(recipe_id, source, "")) is None:
             self._alarm(f"{source} recipe request {code} refused: requests are not being taken")
 
     def command(self, command: int, source: str) -> None:
