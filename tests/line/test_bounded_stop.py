@@ -95,6 +95,10 @@ def test_stop_returns_with_the_database_locked_and_keeps_the_journal(
         station.start()
         while len(sink.messages) < 40:
             threading.Event().wait(0.02)
+        while station.result_log.storage_fault() is None:
+            threading.Event().wait(0.02)
+        log_state = station.snapshot()["log"]
+        assert isinstance(log_state, dict) and log_state["backlog"] == 40 and "locked" in log_state["storage_fault"]
         with caplog.at_level(logging.WARNING):
             stopper = _stop_in_thread(station)
         assert not stopper.is_alive(), "the stop did not return with the database locked"

@@ -107,10 +107,16 @@ def test_locked_database_delays_rows_but_loses_none(tmp_path: Path) -> None:
     for i in range(20):
         log.journal_append(record(i))
         log.submit(record(i))
-    time.sleep(1.5)
-    assert log.written == 0
+    deadline = time.monotonic() + 30
+    while log.storage_fault() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert "locked" in str(log.storage_fault())
+    assert log.written == 0 and log.backlog() == 20
     locker.rollback()
     locker.close()
+    while log.backlog() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert log.backlog() == 0 and log.storage_fault() is None
     log.close()
     assert len(ResultLogReader(db).all()) == 20
     assert any("retrying" in a for a in log.alarms)
@@ -167,3 +173,23 @@ def test_row_type_matches_the_table() -> None:
     from line import results
 
     assert tuple(f.name for f in fields(results.ResultRow)) == ("rowid", *results._COLUMNS)
+
+
+def test_queue_overflow_is_replayed_from_the_journal_with_delivery_outcome(tmp_path: Path) -> None:
+    db = tmp_path / "results.db"
+    log = ResultLog(db, None, queue_size=2)  # not started yet: every record past two overflows
+    for i in range(10):
+        rec = record(i)
+        log.journal_append(rec)
+        rec.delivered, rec.plc_seq = 1, 100 + i
+        log.journal_delivery(rec)
+        log.submit(rec)
+    assert log.dropped == 8 and log.backlog() == 10
+    log.start()
+    deadline = time.monotonic() + 30
+    while log.backlog() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert log.replays >= 1 and log.journal.size_bytes() == 0  # all in SQLite: the journal is empty
+    log.close()
+    rows = ResultLogReader(db).all()
+    assert [(r.part_id, r.delivered, r.plc_seq) for r in rows] == [(i, 1, 100 + i) for i in range(10)]
