@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,9 @@ COMPACT_BYTES = 16 * 1024  # ~50 verdicts with their delivery lines
 class VerdictJournal:
     def __init__(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        self.path = directory / f"journal-{os.getpid()}.jsonl"
+        # never an earlier run's file (a container's pid repeats): that one may hold verdicts
+        # SQLite does not have yet, which this journal's truncation would throw away
+        self.path = directory / f"journal-{os.getpid()}-{time.time_ns()}.jsonl"
         self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o640)
         self._lock = threading.Lock()
         # result_id -> lines appended for it and not yet known to be in SQLite

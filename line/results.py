@@ -236,7 +236,13 @@ class ResultLog:
         self.archive = archive
         self.journal_dir = db_path.parent / "journal"
         self.close_timeout_s = close_timeout_s
-        self.recovered = recover_journals(db_path, self.journal_dir)
+        self._earlier = journal_files(self.journal_dir)  # journals of earlier runs, not yet in SQLite
+        try:
+            self.recovered = recover_journals(db_path, self.journal_dir)
+            self._earlier = []
+        except sqlite3.OperationalError as exc:  # locked by another process: the writer retries
+            self.recovered = 0
+            log.warning("journals of an earlier run not recovered yet (%s); the writer retries", exc)
         self.journal = VerdictJournal(self.journal_dir)
         self._queue: queue.Queue[_Item] = queue.Queue(queue_size)
         self._held: deque[_Item] = deque()  # never dropped: not in the journal, or an event
@@ -387,6 +393,8 @@ class ResultLog:
                 continue
             if self._replay_due and not self._replay():
                 return
+            if self._earlier and not self._recover_earlier():
+                return
             if self._stop.is_set() and not self._held and self._queue.empty():
                 return
 
@@ -466,6 +474,24 @@ class ResultLog:
         self.journal.mark_replayed(replay.lines)
         return True
 
+    def _recover_earlier(self) -> bool:
+        """Journals an earlier run left, which the database refused at this start (locked)."""
+        while self._earlier:
+            if not self._recover_one(self._earlier[0]):
+                return False
+            self._earlier.pop(0)
+        return True
+
+    def _recover_one(self, path: Path) -> bool:
+        replay = _merge_journal(read_journal(path))
+        inserted: list[int] = []
+        if not self._retry(lambda: inserted.append(_apply(self._conn, replay))):
+            return False
+        self.recovered += inserted[0]
+        path.unlink(missing_ok=True)
+        log.warning("recovered %d verdicts from the journal of an earlier run", inserted[0])
+        return True
+
     def close(self, timeout_s: float | None = None) -> None:
         """Flush within ``timeout_s``, then stop. What SQLite does not hold by then stays in the
         journal for the next start (it is never deleted); a verdict the journal could not take
@@ -475,7 +501,7 @@ class ResultLog:
         self._closed = True
         bound = self.close_timeout_s if timeout_s is None else timeout_s
         self._stop.set()
-        if self._thread is None and (self._queue.qsize() or self._held or self._replay_due):
+        if self._thread is None and (self._queue.qsize() or self._held or self._replay_due or self._earlier):
             self.start()  # never started: the same bounded flush
         thread = self._thread
         if thread is not None:

@@ -193,3 +193,29 @@ def test_queue_overflow_is_replayed_from_the_journal_with_delivery_outcome(tmp_p
     log.close()
     rows = ResultLogReader(db).all()
     assert [(r.part_id, r.delivered, r.plc_seq) for r in rows] == [(i, 1, 100 + i) for i in range(10)]
+
+
+def test_start_with_the_database_locked_recovers_the_earlier_journal_later(tmp_path: Path) -> None:
+    from line.journal import VerdictJournal, journal_files
+
+    db = tmp_path / "results.db"
+    ResultLog(db, None).close()
+    earlier = VerdictJournal(tmp_path / "journal")  # an earlier run stopped before SQLite had these
+    for i in range(5):
+        earlier.append(record(i).result_id, record(i).journal_dict())
+    earlier.close()
+    locker = sqlite3.connect(db, timeout=0.1)
+    locker.execute("BEGIN EXCLUSIVE")
+    try:
+        log = ResultLog(db, None)  # does not fail: the writer recovers once the database is free
+        log.start()
+        assert log.recovered == 0 and earlier.path.exists()
+    finally:
+        locker.rollback()
+        locker.close()
+    deadline = time.monotonic() + 30
+    while log.recovered < 5 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    log.close()
+    assert log.recovered == 5 and not journal_files(tmp_path / "journal")
+    assert sorted(r.part_id for r in ResultLogReader(db).all()) == list(range(5))
