@@ -226,6 +226,7 @@ def test_storage_full_every_part_decided_status_error_nothing_lost(tmp_path: Pat
                 wait_for(lambda: verdicts(station) >= full_at + 100, 60, "verdicts on the full disk")
                 parts_full = sum(lane.parts for lane in station.lanes) - full_at
                 verdicts_full = verdicts(station) - full_at
+                late_full = station.stats.counts.get("fail_safe.timeout", 0)
                 backlog_full = log.backlog()
                 assert log.journal_failures > 0 and backlog_full > 0
                 filler.unlink()  # space returns
@@ -240,7 +241,8 @@ def test_storage_full_every_part_decided_status_error_nothing_lost(tmp_path: Pat
         stop_process(sim)
         subprocess.run(["umount", "-l", str(state)], check=False)
     parts = sum(lane.parts for lane in station.lanes)
-    print(f"storage full: {verdicts_full} verdicts for {parts_full} parts while full, backlog {backlog_full}; "
+    print(f"storage full: {verdicts_full} verdicts for {parts_full} parts while full ({late_full} deadline "
+          f"fail-safes in the run so far), backlog {backlog_full}; "
           f"PLC received {n_received}, rows {n_rows}, parts {parts}; stop {report['stop_s']} s")  # fmt: skip
     assert station.verdicts_since_start == parts == n_rows
     assert report["log_lost"] == 0 and report["log_kept_in_journal"] == 0, report
