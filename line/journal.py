@@ -13,11 +13,13 @@ committed it; whenever nothing is left uncommitted the file is truncated, and on
 never pauses (a verdict always in flight) a file past ``COMPACT_BYTES`` is rewritten with only
 the uncommitted verdicts' lines (a rename: a crash leaves the old file or the new one, whole).
 Without that count a delivery line per verdict kept the file growing forever (and start-up
-replayed all of it).
+replayed all of it). A reserve file set aside next to the journal is given back to a disk that
+fills up, so the journal keeps taking verdicts for a while after the disk is full.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import threading
@@ -27,6 +29,9 @@ from pathlib import Path
 from typing import Any
 
 COMPACT_BYTES = 16 * 1024  # ~50 verdicts with their delivery lines
+# space set aside next to the journal and given up when the disk is full: ~1,500 verdicts with
+# their delivery lines can still be journalled (and a stop can journal what memory holds)
+RESERVE_BYTES = 512 * 1024
 
 
 class VerdictJournal:
@@ -41,18 +46,50 @@ class VerdictJournal:
         self._uncommitted: dict[str, int] = {}
         self._size = os.fstat(self._fd).st_size
         self._compact_at = COMPACT_BYTES
+        self.reserve_path = directory / "reserve.bin"
+        self.reserve_released = not self.restore_reserve()
         self.truncations = 0
 
     def append(self, result_id: str, record: dict[str, Any]) -> None:
         """Append one line for ``result_id``; raises OSError (a full disk) with nothing counted."""
         line = (json.dumps(record, separators=(",", ":")) + "\n").encode()
         with self._lock:
-            written = os.write(self._fd, line)
-            if written != len(line):  # a short write is a full disk: cut the torn line off again
-                os.ftruncate(self._fd, self._size)
-                raise OSError(28, "No space left on device (short journal write)")
-            self._size += written
+            try:
+                self._write(line)
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC or not self._release_reserve():
+                    raise
+                self._write(line)
             self._uncommitted[result_id] = self._uncommitted.get(result_id, 0) + 1
+
+    def _write(self, line: bytes) -> None:
+        written = os.write(self._fd, line)
+        if written != len(line):  # a short write is a full disk: cut the torn line off again
+            os.ftruncate(self._fd, self._size)
+            raise OSError(errno.ENOSPC, "No space left on device (short journal write)")
+        self._size += written
+
+    def _release_reserve(self) -> bool:
+        """The disk is full: give the reserve back to it; False when it is already spent."""
+        if self.reserve_released:
+            return False
+        self.reserve_path.unlink(missing_ok=True)
+        self.reserve_released = True
+        return True
+
+    def restore_reserve(self) -> bool:
+        """Set the reserve aside (again); False while the disk cannot give that much."""
+        try:
+            fd = os.open(self.reserve_path, os.O_WRONLY | os.O_CREAT, 0o640)
+            try:
+                os.posix_fallocate(fd, 0, RESERVE_BYTES)
+            finally:
+                os.close(fd)
+        except OSError:
+            self.reserve_path.unlink(missing_ok=True)
+            return False
+        self.reserve_released = False
+        return True
 
     def mark_committed(self, result_ids: Iterable[str]) -> None:
         """The writer committed these verdicts (with their delivery outcome) to SQLite."""

@@ -258,6 +258,7 @@ class ResultLog:
         self._images_in_flight = 0
         self._images_lock = threading.Lock()
         self._replay_due = False
+        self._reserve_retry_at = 0.0
         self._journal_error: str | None = None
         self._db_error: str | None = None
         self._archive_error: str | None = None
@@ -356,6 +357,8 @@ class ResultLog:
 
     def storage_fault(self) -> str | None:
         """Why storage is failing now (journal, database or NG archive), or None."""
+        if self.journal.reserve_released and self._journal_error is None:
+            return "the disk is full: the verdict journal is using its reserve"
         return self._journal_error or self._db_error or self._archive_error
 
     def pending(self) -> int:
@@ -386,15 +389,19 @@ class ResultLog:
     def _run(self) -> None:
         while not self._abort.is_set():
             batch = self._take()
-            if batch:
-                if not self._write(batch):
-                    self._aborted = batch
-                    return
-                continue
+            if batch and not self._write(batch):
+                self._aborted = batch
+                return
+            if batch and (self._held or not self._queue.empty()):
+                continue  # not caught up yet; what follows runs between batches of a steady line
             if self._replay_due and not self._replay():
                 return
             if self._earlier and not self._recover_earlier():
                 return
+            if self.journal.reserve_released and self._db_error is None and time.monotonic() >= self._reserve_retry_at:
+                self._reserve_retry_at = time.monotonic() + 1.0
+                if self.journal.restore_reserve():
+                    log.warning("verdict journal reserve set aside again")
             if self._stop.is_set() and not self._held and self._queue.empty():
                 return
 
@@ -411,7 +418,10 @@ class ResultLog:
                     self._alarm(f"{self._db_error}; retrying, verdicts kept in the journal")
                 elif time.monotonic() - last_log > 10:
                     log.warning("%s; %d verdicts waiting", self._db_error, self.backlog())
+                    last_log = time.monotonic()
                 last_log = last_log or time.monotonic()
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    self._reopen()
                 if self._abort.wait(delay):
                     return False
                 delay = min(delay * 2, _RETRY_MAX_S)
@@ -420,6 +430,19 @@ class ResultLog:
                 log.warning("result log writable again")
                 self._db_error = None
             return True
+
+    def _reopen(self) -> None:
+        """After a full disk or an I/O error a connection can keep failing with space free
+        again (seen with SQLITE_FULL in WAL mode on a tmpfs): start over with a new one."""
+        try:
+            fresh = connect(self.db_path, timeout_s=0.5)
+        except sqlite3.Error:
+            return  # still failing: the next retry tries again
+        old, self._conn = self._conn, fresh
+        try:
+            old.close()
+        except sqlite3.Error:
+            log.debug("closing the failed result-log connection", exc_info=True)
 
     def _write(self, batch: list[_Item]) -> bool:
         rows = []

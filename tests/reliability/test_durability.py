@@ -228,7 +228,7 @@ def test_storage_full_every_part_decided_status_error_nothing_lost(tmp_path: Pat
                 verdicts_full = verdicts(station) - full_at
                 late_full = station.stats.counts.get("fail_safe.timeout", 0)
                 backlog_full = log.backlog()
-                assert log.journal_failures > 0 and backlog_full > 0
+                assert backlog_full > 0
                 filler.unlink()  # space returns
                 wait_for(lambda: log.storage_fault() is None and log.backlog() < 50, 60, "the log catching up")
                 wait_for(lambda: not _plc_status(plc) & StatusBits.ERROR, 10, "the ERROR bit cleared")
