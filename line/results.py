@@ -236,12 +236,12 @@ class ResultLog:
         self.archive = archive
         self.journal_dir = db_path.parent / "journal"
         self.close_timeout_s = close_timeout_s
-        self._earlier = journal_files(self.journal_dir)  # journals of earlier runs, not yet in SQLite
+        self._earlier: list[Path] = []  # journals of earlier runs, not yet in SQLite
         try:
             self.recovered = recover_journals(db_path, self.journal_dir)
-            self._earlier = []
         except sqlite3.OperationalError as exc:  # locked by another process: the writer retries
             self.recovered = 0
+            self._earlier = journal_files(self.journal_dir)  # those not recovered (each is removed once it is)
             log.warning("journals of an earlier run not recovered yet (%s); the writer retries", exc)
         self.journal = VerdictJournal(self.journal_dir)
         self._queue: queue.Queue[_Item] = queue.Queue(queue_size)
