@@ -32,6 +32,11 @@ from camera.source import CameraState, FrameSource
 
 log = logging.getLogger(__name__)
 
+# a stop's bounds: the supervisor thread (in a reconnect), then device teardowns (a dead GigE
+# device waits for its GVCP timeouts); past them the threads are logged and left to finish
+STOP_JOIN_S = 1.0
+REAPER_JOIN_S = 1.0
+
 __all__ = ["DeviceLostError", "RawFrame", "Session", "SupervisedSource", "SupervisorOptions"]
 
 
@@ -110,15 +115,21 @@ class SupervisedSource(FrameSource):
         self._closing.set()
         self._wake.set()
         if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join()
+            self._thread.join(STOP_JOIN_S)
+            if self._thread.is_alive():
+                log.warning("camera %s: supervisor still busy after %.1f s, left behind", self.camera_id, STOP_JOIN_S)
         self._thread = None
         with self._lock:
             session, self._session = self._session, None
             if session is not None:
                 self._retire(session, lost=False, background=False)
             self._set_state(CameraState.CLOSED)
+        end = time.monotonic() + REAPER_JOIN_S  # a dead GigE device's teardown waits for GVCP timeouts
         for reaper in self._reapers:
-            reaper.join(timeout=30)  # a dead GigE device's teardown waits for GVCP timeouts
+            reaper.join(max(end - time.monotonic(), 0.01))
+        left = sum(1 for r in self._reapers if r.is_alive())
+        if left:
+            log.warning("camera %s: %d device teardowns still running, left behind", self.camera_id, left)
         self._reapers.clear()
 
     def close(self) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -76,9 +76,6 @@ class AlarmLimits(BaseModel):
         default=5, ge=0, description="deadline misses in the window above which to alarm"
     )
     log_backlog: int = Field(default=500, ge=1, description="records waiting for the result log")
-    storage_quiet_s: float = Field(
-        default=10.0, gt=0, description="seconds without a new log failure before a storage fault clears"
-    )
 
 
 @dataclass(frozen=True)
@@ -163,41 +160,6 @@ def kind_of_message(message: str) -> AlarmKind:
     return AlarmKind.STATION
 
 
-# --- readings ------------------------------------------------------------------------------
-# The result log's backlog and storage-fault accessors are being added elsewhere; their names
-# are tried in this order (attribute or no-argument method), so pointing at the final names
-# is a one-line change here.
-BACKLOG_NAMES = ("backlog", "pending")
-STORAGE_FAULT_NAMES = ("storage_fault", "storage_error")
-
-
-def _read(obj: object, names: Iterable[str]) -> tuple[bool, Any]:
-    for name in names:
-        value = getattr(obj, name, None)
-        if value is None:
-            continue
-        try:
-            return True, value() if callable(value) else value
-        except Exception as exc:  # a reading that fails is itself worth showing
-            return True, f"{name} unreadable: {exc}"
-    return False, None
-
-
-def log_backlog(result_log: object) -> int:
-    """Records accepted but not yet in SQLite (0 if the log cannot tell)."""
-    found, value = _read(result_log, BACKLOG_NAMES)
-    return int(value) if found and isinstance(value, int | float) else 0
-
-
-def log_storage_fault(result_log: object) -> tuple[bool, str | None]:
-    """(the log can tell, its fault or None). When it cannot tell, the caller falls back on
-    the log's alarm messages (see :class:`AlarmMonitor`)."""
-    found, value = _read(result_log, STORAGE_FAULT_NAMES)
-    if not found:
-        return False, None
-    return True, (str(value) if value else None)
-
-
 @dataclass(frozen=True)
 class Readings:
     """What the monitor looks at, once a second: cumulative counts and current states."""
@@ -223,9 +185,6 @@ class AlarmMonitor:
         self._clock = clock
         self._history: deque[tuple[float, int, int, int]] = deque()
         self.plc_seen_connected: set[str] = set()
-        self._log_alarm_mark: tuple[int, str | None] = (0, None)
-        self._log_alarm_at: float | None = None
-        self._log_alarm_text = ""
         self.checks = 0  # looks taken (tests wait on it instead of on the clock)
 
     def note_links(self, states: Mapping[str, str]) -> None:
@@ -240,18 +199,6 @@ class AlarmMonitor:
         if state != "connected" and name not in self.plc_seen_connected:
             return "waiting for PLC"
         return state
-
-    def log_alarm_fault(self, log_alarms: list[str]) -> str | None:
-        """Fallback storage-fault reading from the result log's alarm messages: a fault while
-        new failures keep coming, cleared after ``storage_quiet_s`` without one."""
-        now = self._clock()
-        mark = (len(log_alarms), log_alarms[-1] if log_alarms else None)
-        if mark != self._log_alarm_mark and log_alarms:
-            self._log_alarm_at, self._log_alarm_text = now, log_alarms[-1]
-        self._log_alarm_mark = mark
-        if self._log_alarm_at is not None and now - self._log_alarm_at < self.limits.storage_quiet_s:
-            return self._log_alarm_text
-        return None
 
     def check(self, r: Readings) -> None:
         self.checks += 1

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from camera.config import CameraConfig
 from camera.source import FrameSource, open_source, validate_options
 from inference.engine import open_engine
+from line.alarms import AlarmKind
 from line.archive import ImageArchive
 from line.config import StationConfig
 from line.errors import ConfigError, Problem, problems_from_validation
@@ -278,7 +279,7 @@ def build_station(config: StationConfig, *, active: str | None = None, file: str
             early_launch=config.station.early_launch,
         )  # fmt: skip
         if start.warning:
-            station._alarm(start.warning)  # the station's alarm method (the alarm model routes it)
+            station.raise_alarm(start.warning, AlarmKind.STATION)
         _check_budget(station, book)
         for src in sources:  # the recipe's camera block goes to the device before the first frame
             src.apply_settings(book.active.recipe.camera)  # type: ignore[union-attr]
@@ -307,7 +308,7 @@ def _check_budget(station: Station, book: RecipeBook) -> None:
     problem = budget_problem(active.recipe, measured)
     log.info("recipe %s: engine %.2f ms per frame, budget %g ms", active.recipe.id, measured, active.recipe.cycle_budget_ms)
     if problem is not None:
-        station._alarm(problem)  # the station's alarm method (the alarm model routes it)
+        station.raise_alarm(problem, AlarmKind.ENGINE_BELOW_BUDGET)
 
 
 def _apply_camera(station: Station, recipe: Recipe) -> None:

@@ -98,6 +98,7 @@ class CameraLane:
         # deadline comes earlier. -inf while it is not waiting (it looks at the list before it does)
         self._watchdog_wakes_at = -math.inf
         self._stop_acq = threading.Event()
+        self._given_up = threading.Event()  # the stop returned without this lane's acquisition thread
         self._stop = threading.Event()
         self._last_part_id = 0
         self._last_frame_id = 0
@@ -134,27 +135,48 @@ class CameraLane:
             thread.start()
             self._threads.append(thread)
 
-    def stop(self) -> None:
-        """Stop acquiring, decide every part already in the lane, then stop."""
+    def stop(self, timeout_s: float = 2.0) -> list[str]:
+        """Stop acquiring, decide every part already in the lane, then stop; within about
+        ``timeout_s`` even with a camera or an engine that hangs. Returns the names of the
+        threads that did not end in time (logged; a part they still hold gets its fail-safe
+        from here, and whatever they produce later is discarded)."""
+        end = time.monotonic() + timeout_s
         self._stop_acq.set()
-        self._threads[0].join()
+        self._join(self._threads[:1], end)
         self.source.stop()
-        while len(self.queue):
+        while len(self.queue) and time.monotonic() < end:
             time.sleep(0.005)
         self._stop.set()
         with self._pending_cond:
             self._pending_cond.notify_all()
-        self._threads[1].join()  # inference: nothing more is submitted
-        while self._outstanding:  # the finisher decides what is in flight
+        self._join(self._threads[1:2], end)  # inference: nothing more is submitted
+        while self._outstanding and time.monotonic() < end:  # the finisher decides what is in flight
             time.sleep(0.001)
-        for thread in self._threads[2:]:
-            thread.join()
+        self._join(self._threads[2:], end)
+        self._given_up.set()
         for item, ticket in self.queue.close():
             self._abandon_launch(ticket)
             if isinstance(item, Frame):
                 item.release()
             self._decide_fail_safe(ticket, "shutdown")
+        with self._pending_cond:  # held by a thread that did not stop: decided here, once
+            left = [t for t in self._pending if not t.claimed]
+            self._pending.clear()
+        for ticket in left:
+            self._decide_fail_safe(ticket, "shutdown")
         self.source.close()
+        stuck = [t.name for t in self._threads if t.is_alive()]
+        if stuck:
+            log.warning("camera %s: threads still running after %.1f s, left behind: %s", self.camera_id, timeout_s,
+                        ", ".join(stuck))  # fmt: skip
+        return stuck
+
+    @staticmethod
+    def _join(threads: list[threading.Thread], end: float) -> None:
+        """Join by ``end``; a thread that is merely polling (every 0.1 s) still gets its turn
+        when an earlier one (a hung camera) used the time up."""
+        for thread in threads:
+            thread.join(max(end - time.monotonic(), 0.25))
 
     def undecided(self) -> int:
         """Parts of this lane still waiting for their verdict."""
@@ -179,6 +201,9 @@ class CameraLane:
                 self._last_frame_id += 1
                 self._stop_acq.wait(min(self.fetch_timeout_s, 0.05))
                 continue
+            if self._given_up.is_set():  # a fetch that outlasted the stop: the lane is closed
+                frame.release()
+                break
             if camera_down:
                 camera_down = False
                 self.decider.camera_event(self.camera_id, "camera_back", "acquisition resumed")

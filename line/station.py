@@ -29,8 +29,6 @@ from line.alarms import (
     AlarmSet,
     Readings,
     kind_of_message,
-    log_backlog,
-    log_storage_fault,
 )
 from line.batcher import Batcher
 from line.decision import Verdict
@@ -39,6 +37,7 @@ from line.gc_watch import GcWatch, freeze_startup_heap
 from line.lane import CameraLane, PartTicket
 from line.recipe_model import Recipe
 from line.recipes import PreparedRecipe, RecipeBook, SwitchResult
+from line.request_worker import RequestWorker
 from line.results import ResultLog, ResultRecord
 from line.station_report import mes_state, snapshot
 from line.stats import StationStats
@@ -48,6 +47,15 @@ from plc.sink import Delivery, ResultCode, ResultSink, StatusBits, VerdictMessag
 log = logging.getLogger(__name__)
 
 PLC_SINKS = ("modbus_client", "opcua_client", "modbus_server")  # the links to the PLC, in mes_state's order
+
+# a stop's bounds: each lane (a hung camera or engine), then the result log (a locked
+# database); the sinks bound their own closes (an unreachable PLC)
+LANE_STOP_S = 1.5
+LOG_CLOSE_S = 2.0
+REQUESTS_STOP_S = 0.5
+COMMAND_WAIT_S = 1.0
+SWITCH_WAIT_S = 60.0  # an engine build on a recipe switch takes seconds, a TensorRT build longer
+
 
 @dataclass(frozen=True)
 class Outcome:
@@ -110,6 +118,11 @@ class Station:
         self._cameras_down: set[str] = set()  # lanes whose camera failed (camera_lost .. camera_back)
         self._final_recipe: str | None = None
         self.switching = False
+        # verdicts emitted since this station started: the operator's counters (``stats``) are
+        # reset from the HMI or the PLC, this is what the stop summary and the exit status read
+        self.verdicts_since_start = 0
+        self.requests = RequestWorker()
+        self.stop_report: dict[str, object] = {}
         # optional live-view tap (the HMI): ``offer`` is called on the hot path and must return
         # at once (it throttles, and copies a downscaled image only when one is due)
         self.live_tap: LiveTap | None = None
@@ -124,6 +137,8 @@ class Station:
             freeze_startup_heap()
         self.gc_watch.install()
         self._register_camera_buffers()
+        self.result_log.start()
+        self.requests.start()
         for sink in self.sinks:
             sink.start()
         self._publish_status(StatusBits.READY | StatusBits.RUNNING)
@@ -141,26 +156,43 @@ class Station:
         self._monitor.start()
 
     def stop(self) -> None:
-        """Decide every part already acquired, flush the log, close the ports."""
+        """Decide every part already acquired, flush the log, close the ports; every step has
+        an upper bound (a hung camera, a locked database, an unreachable PLC), and what a step
+        left behind is logged and kept in :attr:`stop_report`."""
         if not self._running:
             return
         self._running = False
+        t0 = time.monotonic()
+        stuck: list[str] = []
         for lane in self.lanes:
-            lane.stop()
+            stuck += lane.stop(LANE_STOP_S)
         if self.finisher is not None:
             self.finisher.close()
         if self.batcher is not None:
             self.batcher.close()
         self._stop.set()
         if self._monitor is not None:
-            self._monitor.join()
+            self._monitor.join(1.0)
+            if self._monitor.is_alive():
+                stuck.append(self._monitor.name)
+        if not self.requests.close(REQUESTS_STOP_S):
+            stuck.append(self.requests.name)
         self._publish_status(StatusBits.NONE)
         self.gc_watch.remove()
         for sink in self.sinks:
-            sink.close()
-        self.result_log.close()
+            try:
+                sink.close()
+            except Exception:
+                log.exception("sink %s failed to close", sink.name)
+        self.result_log.close(LOG_CLOSE_S)
         self._final_recipe = self.book.active.recipe.id if self.book.active else None
         self.book.close()
+        self.stop_report = {
+            "stop_s": round(time.monotonic() - t0, 3), "threads_left": stuck,
+            "log_kept_in_journal": self.result_log.journal.uncommitted(), "log_lost": self.result_log.lost,
+        }  # fmt: skip
+        if stuck:
+            log.warning("stopped with threads left behind: %s", ", ".join(stuck))
 
     def _register_camera_buffers(self) -> None:
         """Page-lock the cameras' buffers for a GPU engine now, not on their second frame
@@ -263,7 +295,7 @@ class Station:
             self._cameras_down.discard(camera_id)
         if severity == "alarm":
             alarm_kind = {"camera_lost": AlarmKind.CAMERA_LOST, "inference_error": AlarmKind.INFERENCE_ERROR}.get(kind)
-            self._alarm(f"camera {camera_id}: {message}", alarm_kind)
+            self.raise_alarm(f"camera {camera_id}: {message}", alarm_kind)
 
     # --- emission ----------------------------------------------------------------------------
     def _emit(
@@ -285,6 +317,7 @@ class Station:
         self.result_log.journal_append(record)  # before the PLC write: crash-durable
         with self._emit_lock:
             deliveries = tuple(self._publish(sink, message) for sink in self.sinks)
+            self.verdicts_since_start += 1
         t_ack = time.perf_counter()
         if "deadline" not in ticket.stamps:  # the real verdict's write, not the watchdog's
             ticket.stamps["acked"] = t_ack
@@ -326,10 +359,9 @@ class Station:
                 self.stats.count(f"undelivered.{d.sink}")
 
     # --- status, alarms, switching -------------------------------------------------------------
-    def _alarm(self, message: str, kind: AlarmKind | None = None) -> None:
-        """Raise an alarm in the station's one set. ``kind`` None: told from the message (the
-        entry point of callers that only have a message, e.g. "engine cannot meet the recipe
-        budget")."""
+    def raise_alarm(self, message: str, kind: AlarmKind | None = None) -> None:
+        """Raise an alarm in the station's one set (every face shows it). ``kind`` None: told
+        from the message."""
         log.warning("ALARM %s", message)
         self.alarm_set.raise_(kind or kind_of_message(message), message)
 
@@ -357,6 +389,8 @@ class Station:
             bits |= StatusBits.ERROR
         if any(a.kind is AlarmKind.FAIL_SAFE_RATE for a in active):
             bits |= StatusBits.FAIL_SAFE
+        if self.result_log.storage_fault() is not None:  # the journal, database or archive refuse writes
+            bits |= StatusBits.ERROR
         if self.switching:
             bits |= StatusBits.SWITCHING
         return bits
@@ -396,13 +430,11 @@ class Station:
                     links[sink.name] = sink.link_state.value
                 except Exception:
                     links[sink.name] = "failed"
-            found, fault = log_storage_fault(self.result_log)
-            if not found:
-                fault = self.alarm_monitor.log_alarm_fault(list(getattr(self.result_log, "alarms", [])))
+            fault = self.result_log.storage_fault()
             self.alarm_monitor.note_links({n: s for n, s in links.items() if n not in PLC_SINKS})
             self.alarm_monitor.check(Readings(
                 counts.get("verdicts", 0), counts.get("fail_safe", 0), counts.get("fail_safe.timeout", 0), down,
-                {n: s for n, s in links.items() if n in PLC_SINKS}, log_backlog(self.result_log), fault,
+                {n: s for n, s in links.items() if n in PLC_SINKS}, self.result_log.backlog(), fault,
             ))  # fmt: skip
         except Exception:  # the monitor never dies of one bad reading
             log.exception("alarm check failed")
@@ -419,6 +451,22 @@ class Station:
                     log.exception("sink %s refused the state", sink.name)
 
     def request_switch(self, recipe_id: str, source: str, user: str = "") -> SwitchResult:
+        """Switch the recipe on the station's request worker (one at a time, with the PLC's
+        requests) and wait for the outcome; runs here when the worker is not running (not
+        started, stopped) or this already is the worker."""
+        if not self.requests.running or self.requests.is_current_thread():
+            return self._switch_now(recipe_id, source, user)
+        done = self.requests.submit(lambda: self._switch_now(recipe_id, source, user))
+        if done is None:
+            return SwitchResult(False, recipe_id, "the station is not taking requests now (too many waiting)")
+        try:
+            result = done.result(SWITCH_WAIT_S)
+        except TimeoutError:
+            return SwitchResult(False, recipe_id, f"still switching after {SWITCH_WAIT_S:.0f} s; see the events")
+        assert isinstance(result, SwitchResult)  # noqa: S101
+        return result
+
+    def _switch_now(self, recipe_id: str, source: str, user: str) -> SwitchResult:
         self.switching = True
         try:
             return self.book.switch(recipe_id, source, user)
@@ -438,13 +486,31 @@ class Station:
     def select_recipe_code(self, code: int, source: str) -> None:
         recipe = self.book.by_code(code)
         if recipe is None:
-            self._alarm(f"{source} selected unknown recipe code {code}")
+            self.raise_alarm(f"{source} selected unknown recipe code {code}")
             return
         if self.book.active is not None and self.book.active.recipe.id == recipe.id:
             return
-        threading.Thread(target=self.request_switch, args=(recipe.id, source), name="recipe-switch", daemon=True).start()
+        recipe_id = recipe.id
+        if self.requests.submit(lambda: self._switch_now(recipe_id, source, "")) is None:
+            self.raise_alarm(f"{source} recipe request {code} refused: requests are not being taken")
 
     def command(self, command: int, source: str) -> None:
+        """Operator commands (from the PLC's or the HMI's request thread), run on the station's
+        request worker in the order they came; the caller waits (briefly) until it ran, so a reset
+        the HMI acknowledges has happened."""
+        if not self.requests.running:  # not started (or stopped): nothing else is running either
+            self._run_command(command, source)
+            return
+        done = self.requests.submit(lambda: self._run_command(command, source))
+        if done is None:
+            self.raise_alarm(f"{source} command {command} refused: requests are not being taken")
+            return
+        try:
+            done.result(COMMAND_WAIT_S)
+        except Exception as exc:  # still queued behind a recipe switch, or it failed (logged)
+            log.warning("%s command %d not done yet: %s", source, command, type(exc).__name__)
+
+    def _run_command(self, command: int, source: str) -> None:
         if command == 1:
             self.stats.reset()
         elif command == 2:

@@ -42,7 +42,26 @@ def snapshot(station: Station) -> dict[str, object]:
         "cameras": {lane.camera_id: {"state": lane.source.state.value, **lane.source.counters.snapshot(),
                                      "queue_dropped": lane.queue.dropped} for lane in station.lanes},  # fmt: skip
         "sinks": {s.name: {"link": s.link_state.value, **s.counters()} for s in station.sinks},
-        "log": {"written": log.written, "dropped": log.dropped, "pending": log.pending()},
+        "log": {"written": log.written, "dropped": log.dropped, "pending": log.pending(), "backlog": log.backlog(),
+                "storage_fault": log.storage_fault(), "journal_bytes": log.journal.size_bytes(), "lost": log.lost},
+        "verdicts_since_start": station.verdicts_since_start,
         "gc_pause_ms": station.gc_watch.snapshot(),
         **station.stats.snapshot(),
     }
+
+
+def stop_summary(station: Station) -> dict[str, object]:
+    """What a stop tells the operator and the exit status: counted from the station's own
+    start, never from the counters the operator resets."""
+    parts = sum(lane.parts for lane in station.lanes)
+    log = station.result_log
+    return {
+        "parts": parts, "verdicts": station.verdicts_since_start,
+        "kept_in_journal": log.journal.uncommitted(), "lost": log.lost, **station.stop_report,
+    }  # fmt: skip
+
+
+def stop_ok(summary: dict[str, object]) -> bool:
+    """Every part seen got a verdict and no verdict is lost (one kept in the journal for the
+    next start is not lost)."""
+    return summary["parts"] == summary["verdicts"] and not summary["lost"]

@@ -11,8 +11,6 @@ from line.alarms import (
     AlarmSet,
     Readings,
     kind_of_message,
-    log_backlog,
-    log_storage_fault,
 )
 
 
@@ -136,37 +134,6 @@ def test_camera_backlog_and_storage_conditions() -> None:
                     AlarmKind.LOG_BACKLOG: "101 records waiting for the result log (limit 100)"}  # fmt: skip
     monitor.check(readings(backlog=100))
     assert alarms.snapshot() == []
-
-
-def test_storage_fault_from_log_alarm_messages_clears_when_quiet() -> None:
-    clock = FakeClock()
-    monitor = AlarmMonitor(AlarmSet(clock), AlarmLimits(storage_quiet_s=10), clock)
-    log_alarms: list[str] = []
-    assert monitor.log_alarm_fault(log_alarms) is None
-    log_alarms.append("result log write failed (disk I/O error)")
-    assert monitor.log_alarm_fault(log_alarms) == "result log write failed (disk I/O error)"
-    clock.t += 9
-    assert monitor.log_alarm_fault(log_alarms) is not None
-    clock.t += 2
-    assert monitor.log_alarm_fault(log_alarms) is None
-
-
-def test_log_readings_are_defensive() -> None:
-    class OldLog:
-        def pending(self) -> int:
-            return 7
-
-    class NewLog:
-        backlog = 12
-        storage_fault = "No space left on device"
-
-    class Broken:
-        def backlog(self) -> int:
-            raise RuntimeError("closed")
-
-    assert log_backlog(OldLog()) == 7 and log_storage_fault(OldLog()) == (False, None)
-    assert log_backlog(NewLog()) == 12 and log_storage_fault(NewLog()) == (True, "No space left on device")
-    assert log_backlog(Broken()) == 0
 
 
 def test_free_text_alarms_map_to_kinds() -> None:

@@ -24,6 +24,7 @@ def record(i: int, image: np.ndarray | None = None) -> ResultRecord:
 
 def test_rows_written_in_wal_mode_and_readable(tmp_path: Path) -> None:
     log = ResultLog(tmp_path / "results.db", None)
+    log.start()
     for i in range(100):
         log.journal_append(record(i))
         log.submit(record(i))
@@ -40,6 +41,7 @@ def test_rows_written_in_wal_mode_and_readable(tmp_path: Path) -> None:
 
 def _writer_then_die(db: str, n: int, ready: multiprocessing.synchronize.Event) -> None:  # type: ignore[name-defined]
     log = ResultLog(Path(db), None)
+    log.start()
     for i in range(n):
         log.journal_append(record(i))  # journalled (as before a PLC write) ...
         if i < n // 2:
@@ -99,15 +101,22 @@ def test_archive_retention_and_traversal(tmp_path: Path) -> None:
 def test_locked_database_delays_rows_but_loses_none(tmp_path: Path) -> None:
     db = tmp_path / "results.db"
     log = ResultLog(db, None)
+    log.start()
     locker = sqlite3.connect(db, timeout=0.1)
     locker.execute("BEGIN EXCLUSIVE")
     for i in range(20):
         log.journal_append(record(i))
         log.submit(record(i))
-    time.sleep(1.5)
-    assert log.written == 0
+    deadline = time.monotonic() + 30
+    while log.storage_fault() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert "locked" in str(log.storage_fault())
+    assert log.written == 0 and log.backlog() == 20
     locker.rollback()
     locker.close()
+    while log.backlog() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert log.backlog() == 0 and log.storage_fault() is None
     log.close()
     assert len(ResultLogReader(db).all()) == 20
     assert any("retrying" in a for a in log.alarms)
@@ -119,6 +128,8 @@ def test_full_archive_disk_raises_alarm_and_keeps_logging(tmp_path: Path) -> Non
             raise OSError(28, "No space left on device")
 
     log = ResultLog(tmp_path / "results.db", FullDisk(tmp_path / "ng", 5))
+
+    log.start()
     for i in range(5):
         log.journal_append(record(i))
         log.submit(record(i, image=np.zeros((4, 4), np.uint8)))
@@ -132,6 +143,7 @@ def test_images_in_flight_are_bounded_verdicts_are_not(tmp_path: Path) -> None:
 
     db = tmp_path / "results.db"
     log = ResultLog(db, ImageArchive(tmp_path / "ng", 100))
+    log.start()
     locker = sqlite3.connect(db, timeout=0.1)
     locker.execute("BEGIN EXCLUSIVE")  # the writer stalls: NG images pile up
     n = results.MAX_IMAGES_IN_FLIGHT + 10
@@ -161,3 +173,49 @@ def test_row_type_matches_the_table() -> None:
     from line import results
 
     assert tuple(f.name for f in fields(results.ResultRow)) == ("rowid", *results._COLUMNS)
+
+
+def test_queue_overflow_is_replayed_from_the_journal_with_delivery_outcome(tmp_path: Path) -> None:
+    db = tmp_path / "results.db"
+    log = ResultLog(db, None, queue_size=2)  # not started yet: every record past two overflows
+    for i in range(10):
+        rec = record(i)
+        log.journal_append(rec)
+        rec.delivered, rec.plc_seq = 1, 100 + i
+        log.journal_delivery(rec)
+        log.submit(rec)
+    assert log.dropped == 8 and log.backlog() == 10
+    log.start()
+    deadline = time.monotonic() + 30
+    while log.backlog() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert log.replays >= 1 and log.journal.size_bytes() == 0  # all in SQLite: the journal is empty
+    log.close()
+    rows = ResultLogReader(db).all()
+    assert [(r.part_id, r.delivered, r.plc_seq) for r in rows] == [(i, 1, 100 + i) for i in range(10)]
+
+
+def test_start_with_the_database_locked_recovers_the_earlier_journal_later(tmp_path: Path) -> None:
+    from line.journal import VerdictJournal, journal_files
+
+    db = tmp_path / "results.db"
+    ResultLog(db, None).close()
+    earlier = VerdictJournal(tmp_path / "journal")  # an earlier run stopped before SQLite had these
+    for i in range(5):
+        earlier.append(record(i).result_id, record(i).journal_dict())
+    earlier.close()
+    locker = sqlite3.connect(db, timeout=0.1)
+    locker.execute("BEGIN EXCLUSIVE")
+    try:
+        log = ResultLog(db, None)  # does not fail: the writer recovers once the database is free
+        log.start()
+        assert log.recovered == 0 and earlier.path.exists()
+    finally:
+        locker.rollback()
+        locker.close()
+    deadline = time.monotonic() + 30
+    while log.recovered < 5 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    log.close()
+    assert log.recovered == 5 and not journal_files(tmp_path / "journal")
+    assert sorted(r.part_id for r in ResultLogReader(db).all()) == list(range(5))
