@@ -156,6 +156,28 @@ def run_inference_bench(args: argparse.Namespace) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def run_first_part_bench(args: argparse.Namespace) -> dict[str, Any]:
+    """The idle and recipe-switch phases (``line.bench_first_part``), each in a fresh process."""
+    from line.bench_first_part import bench_idle, bench_switch, print_idle, print_switch
+
+    recipe = resolve_recipe(args.model, args.width, args.height)
+    options = engine_options(args)
+    frames, truths = make_frames(args.width, args.height, args.pixel_format)
+    fresh = not args.one_process
+    rate, steady = args.first_part_rate_hz, args.first_part_steady
+    out: dict[str, Any] = {"machine": machine(), "model": args.model, "backend": args.backend,
+                           "frame": [args.height, args.width], "pixel_format": args.pixel_format}  # fmt: skip
+    if args.what in ("first-part", "idle"):
+        print(f"bench idle phase: gaps {args.idle_gaps} s at {rate} Hz ...", file=sys.stderr)
+        out["idle"] = in_fresh_process(fresh, bench_idle, recipe, options, frames, truths, args, args.idle_gaps, rate, steady)
+        print_idle(out["idle"])
+    if args.what in ("first-part", "switch"):
+        print(f"bench recipe-switch phase at {rate} Hz ...", file=sys.stderr)
+        out["switch"] = in_fresh_process(fresh, bench_switch, recipe, options, frames, truths, args, rate, steady)
+        print_switch(out["switch"])
+    return out
+
+
 def print_table(result: dict[str, Any]) -> None:
     print(f"\nmachine: {result['machine']}   model: {result['model']}   backend: {result['backend']}   "
           f"frames: {result['frame'][1]}x{result['frame'][0]} {result['pixel_format']}")  # fmt: skip
@@ -268,6 +290,8 @@ def main(args: argparse.Namespace) -> int:
             plot(result, args.plot)
         for name in ("engine", "naive", "pipeline"):
             result[name].pop("_samples", None)
+    if args.what in ("first-part", "idle", "switch"):
+        result.update(run_first_part_bench(args))
     if args.what in ("plc", "all"):
         from plc.latency import measure_write_latency
 

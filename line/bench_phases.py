@@ -140,7 +140,7 @@ def bench_naive(recipe: Recipe, frames: list[np.ndarray], input_hw: tuple[int, i
     return {"fps": n / elapsed, "latency_ms": percentiles(np.array(lat)), "_samples": np.array(lat)}
 
 
-def _sinks(kind: str, workdir: Path) -> tuple[list[ResultSink], Any]:
+def result_sinks(kind: str, workdir: Path) -> tuple[list[ResultSink], Any]:
     if kind == "none":
         return [], None
     from plc.config import ModbusClientConfig, ModbusServerConfig
@@ -184,7 +184,7 @@ def bench_pipeline(recipe: Recipe, options: EngineOptions, frames: list[np.ndarr
                                 pool_size=pool, max_frames=per_camera + args.warmup, trigger_epoch=epochs[i] if rate_hz else None),
                                 images=frames, truths=truths)
                    for i in range(args.cameras)]  # fmt: skip
-        sinks, sim = _sinks(args.plc, work)
+        sinks, sim = result_sinks(args.plc, work)
         log = ResultLog(work / "results.db", ImageArchive(work / "ng", 50, "jpg") if args.archive else None)
         gpu = options.device == "cuda"
         station = Station("bench", book, list(sources), sinks, log, queue_size=4, fetch_timeout_s=0.5,
