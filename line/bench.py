@@ -60,6 +60,16 @@ def resolve_recipe(model: str, width: int, height: int) -> Recipe:
     })  # fmt: skip
 
 
+def bench_recipe(args: argparse.Namespace) -> Recipe:
+    """The model's recipe at the asked precision (``--precision int8``: the gated INT8 copy
+    `linecheck build` cached in var/engines, which the engine refuses to run without)."""
+    recipe = resolve_recipe(args.model, args.width, args.height)
+    precision = getattr(args, "precision", None)
+    if precision is None or precision == recipe.model.precision:
+        return recipe
+    return recipe.model_copy(update={"model": recipe.model.model_copy(update={"precision": precision})})
+
+
 def make_frames(width: int, height: int, pixel_format: str, n: int = 16) -> tuple[list[np.ndarray], list[GroundTruth]]:
     from camera.synthetic_parts import generate_part
 
@@ -108,7 +118,7 @@ def engine_options(args: argparse.Namespace) -> EngineOptions:
 
 
 def run_inference_bench(args: argparse.Namespace) -> dict[str, Any]:
-    recipe = resolve_recipe(args.model, args.width, args.height)
+    recipe = bench_recipe(args)
     options = engine_options(args)
     frames, truths = make_frames(args.width, args.height, args.pixel_format)
     n = args.frames
@@ -149,7 +159,7 @@ def run_inference_bench(args: argparse.Namespace) -> dict[str, Any]:
     pipeline["offered_fps"] = rate * args.cameras
     return {
         "machine": machine(), "model": args.model, "backend": args.backend, "frame": [args.height, args.width],
-        "pixel_format": args.pixel_format, "cameras": args.cameras, "fp16": args.fp16,
+        "pixel_format": args.pixel_format, "cameras": args.cameras, "fp16": args.fp16, "precision": recipe.model.precision,
         "pipeline": pipeline, "naive": naive, "engine": raw, "engine_station_instance": same_instance,
         "engine_station_instance_paced": same_paced,
         "rss_mb": paced["rss_mb"], "gpu_memory_mb": paced["gpu_memory_mb"], "fresh_processes": fresh,
@@ -160,13 +170,14 @@ def run_first_part_bench(args: argparse.Namespace) -> dict[str, Any]:
     """The idle and recipe-switch phases (``line.bench_first_part``), each in a fresh process."""
     from line.bench_first_part import bench_idle, bench_switch, print_idle, print_switch
 
-    recipe = resolve_recipe(args.model, args.width, args.height)
+    recipe = bench_recipe(args)
     options = engine_options(args)
     frames, truths = make_frames(args.width, args.height, args.pixel_format)
     fresh = not args.one_process
     rate, steady = args.first_part_rate_hz, args.first_part_steady
     out: dict[str, Any] = {"machine": machine(), "model": args.model, "backend": args.backend,
-                           "frame": [args.height, args.width], "pixel_format": args.pixel_format}  # fmt: skip
+                           "frame": [args.height, args.width], "pixel_format": args.pixel_format,
+                           "precision": recipe.model.precision}  # fmt: skip
     if args.what in ("first-part", "idle"):
         print(f"bench idle phase: gaps {args.idle_gaps} s at {rate} Hz ...", file=sys.stderr)
         out["idle"] = in_fresh_process(fresh, bench_idle, recipe, options, frames, truths, args, args.idle_gaps, rate, steady)

@@ -26,6 +26,8 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--duration", type=float, default=None, help="seconds per loop instead of --frames")
     p.add_argument("--fp16", action="store_true")
+    p.add_argument("--precision", choices=["fp32", "int8"], default=None,
+                   help="CPU engine: the recipe's model in fp32 or its INT8 copy (made by `linecheck build`)")
     p.add_argument("--no-whole-graph", action="store_true",
                    help="GPU: enqueue kernel, network and decode one by one (A/B of the whole-graph replay)")
     p.add_argument("--cuda-option", action="append", default=[], metavar="KEY=VALUE",

@@ -27,6 +27,7 @@ import resource
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,6 +76,7 @@ class DecidedPart:
     latency_ms: float  # t_ready -> verdict
     recipe_id: str
     fail_safe: bool
+    reason: str  # of a fail-safe verdict (timeout, overflow, ...); "" otherwise
 
 
 class PartLog:
@@ -87,7 +89,7 @@ class PartLog:
     def __call__(self, outcome: Any) -> None:
         now = time.perf_counter()
         part = DecidedPart(outcome.ticket.t_ready, (now - outcome.ticket.t_ready) * 1000, outcome.record.recipe_id,
-                           outcome.verdict.result_code not in (ResultCode.PASS, ResultCode.REJECT))  # fmt: skip
+                           outcome.verdict.result_code not in (ResultCode.PASS, ResultCode.REJECT), outcome.verdict.reason or "")  # fmt: skip
         with self._lock:
             self.parts.append(part)
 
@@ -233,6 +235,7 @@ def bench_switch(recipe: Recipe, options: EngineOptions, frames: list[np.ndarray
                 "prepare_s": round(result.prepare_s, 4) if kind == "cold" else 0.0,
                 "triggered": pacer.triggered - triggered0, "decided": len(parts),
                 "fail_safe": sum(p.fail_safe for p in parts),
+                "fail_safe_reasons": dict(Counter(p.reason for p in parts if p.fail_safe)),
                 "during_switch": {"parts": len(during), "worst_ms": round(max((p.latency_ms for p in during), default=0.0), 3),
                                   "judged_by_old_recipe": sum(p.recipe_id != target.id for p in during)},
                 "after": _first(after, steady),
