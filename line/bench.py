@@ -166,6 +166,38 @@ def run_inference_bench(args: argparse.Namespace) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def run_precision_ab(args: argparse.Namespace, rounds: int = 2) -> dict[str, Any]:
+    """fp32 against the gated INT8 model (CPU engine), engine alone and the whole station, in
+    alternating runs (fp32, int8, int8, fp32, ...): on a shared host the moment moves as
+    much as the model, and alternation gives both the same moments."""
+    from line.bench_phases import bench_engine_ab
+
+    args.precision = None
+    fp32 = bench_recipe(args)
+    int8 = fp32.model_copy(update={"model": fp32.model.model_copy(update={"precision": "int8"})})
+    options = engine_options(args)
+    frames, truths = make_frames(args.width, args.height, args.pixel_format)
+    fresh = not args.one_process
+    rate = args.rate_hz or args.first_part_rate_hz
+    engine = in_fresh_process(fresh, bench_engine_ab, [fp32, int8], options, frames[0], args.pixel_format, args.frames, args.warmup)
+    station: dict[str, list[dict[str, Any]]] = {"fp32": [], "int8": []}
+    recipes = {"fp32": fp32, "int8": int8}
+    for i in range(rounds * 2):
+        label = ("fp32", "int8", "int8", "fp32")[i % 4]
+        run = in_fresh_process(fresh, bench_pipeline, recipes[label], options, frames, truths, args, rate, args.frames)
+        station[label].append({"latency_ms": run["latency_ms"], "engine_ms": run["engine_ms"], "fail_safe": run["fail_safe"],
+                               "process_events": run["process_events"]})  # fmt: skip
+        print(f"  station {label}: p50 {run['latency_ms']['p50']:.2f} ms, engine p50 {run['engine_ms']['p50']:.2f} ms", file=sys.stderr)
+    p50 = {k: float(np.median([r["latency_ms"]["p50"] for r in v])) for k, v in station.items()}
+    out = {"machine": machine(), "model": args.model, "rate_hz": rate, "engine_alone": engine, "station": station,
+           "station_p50_median_ms": p50, "station_ratio_fp32_over_int8": p50["fp32"] / p50["int8"]}  # fmt: skip
+    e = engine
+    print(f"\nINT8 against fp32 ({args.model}, CPU engine, alternating): engine alone p50 fp32 {e['fp32']['p50']:.2f} / int8 "
+          f"{e['int8']['p50']:.2f} ms (x{e['ratio_p50']:.2f}); station t_ready->verdict at {rate:g} Hz, median of p50s "
+          f"fp32 {p50['fp32']:.2f} / int8 {p50['int8']:.2f} ms (x{out['station_ratio_fp32_over_int8']:.2f})")  # fmt: skip
+    return {"int8_ab": out}
+
+
 def run_first_part_bench(args: argparse.Namespace) -> dict[str, Any]:
     """The idle and recipe-switch phases (``line.bench_first_part``), each in a fresh process."""
     from line.bench_first_part import bench_idle, bench_switch, print_idle, print_switch
@@ -301,6 +333,8 @@ def main(args: argparse.Namespace) -> int:
             plot(result, args.plot)
         for name in ("engine", "naive", "pipeline"):
             result[name].pop("_samples", None)
+    if args.what == "int8":
+        result.update(run_precision_ab(args))
     if args.what in ("first-part", "idle", "switch"):
         result.update(run_first_part_bench(args))
     if args.what in ("plc", "all"):

@@ -61,6 +61,29 @@ def measure_engine(recipe: Recipe, options: EngineOptions, frame: np.ndarray, pi
         engine.close()
 
 
+def bench_engine_ab(recipes: list[Recipe], options: EngineOptions, frame: np.ndarray, pixel_format: str, n: int,
+                    warmup: int, blocks: int = 8) -> dict[str, Any]:  # fmt: skip
+    """Two recipes' engines (fp32 and INT8 of one model) timed alone in alternating blocks
+    (A B B A ...), so neither owns a quiet or a busy moment of a shared host."""
+    engines = [open_engine(r.detector_spec(), options) for r in recipes]
+    names = [r.model.precision for r in recipes]
+    samples: dict[str, list[np.ndarray]] = {name: [] for name in names}
+    try:
+        for block in range(blocks):
+            order = (0, 1) if block % 2 == 0 else (1, 0)
+            for i in order:
+                figures = bench_engine(engines[i], recipes[i], frame, pixel_format, max(1, n // blocks),
+                                       warmup if block == 0 else 2)  # fmt: skip
+                samples[names[i]].append(figures["_samples"])
+    finally:
+        for engine in engines:
+            engine.close()
+    out: dict[str, Any] = {name: percentiles(np.concatenate(v)) for name, v in samples.items()}
+    out["ratio_p50"] = out[names[0]]["p50"] / out[names[1]]["p50"]
+    out["blocks"] = blocks
+    return out
+
+
 def bench_engine(engine: Engine, recipe: Recipe, frame: np.ndarray, pixel_format: str, n: int, warmup: int,
                  period_s: float = 0.0) -> dict[str, Any]:  # fmt: skip
     """The network alone, as the pipeline's engine runs it: the backend's own ``engine`` stage
