@@ -65,9 +65,21 @@ def bench_recipe(args: argparse.Namespace) -> Recipe:
     `linecheck build` cached in var/engines, which the engine refuses to run without)."""
     recipe = resolve_recipe(args.model, args.width, args.height)
     precision = getattr(args, "precision", None)
-    if precision is None or precision == recipe.model.precision:
-        return recipe
-    return recipe.model_copy(update={"model": recipe.model.model_copy(update={"precision": precision})})
+    if precision is not None and precision != recipe.model.precision:
+        recipe = recipe.model_copy(update={"model": recipe.model.model_copy(update={"precision": precision})})
+    if recipe.model.precision == "int8":
+        require_int8(recipe)
+    return recipe
+
+
+def require_int8(recipe: Recipe) -> None:
+    """A missing INT8 model is the user's next step, said plainly (not an engine traceback)."""
+    from inference.quantize import Int8Unavailable, cached_int8_model
+
+    try:
+        cached_int8_model(recipe.model, REPO / "var" / "engines")
+    except Int8Unavailable as exc:
+        raise SystemExit(f"bench: {exc} (e.g. `linecheck build -c configs/demo-int8.yaml` for the demo model)") from None
 
 
 def make_frames(width: int, height: int, pixel_format: str, n: int = 16) -> tuple[list[np.ndarray], list[GroundTruth]]:
@@ -175,6 +187,7 @@ def run_precision_ab(args: argparse.Namespace, rounds: int = 2) -> dict[str, Any
     args.precision = None
     fp32 = bench_recipe(args)
     int8 = fp32.model_copy(update={"model": fp32.model.model_copy(update={"precision": "int8"})})
+    require_int8(int8)
     options = engine_options(args)
     frames, truths = make_frames(args.width, args.height, args.pixel_format)
     fresh = not args.one_process
