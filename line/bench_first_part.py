@@ -183,7 +183,8 @@ def _first(parts: list[DecidedPart], steady: dict[str, float]) -> dict[str, Any]
     first = [round(p.latency_ms, 3) for p in parts[:FIRST_PARTS]]
     return {"first_ms": first, "worst_ms": max(first) if first else None,
             "over_steady_p99": sum(v > steady["p99"] for v in first),
-            "fail_safe": sum(p.fail_safe for p in parts[:FIRST_PARTS])}  # fmt: skip
+            "fail_safe": sum(p.fail_safe for p in parts[:FIRST_PARTS]),
+            "fail_safe_reasons": dict(Counter(p.reason for p in parts[:FIRST_PARTS] if p.fail_safe))}  # fmt: skip
 
 
 def bench_idle(recipe: Recipe, options: EngineOptions, frames: list[np.ndarray], truths: list[GroundTruth],
