@@ -143,3 +143,23 @@ def test_the_decode_after_the_last_convolution_stays_fp32() -> None:
         "g", [], [],
     )  # fmt: skip
     assert decode_tail(graph) == ["score", "concat"]
+
+
+def test_a_badly_calibrated_model_is_refused_and_only_its_figures_are_kept(tmp_path: Path) -> None:
+    """Calibrated on black frames, every activation range is ~0: the parts' defects saturate
+    and the gate must see it on real inference, keep no model, and the engine must refuse."""
+    from camera.synthetic_parts import generate_part
+    from inference.quantize import build_int8
+
+    rng = np.random.default_rng(9)
+    parts = [generate_part(rng, 1280, 1024, "Mono8", 0.5) for _ in range(12)]
+    held_out = [LabelledImage(ImageInput(image, "Mono8"), truth.defective) for image, truth in parts]
+    black = [ImageInput(np.zeros((1024, 1280), np.uint8), "Mono8")] * 2
+    model = ModelConfig(onnx=DEMO, precision="int8", input={"min": (320, 320), "opt": (512, 640), "max": (512, 640)})
+    spec = DetectorSpec(model, ("scratch", "dent", "missing_cap"), (0.5,) * 3)
+    path, report = build_int8(spec, tmp_path, black, held_out, "black frames")
+    assert path is None and report is not None and not report.passed
+    assert report.fp32["recall"] == 1.0 and report.agreement < 0.995
+    assert [p.name for p in tmp_path.iterdir()] == [int8_model_path(model, tmp_path).with_suffix(".gate.json").name]
+    with pytest.raises(EngineLoadError, match="refused by its accuracy gate"):
+        open_engine(spec, EngineOptions(engine_cache_dir=tmp_path))
