@@ -56,19 +56,23 @@ def build_all(config_path: Path, force: bool = False) -> int:
 
 def build_int8_models(book: RecipeBook, cache_dir: Path, force: bool, intra_op_threads: int = 0) -> int:
     """INT8 model of every ``precision: int8`` recipe; returns how many were refused."""
-    from inference.quantize import build_int8
+    from inference.quantize import build_int8, int8_model_path
 
     refused = 0
     wanted = [r for _, r in sorted(book.recipes.items()) if r.model.precision == "int8"]
     if not wanted:
         print("no recipe asks for precision: int8; nothing to build for the CPU engine")
     for recipe in wanted:
+        cached = int8_model_path(recipe.model, cache_dir)
+        if cached.is_file() and not force:  # gated when it was made; its key names the model and settings
+            print(f"{recipe.id}: cached -> {cached}")
+            continue
         calibration, held_out, source = calibration_parts(recipe)
         print(f"{recipe.id}: quantizing {recipe.model.onnx.name} on {source} "
               f"({len(calibration)} calibration images, {len(held_out)} held-out parts) ...", file=sys.stderr)  # fmt: skip
         path, report = build_int8(recipe.detector_spec(), cache_dir, calibration, held_out, source, force,
                                   intra_op_threads)  # fmt: skip
-        if report is None:
+        if report is None:  # made meanwhile by another build
             print(f"{recipe.id}: cached -> {path}")
             continue
         print(f"{recipe.id}: {report.summary()}" + (f" -> {path}" if path else ""))
