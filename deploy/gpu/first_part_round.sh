@@ -18,7 +18,7 @@ first_part() {  # first_part NAME [bench flags...]: the phase's table, its JSON 
   shift
   out="$OUT/first_part_$name.txt"
   "${gpu[@]}" --json "$@" > "$out" 2>&1
-  grep -E "^(idle phase|recipe switch|  (warm|cold):|gap s| +[0-9.]+ +[0-9])" "$out" | cut -c1-400
+  grep -E "^(idle phase|recipe switch|  (warm|cold):| +gap s| +[0-9.]+ +[0-9])" "$out" | cut -c1-400
   tail -1 "$out" > "$OUT/first_part_$name.json"
 }
 for step in "${steps[@]}"; do
