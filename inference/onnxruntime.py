@@ -15,6 +15,11 @@ A Mono8 frame on a 3-channel model runs through a second session whose first con
 folded to one input channel (``inference.mono_fold``, ``EngineOptions.mono_fold``): the same
 detections from a third of the tensor bytes.
 
+``precision: int8`` runs the statically quantized copy that ``linecheck build`` made and gated
+(``inference.quantize``); without one the engine refuses to load, saying why, rather than
+running a model nobody checked. The INT8 model is not mono-folded: its first convolution's
+weights are quantized per channel, and summing them would change their scales.
+
 ``timings_ms`` are per batch run (every image of one run reports the same numbers).
 """
 
@@ -48,10 +53,18 @@ class OnnxRuntimeEngine(Engine):
     def __init__(self, spec: DetectorSpec, options: EngineOptions) -> None:
         super().__init__(spec, options)
         path = spec.model.onnx
-        if spec.model.precision != "fp32":
+        if spec.model.precision == "fp16":
             raise EngineLoadError(cpu_precision_problem(spec))
         if not path.is_file():
             raise EngineLoadError(f"{path}: model file not found")
+        if spec.model.precision == "int8":
+            from inference.quantize import Int8Unavailable, cached_int8_model
+
+            try:
+                path = cached_int8_model(spec.model, options.engine_cache_dir)
+            except Int8Unavailable as exc:
+                raise EngineLoadError(str(exc)) from None
+        self.model_path = path  # what runs: the recipe's model or its gated INT8 copy
         try:
             self._session: Any = open_session(path, options.intra_op_threads, options.cpu_spin)
         except Exception as exc:
@@ -174,6 +187,8 @@ class OnnxRuntimeEngine(Engine):
         model = self.spec.model
         if not self.options.mono_fold:
             return None, "engine.mono_fold is off"
+        if self.model_path != model.onnx:
+            return None, "the INT8 model is not folded (per-channel quantized weights)"
         if model.normalize != "unit":
             return None, f"normalize {model.normalize!r} differs per channel"
         from inference.mono_fold import mono_session_bytes
@@ -212,13 +227,14 @@ class OnnxRuntimeEngine(Engine):
 
 
 def cpu_precision_problem(spec: DetectorSpec) -> str:
-    """Why a recipe asking for a reduced precision cannot run here: this engine runs the graph
-    in the types it was exported with and converts nothing, so accepting ``precision: fp16``
-    would silently serve fp32 while the recipe says otherwise."""
+    """Why ``precision: fp16`` cannot run here: this engine runs the graph in the types it was
+    exported with and converts nothing, so accepting it would silently serve fp32 while the recipe
+    says otherwise. (``int8`` runs the gated INT8 copy that ``linecheck build`` makes.)"""
     return (
         f"{spec.model.onnx}: model.precision {spec.model.precision} is not available on the ONNX Runtime "
-        "CPU engine, which runs the model in the precision it was exported with; set model.precision: fp32, "
-        "or run the recipe on the TensorRT engine (engine.backend: tensorrt, engine.device: cuda)"
+        "CPU engine, which runs the model in the precision it was exported with; set model.precision: fp32 "
+        "(or int8 after `linecheck build`), or run the recipe on the TensorRT engine "
+        "(engine.backend: tensorrt, engine.device: cuda)"
     )
 
 

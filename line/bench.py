@@ -70,6 +70,28 @@ def resolve_recipe(model: str, width: int, height: int) -> Recipe:
     })  # fmt: skip
 
 
+def bench_recipe(args: argparse.Namespace) -> Recipe:
+    """The model's recipe at the asked precision (``--precision int8``: the gated INT8 copy
+    `linecheck build` cached in var/engines, which the engine refuses to run without)."""
+    recipe = resolve_recipe(args.model, args.width, args.height)
+    precision = getattr(args, "precision", None)
+    if precision is not None and precision != recipe.model.precision:
+        recipe = recipe.model_copy(update={"model": recipe.model.model_copy(update={"precision": precision})})
+    if recipe.model.precision == "int8":
+        require_int8(recipe)
+    return recipe
+
+
+def require_int8(recipe: Recipe) -> None:
+    """A missing INT8 model is the user's next step, said plainly (not an engine traceback)."""
+    from inference.quantize import Int8Unavailable, cached_int8_model
+
+    try:
+        cached_int8_model(recipe.model, ENGINE_CACHE)
+    except Int8Unavailable as exc:
+        raise SystemExit(f"bench: {exc} (e.g. `linecheck build -c configs/demo-int8.yaml` for the demo model)") from None
+
+
 def make_frames(width: int, height: int, pixel_format: str, n: int = 16) -> tuple[list[np.ndarray], list[GroundTruth]]:
     from camera.synthetic_parts import generate_part
 
@@ -118,7 +140,7 @@ def engine_options(args: argparse.Namespace) -> EngineOptions:
 
 
 def run_inference_bench(args: argparse.Namespace) -> dict[str, Any]:
-    recipe = resolve_recipe(args.model, args.width, args.height)
+    recipe = bench_recipe(args)
     options = engine_options(args)
     frames, truths = make_frames(args.width, args.height, args.pixel_format)
     n = args.frames
@@ -159,11 +181,67 @@ def run_inference_bench(args: argparse.Namespace) -> dict[str, Any]:
     pipeline["offered_fps"] = rate * args.cameras
     return {
         "machine": machine(), "model": args.model, "backend": args.backend, "frame": [args.height, args.width],
-        "pixel_format": args.pixel_format, "cameras": args.cameras, "fp16": args.fp16,
+        "pixel_format": args.pixel_format, "cameras": args.cameras, "fp16": args.fp16, "precision": recipe.model.precision,
         "pipeline": pipeline, "naive": naive, "engine": raw, "engine_station_instance": same_instance,
         "engine_station_instance_paced": same_paced,
         "rss_mb": paced["rss_mb"], "gpu_memory_mb": paced["gpu_memory_mb"], "fresh_processes": fresh,
     }  # fmt: skip
+
+
+def run_precision_ab(args: argparse.Namespace, rounds: int = 2) -> dict[str, Any]:
+    """fp32 against the gated INT8 model (CPU engine), engine alone and the whole station, in
+    alternating runs (fp32, int8, int8, fp32, ...): on a shared host the moment moves as
+    much as the model, and alternation gives both the same moments."""
+    from line.bench_phases import bench_engine_ab
+
+    args.precision = None
+    fp32 = bench_recipe(args)
+    int8 = fp32.model_copy(update={"model": fp32.model.model_copy(update={"precision": "int8"})})
+    require_int8(int8)
+    options = engine_options(args)
+    frames, truths = make_frames(args.width, args.height, args.pixel_format)
+    fresh = not args.one_process
+    rate = args.rate_hz or args.first_part_rate_hz
+    engine = in_fresh_process(fresh, bench_engine_ab, [fp32, int8], options, frames[0], args.pixel_format, args.frames, args.warmup)
+    station: dict[str, list[dict[str, Any]]] = {"fp32": [], "int8": []}
+    recipes = {"fp32": fp32, "int8": int8}
+    for i in range(rounds * 2):
+        label = ("fp32", "int8", "int8", "fp32")[i % 4]
+        run = in_fresh_process(fresh, bench_pipeline, recipes[label], options, frames, truths, args, rate, args.frames)
+        station[label].append({"latency_ms": run["latency_ms"], "engine_ms": run["engine_ms"], "fail_safe": run["fail_safe"],
+                               "process_events": run["process_events"]})  # fmt: skip
+        print(f"  station {label}: p50 {run['latency_ms']['p50']:.2f} ms, engine p50 {run['engine_ms']['p50']:.2f} ms", file=sys.stderr)
+    p50 = {k: float(np.median([r["latency_ms"]["p50"] for r in v])) for k, v in station.items()}
+    out = {"machine": machine(), "model": args.model, "rate_hz": rate, "engine_alone": engine, "station": station,
+           "station_p50_median_ms": p50, "station_ratio_fp32_over_int8": p50["fp32"] / p50["int8"]}  # fmt: skip
+    e = engine
+    print(f"\nINT8 against fp32 ({args.model}, CPU engine, alternating): engine alone p50 fp32 {e['fp32']['p50']:.2f} / int8 "
+          f"{e['int8']['p50']:.2f} ms (x{e['ratio_p50']:.2f}); station t_ready->verdict at {rate:g} Hz, median of p50s "
+          f"fp32 {p50['fp32']:.2f} / int8 {p50['int8']:.2f} ms (x{out['station_ratio_fp32_over_int8']:.2f})")  # fmt: skip
+    return {"int8_ab": out}
+
+
+def run_first_part_bench(args: argparse.Namespace) -> dict[str, Any]:
+    """The idle and recipe-switch phases (``line.bench_first_part``), each in a fresh process."""
+    from line.bench_first_part import bench_idle, bench_switch, print_idle, print_switch
+
+    recipe = bench_recipe(args)
+    options = engine_options(args)
+    frames, truths = make_frames(args.width, args.height, args.pixel_format)
+    fresh = not args.one_process
+    rate, steady = args.first_part_rate_hz, args.first_part_steady
+    out: dict[str, Any] = {"machine": machine(), "model": args.model, "backend": args.backend,
+                           "frame": [args.height, args.width], "pixel_format": args.pixel_format,
+                           "precision": recipe.model.precision}  # fmt: skip
+    if args.what in ("first-part", "idle"):
+        print(f"bench idle phase: gaps {args.idle_gaps} s at {rate} Hz ...", file=sys.stderr)
+        out["idle"] = in_fresh_process(fresh, bench_idle, recipe, options, frames, truths, args, args.idle_gaps, rate, steady)
+        print_idle(out["idle"])
+    if args.what in ("first-part", "switch"):
+        print(f"bench recipe-switch phase at {rate} Hz ...", file=sys.stderr)
+        out["switch"] = in_fresh_process(fresh, bench_switch, recipe, options, frames, truths, args, rate, steady)
+        print_switch(out["switch"])
+    return out
 
 
 def print_table(result: dict[str, Any]) -> None:
@@ -282,6 +360,10 @@ def main(args: argparse.Namespace) -> int:
             plot(result, args.plot)
         for name in ("engine", "naive", "pipeline"):
             result[name].pop("_samples", None)
+    if args.what == "int8":
+        result.update(run_precision_ab(args))
+    if args.what in ("first-part", "idle", "switch"):
+        result.update(run_first_part_bench(args))
     if args.what in ("plc", "all"):
         from plc.latency import measure_write_latency
 

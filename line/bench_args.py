@@ -5,6 +5,16 @@ from __future__ import annotations
 import argparse
 
 
+def _gaps(text: str) -> list[float]:
+    try:
+        gaps = [float(item) for item in text.split(",") if item.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of seconds: {text!r} (e.g. 1,10,60,300)") from None
+    if not gaps or any(g < 0 for g in gaps):
+        raise argparse.ArgumentTypeError(f"need one or more gaps >= 0 s, got {text!r}")
+    return gaps
+
+
 def add_bench_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="demo", help="demo | yolov8n | PATH.onnx")
     p.add_argument("--backend", default="onnxruntime", choices=["onnxruntime", "onnxruntime-cuda", "tensorrt"],
@@ -18,6 +28,8 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup", type=int, default=10, help="frames run before each measured loop, not counted")
     p.add_argument("--duration", type=float, default=None, help="seconds per loop instead of --frames")
     p.add_argument("--fp16", action="store_true", help="GPU: half-precision engine")
+    p.add_argument("--precision", choices=["fp32", "int8"], default=None,
+                   help="CPU engine: the recipe's model in fp32 or its INT8 copy (made by `linecheck build`)")
     p.add_argument("--no-whole-graph", action="store_true",
                    help="GPU: enqueue kernel, network and decode one by one (A/B of the whole-graph replay)")
     p.add_argument("--cuda-option", action="append", default=[], metavar="KEY=VALUE",
@@ -35,7 +47,15 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rate-hz", type=float, default=None,
                    help="per-camera frame rate of the paced (latency) run; default half the sustained maximum. "
                         "With several cameras this is the 'N cameras at R Hz, zero drops, no deadline miss' run")
-    p.add_argument("--what", default="cpu", help="cpu | camera | plc | mes | all")
+    p.add_argument("--what", default="cpu",
+                   help="cpu | camera | plc | mes | all; first-part: the idle and recipe-switch phases (idle | switch alone); "
+                        "int8: fp32 against the INT8 model, engine alone and the whole station, alternating")
+    p.add_argument("--idle-gaps", type=_gaps, default=[1.0, 10.0], metavar="S,S,...",
+                   help="idle phase: seconds the station stands idle before each burst (issue 27: 1,10,60,300)")
+    p.add_argument("--first-part-rate-hz", type=float, default=10.0,
+                   help="idle and switch phases: the trigger pace of the steady run and of the bursts")
+    p.add_argument("--first-part-steady", type=int, default=200,
+                   help="idle and switch phases: parts of the steady run their first parts are compared with")
     p.add_argument("--phase", choices=["aligned", "free"], default="aligned",
                    help="paced cameras: one shared trigger (aligned, a multi-view station) or free-running at random phases")
     p.add_argument("--one-process", action="store_true",

@@ -61,6 +61,29 @@ def measure_engine(recipe: Recipe, options: EngineOptions, frame: np.ndarray, pi
         engine.close()
 
 
+def bench_engine_ab(recipes: list[Recipe], options: EngineOptions, frame: np.ndarray, pixel_format: str, n: int,
+                    warmup: int, blocks: int = 8) -> dict[str, Any]:  # fmt: skip
+    """Two recipes' engines (fp32 and INT8 of one model) timed alone in alternating blocks
+    (A B B A ...), so neither owns a quiet or a busy moment of a shared host."""
+    engines = [open_engine(r.detector_spec(), options) for r in recipes]
+    names = [r.model.precision for r in recipes]
+    samples: dict[str, list[np.ndarray]] = {name: [] for name in names}
+    try:
+        for block in range(blocks):
+            order = (0, 1) if block % 2 == 0 else (1, 0)
+            for i in order:
+                figures = bench_engine(engines[i], recipes[i], frame, pixel_format, max(1, n // blocks),
+                                       warmup if block == 0 else 2)  # fmt: skip
+                samples[names[i]].append(figures["_samples"])
+    finally:
+        for engine in engines:
+            engine.close()
+    out: dict[str, Any] = {name: percentiles(np.concatenate(v)) for name, v in samples.items()}
+    out["ratio_p50"] = out[names[0]]["p50"] / out[names[1]]["p50"]
+    out["blocks"] = blocks
+    return out
+
+
 def bench_engine(engine: Engine, recipe: Recipe, frame: np.ndarray, pixel_format: str, n: int, warmup: int,
                  period_s: float = 0.0) -> dict[str, Any]:  # fmt: skip
     """The network alone, as the pipeline's engine runs it: the backend's own ``engine`` stage
@@ -140,7 +163,7 @@ def bench_naive(recipe: Recipe, frames: list[np.ndarray], input_hw: tuple[int, i
     return {"fps": n / elapsed, "latency_ms": percentiles(np.array(lat)), "_samples": np.array(lat)}
 
 
-def _sinks(kind: str, workdir: Path) -> tuple[list[ResultSink], Any]:
+def result_sinks(kind: str, workdir: Path) -> tuple[list[ResultSink], Any]:
     if kind == "none":
         return [], None
     from plc.config import ModbusClientConfig, ModbusServerConfig
@@ -184,7 +207,7 @@ def bench_pipeline(recipe: Recipe, options: EngineOptions, frames: list[np.ndarr
                                 pool_size=pool, max_frames=per_camera + args.warmup, trigger_epoch=epochs[i] if rate_hz else None),
                                 images=frames, truths=truths)
                    for i in range(args.cameras)]  # fmt: skip
-        sinks, sim = _sinks(args.plc, work)
+        sinks, sim = result_sinks(args.plc, work)
         log = ResultLog(work / "results.db", ImageArchive(work / "ng", 50, "jpg") if args.archive else None)
         gpu = options.device == "cuda"
         station = Station("bench", book, list(sources), sinks, log, queue_size=4, fetch_timeout_s=0.5,

@@ -233,7 +233,7 @@ def test_metadata_class_names_mismatch_refused_by_validate_and_load(tmp_path: Pa
     assert str(err.value) == message
 
 
-@pytest.mark.parametrize("precision", ["fp16", "int8"])
+@pytest.mark.parametrize("precision", ["fp16"])
 def test_reduced_precision_refused_on_the_cpu_engine(tmp_path: Path, precision: str) -> None:
     path = constant_model(tmp_path / "m.onnx", yolov8_value())
     with pytest.raises(EngineLoadError, match=f"model.precision {precision} is not available on the ONNX Runtime CPU engine"):
