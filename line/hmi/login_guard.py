@@ -15,6 +15,7 @@ cores the station needs and turned most parts into fail-safes. So the HMI
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -145,10 +146,8 @@ class PasswordGate:
 
 def _lower_priority() -> None:
     """The hashing thread yields the cores to the station's threads (Linux: nice is per thread)."""
-    try:
+    with contextlib.suppress(AttributeError, OSError):  # not Linux: the gate still bounds the work
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-    except (AttributeError, OSError):  # not Linux, or not permitted: the gate still bounds the work
-        pass
 
 
 class LoginRefused(Exception):
