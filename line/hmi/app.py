@@ -16,6 +16,7 @@ book; a recipe's file path comes from the book, never from the request.
 """
 
 
+import asyncio
 import base64
 import binascii
 import re
@@ -29,10 +30,11 @@ from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from line.config import HmiSection
 from line.hmi.auth import SESSION_COOKIE, User
-from line.hmi.login_guard import LoginRefused
+from line.hmi.login_guard import LoginRefused, LoginThrottle
 from line.hmi.state import HmiContext
 from line.metrics import CONTENT_TYPE
 
@@ -67,6 +69,7 @@ class SwitchReply(BaseModel):
 
 def create_app(ctx: HmiContext) -> FastAPI:
     app = FastAPI(title="linecheck HMI", version="1", description="Inline inspection station: live view, counters, recipes.")
+    app.add_middleware(ThrottledAddressTarpit, throttle=ctx.guard.throttle, hold_s=ctx.guard.throttle.policy.hold_s)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(ctx.config))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
@@ -271,6 +274,41 @@ def create_app(ctx: HmiContext) -> FastAPI:
         return RedirectResponse("/")
 
     return app
+
+
+class ThrottledAddressTarpit:
+    """A login attempt (``/api/login`` or an ``Authorization`` header) from an address that may
+    not try now waits, asleep on the event loop, up to ``hold_s`` and then gets 429, before any
+    routing or body parsing.
+
+    Why: answering at once still costs the station's process a request's worth of Python per
+    guess, and a guessing client sends the next one as soon as it has the answer; eight such
+    clients moved the fail-safe share with 429s alone. Held answers slow each of them to one
+    guess per ``hold_s`` at the cost of an idle timer (uvicorn's ``limit_concurrency`` caps how
+    many connections can be held)."""
+
+    def __init__(self, app: ASGIApp, throttle: LoginThrottle, hold_s: float = 2.0) -> None:
+        self.app = app
+        self.throttle = throttle
+        self.hold_s = hold_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and _is_login_attempt(scope):
+            client = scope.get("client")
+            wait = self.throttle.wait_s([f"addr:{client[0] if client else '?'}"])
+            if wait > 0:
+                await asyncio.sleep(min(wait, self.hold_s))
+                retry = str(max(1, round(wait)))
+                reply = JSONResponse({"detail": "too many failed logins; try again later"}, 429, {"Retry-After": retry})
+                await reply(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _is_login_attempt(scope: Scope) -> bool:
+    if scope.get("path") == "/api/login":
+        return True
+    return any(name == b"authorization" for name, _ in scope.get("headers", ()))
 
 
 def allowed_hosts(config: HmiSection) -> list[str]:

@@ -44,6 +44,10 @@ class ThrottlePolicy:
     lockout_after: int = 10
     lockout_s: float = 900.0
     max_tracked: int = 10_000  # keys kept (oldest forgotten): an attacker cannot grow memory
+    hold_s: float = 2.0  # how long the HMI holds a refused attempt before answering 429
+
+
+DEFAULT_POLICY = ThrottlePolicy()
 
 
 @dataclass
@@ -56,7 +60,7 @@ class _Record:
 class LoginThrottle:
     """Failure bookkeeping per key (``addr:1.2.3.4`` or ``user:alice``), on an injected clock."""
 
-    def __init__(self, policy: ThrottlePolicy = ThrottlePolicy(), clock: Clock = time.monotonic) -> None:
+    def __init__(self, policy: ThrottlePolicy = DEFAULT_POLICY, clock: Clock = time.monotonic) -> None:
         self.policy = policy
         self._clock = clock
         self._lock = threading.Lock()

@@ -22,7 +22,7 @@ import numpy as np
 from camera.source import CameraState
 from line.config import HmiSection
 from line.hmi.auth import Sessions, UserStore
-from line.hmi.login_guard import LoginGuard, LoginThrottle, PasswordGate
+from line.hmi.login_guard import DEFAULT_POLICY, LoginGuard, LoginThrottle, PasswordGate, ThrottlePolicy
 from line.live import LiveView
 from line.metrics import StationMetrics
 from line.recipe_watch import RecipeWatcher
@@ -62,12 +62,13 @@ class HmiContext:
     guard: LoginGuard = field(init=False)
     audits: deque[SwitchAudit] = field(default_factory=lambda: deque(maxlen=50))
     counters_reset_ns: int = 0
+    login_policy: ThrottlePolicy = DEFAULT_POLICY
     _db: sqlite3.Connection | None = field(default=None, init=False)
     _db_lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
     def __post_init__(self) -> None:
         self.sessions = Sessions(self.config.session_ttl_s)
-        self.guard = LoginGuard(self.users, LoginThrottle(), PasswordGate(), self.audit)
+        self.guard = LoginGuard(self.users, LoginThrottle(self.login_policy), PasswordGate(), self.audit)
 
     def audit(self, kind: str, data: dict[str, Any]) -> None:
         """A security event into the station's event log (never a password)."""
