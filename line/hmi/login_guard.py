@@ -24,11 +24,13 @@ from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 from line.hmi.auth import User, UserStore
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 Clock = Callable[[], float]
 AuditSink = Callable[[str, dict[str, object]], None]
 
@@ -127,17 +129,20 @@ class LoginThrottle:
 
 
 class PasswordGate:
-    """Password checks one at a time on one low-priority thread; at most ``max_waiting`` wait.
+    """Password checks one at a time on one low-priority thread; at most ``max_waiting`` wait,
+    and a caller that finds no room waits (asleep, up to ``wait_s``) for one before it is refused.
 
-    ``run`` returns None (without doing the work) when the gate is full."""
+    Why wait rather than refuse at once: a refused client sends its next guess at once, and
+    each answer costs the station's process a request's worth of Python."""
 
-    def __init__(self, max_waiting: int = 2) -> None:
+    def __init__(self, max_waiting: int = 2, wait_s: float = 2.0) -> None:
         self._slots = threading.BoundedSemaphore(1 + max_waiting)
+        self._wait_s = wait_s
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hmi-password", initializer=_lower_priority)
 
-    def run(self, check: Callable[[], User | None]) -> tuple[bool, User | None]:
-        """(accepted, result): accepted is False when refused for lack of room."""
-        if not self._slots.acquire(blocking=False):
+    def run(self, check: Callable[[], T]) -> tuple[bool, T | None]:
+        """(accepted, result): accepted is False when refused for lack of room (check not run)."""
+        if not self._slots.acquire(timeout=self._wait_s):
             return False, None
         try:
             return True, self._pool.submit(check).result()
@@ -179,7 +184,14 @@ class LoginGuard:
         wait = self.throttle.wait_s(keys)
         if wait > 0:
             raise LoginRefused(429, wait, "too many failed logins; try again later")
-        accepted, user = self.gate.run(lambda: self.users.authenticate(name, password))
+        def check() -> User | None:
+            # again, once through the gate: attempts queued before an earlier one failed are
+            # refused now rather than hashed
+            if self.throttle.wait_s(keys) > 0:
+                raise LoginRefused(429, self.throttle.wait_s(keys), "too many failed logins; try again later")
+            return self.users.authenticate(name, password)
+
+        accepted, user = self.gate.run(check)
         if not accepted:
             raise LoginRefused(503, 1.0, "too many logins at once; try again")
         if user is not None:

@@ -68,7 +68,7 @@ class HmiContext:
 
     def __post_init__(self) -> None:
         self.sessions = Sessions(self.config.session_ttl_s)
-        self.guard = LoginGuard(self.users, LoginThrottle(self.login_policy), PasswordGate(), self.audit)
+        self.guard = LoginGuard(self.users, LoginThrottle(self.login_policy), PasswordGate(wait_s=self.login_policy.hold_s), self.audit)
 
     def audit(self, kind: str, data: dict[str, Any]) -> None:
         """A security event into the station's event log (never a password)."""

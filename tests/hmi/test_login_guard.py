@@ -90,7 +90,7 @@ def test_guard_refuses_throttled_attempts_without_hashing() -> None:
 
 
 def test_gate_refuses_beyond_its_room_without_running_the_check() -> None:
-    gate = PasswordGate(max_waiting=0)
+    gate = PasswordGate(max_waiting=0, wait_s=0.01)
     release = threading.Event()
     started = threading.Event()
     ran: list[str] = []
