@@ -93,7 +93,7 @@ def test_login_flood_does_not_move_the_fail_safe_share(tmp_path: Path) -> None:
     share_b = int(baseline["fail_safe"]) / parts_b  # type: ignore[call-overload]
     share_f = int(flooded["fail_safe"]) / parts_f  # type: ignore[call-overload]
     print(f"baseline {baseline['fail_safe']}/{parts_b} fail-safe, flooded {flooded['fail_safe']}/{parts_f}; codes {dict(codes)}")
-    assert sum(codes.values()) > 100  # the flood did run
+    assert sum(codes.values()) >= 8  # every guesser got answers (held ones: one per hold)
     assert codes[401] <= 12  # password checks: the free ones and the delayed ones only
     assert codes[429] + codes[503] >= sum(codes.values()) - codes[401]
     assert share_f <= share_b + 0.05, (baseline, flooded)
