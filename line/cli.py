@@ -33,11 +33,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     config = load_station_config(Path(args.config))
     if args.state_dir:
         config = config.model_copy(update={"storage": config.storage.model_copy(update={"dir": Path(args.state_dir).resolve()})})
-    if args.port is not None and config.plc.modbus_server is not None:
-        server = config.plc.modbus_server.model_copy(update={"port": args.port})
-        config = config.model_copy(update={"plc": config.plc.model_copy(update={"modbus_server": server})})
     if args.free_ports:
         config = with_free_ports(config)
+    if args.port is not None and config.plc.modbus_server is not None:  # an explicit port still wins
+        server = config.plc.modbus_server.model_copy(update={"port": args.port})
+        config = config.model_copy(update={"plc": config.plc.model_copy(update={"modbus_server": server})})
     station = build_station(config, active=args.recipe)
     stop = threading.Event()
     notifier = SystemdNotifier.from_environment()

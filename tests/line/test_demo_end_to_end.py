@@ -53,7 +53,7 @@ def test_demo_twenty_seconds_against_ground_truth(tmp_path: Path) -> None:
     port = free_port()
     reader = subprocess.Popen([sys.executable, "-c", READER, str(port), "45"], stdout=subprocess.PIPE, text=True)
     demo = subprocess.run(
-        [sys.executable, "-m", "line", "demo", "--duration", "20", "--json", "--port", str(port),
+        [sys.executable, "-m", "line", "demo", "--duration", "20", "--json", "--free-ports", "--port", str(port),
          "--state-dir", str(tmp_path / "state")],  # fmt: skip
         cwd=REPO, capture_output=True, text=True, timeout=180,
     )
@@ -85,7 +85,7 @@ def test_ctrl_c_stops_cleanly(tmp_path: Path) -> None:
 
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "line", "demo", "--json", "--port", str(port), "--state-dir", str(tmp_path / "state")],
+        [sys.executable, "-m", "line", "demo", "--json", "--free-ports", "--port", str(port), "--state-dir", str(tmp_path / "state")],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     deadline = time.monotonic() + 60
