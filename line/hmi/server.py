@@ -29,6 +29,7 @@ from line.station import Station
 log = logging.getLogger(__name__)
 
 MAX_CONNECTIONS = 64
+LOCAL_PROXIES = ("127.0.0.1", "::1")
 
 
 class HmiServer:
@@ -36,9 +37,12 @@ class HmiServer:
 
     def __init__(self, app: Any, host: str, port: int) -> None:
         # limit_concurrency: connections beyond it get 503 from uvicorn at once, so no client can
-        # pile up work (or held login attempts) in the station's process
+        # pile up work (or held login attempts) in the station's process. X-Forwarded-For/-Proto
+        # are trusted from a reverse proxy on this host only (explicit: uvicorn would otherwise
+        # read FORWARDED_ALLOW_IPS from the environment); see docs/security.md
         config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off",
-                                limit_concurrency=MAX_CONNECTIONS)  # fmt: skip
+                                limit_concurrency=MAX_CONNECTIONS, proxy_headers=True,
+                                forwarded_allow_ips=list(LOCAL_PROXIES))  # fmt: skip
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name="hmi-server", daemon=True)
         self.host = host
