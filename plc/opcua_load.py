@@ -56,6 +56,9 @@ class LoadSpec:
     # loaded 2-core CI machine, a probe took over 1 s, and clients dropped a healthy server
     # ("Future for request id 6 is already done", then "client is disconnected").
     liveness_probe_s: float = 10.0
+    # how long a client waits for one answer (asyncua's default is 4 s, this tool's was 10 s):
+    # 50 secure handshakes, each with a scrypt password check, on a busy 2-core machine take longer
+    request_timeout_s: float = 10.0
     # a subscriber listens until the flood ends, and at least this long after it subscribed: on
     # a loaded 2-core CI machine the 50 secure handshakes took most of a 10 s flood, and the last
     # subscribers subscribed just before its end and counted no event, from a healthy server
@@ -102,7 +105,7 @@ def trust_client_certificate(trust_dir: Path, cert: Path) -> None:
 
 
 async def _client(spec: LoadSpec) -> Client:
-    client = Client(spec.endpoint, timeout=10, watchdog_intervall=spec.liveness_probe_s)
+    client = Client(spec.endpoint, timeout=spec.request_timeout_s, watchdog_intervall=spec.liveness_probe_s)
     client.application_uri = LOAD_URI
     await client.set_security(
         SecurityPolicyBasic256Sha256,

@@ -93,3 +93,46 @@ def test_unknown_opcua_user_is_checked_against_a_dummy_with_the_same_parameters(
         security.verify_password = real
     assert len(checked) == 2
     assert parse_hash(checked[1])[:3] == parse_hash(checked[0])[:3]
+
+
+def test_node_opcua_client_first_deployment(tmp_path: Path) -> None:
+    """The same flow with a foreign client: node-opcua is refused with a security status (not
+    BadInternalError), its certificate waits in ``rejected/``; approved, it gets its session."""
+    import json
+    import subprocess
+
+    import pytest
+
+    from tests.opcua.helpers import PASSWORDS
+    from tests.opcua.test_node_mes import NODE, NODE_DIR, NODE_URI, node_client_cert
+
+    if NODE is None or not (NODE_DIR / "node_modules" / "node-opcua-client").is_dir():
+        pytest.skip("needs node and `npm ci --prefix tests/node`")
+    cfg = make_config(tmp_path)
+    log = FakeLogWriter(tmp_path / "results.db")
+    sink = start_mes_server(cfg, tmp_path / "results.db", ["cap-a"], RecipeCalls())
+    cert, key = node_client_cert(tmp_path / "node")
+    opts = {
+        "endpoint": cfg.endpoint, "stationId": cfg.station_id, "applicationUri": NODE_URI,
+        "certFile": str(cert), "keyFile": str(key), "pkiDir": str(tmp_path / "node" / "pki"),
+        "serverCertDer": str(cfg.state_dir / "pki" / "own" / "server_cert.der"),
+        "operator": "op", "operatorPassword": PASSWORDS["op"], "reader": "mes", "readerPassword": PASSWORDS["mes"],
+        "expectedEvents": 0, "eventTimeoutMs": 1000, "fromIso": "2020-01-01T00:00:00Z",
+        "toIso": "2020-01-02T00:00:00Z", "pageSize": 64, "recipe": "cap-a",
+    }  # fmt: skip
+    try:
+        first = subprocess.run([str(NODE), "mes_client.mjs", json.dumps(opts)], cwd=NODE_DIR, capture_output=True,
+                               text=True, timeout=120)  # fmt: skip
+        output = first.stdout + first.stderr
+        assert first.returncode != 0
+        assert "BadInternalError" not in output
+        assert "BadCertificateUntrusted" in output or "BadSecurityChecksFailed" in output, output[-3000:]
+        stored = list(cfg.rejected_dir.glob("*.der"))
+        assert len(stored) == 1
+        stored[0].rename(cfg.trusted_dir / stored[0].name)  # the admin approves it
+        second = subprocess.run([str(NODE), "mes_client.mjs", json.dumps(opts)], cwd=NODE_DIR, capture_output=True,
+                                text=True, timeout=120)  # fmt: skip
+        assert "SUBSCRIBED" in second.stdout, (second.stdout + second.stderr)[-3000:]
+    finally:
+        sink.close()
+        log.close()
