@@ -31,7 +31,7 @@ def test_fifty_opcua_clients_do_not_stop_the_station(tmp_path: Path) -> None:
     endpoint = f"opc.tcp://127.0.0.1:{_free_port()}/linecheck/"
     opcua = {
         "endpoint": endpoint,
-        "users": {"mes": {"password_hash": hash_password(PASSWORD), "role": "reader"}},
+        "users": {"mes": {"password_hash": hash_password(PASSWORD, n=1024), "role": "reader"}},  # cheap: the flood, not scrypt, is tested
         "state_dir": str(tmp_path / "opcua"),
     }
     config = make_env(tmp_path, extra={"opcua_server": opcua})
