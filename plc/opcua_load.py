@@ -152,6 +152,7 @@ async def _poller(spec: LoadSpec, end: float, out: LoadResult) -> None:
     async with client:
         node, idx = await _station(client, spec)
         u32 = ua.VariantType.UInt32
+        end = max(end, time.monotonic() + spec.min_listen_s)  # connected late: still poll a while
         while time.monotonic() < end:
             now = datetime.now(timezone.utc)
             start, total = 0, 1
