@@ -5,12 +5,15 @@ Only the CLI installs signal handlers and reads the environment (library code ne
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import signal
+import socket
 import sys
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from line import demo_station
 from line.errors import ConfigError, Problem
@@ -18,9 +21,7 @@ from line.errors import ConfigError, Problem
 if TYPE_CHECKING:
     from line.config import StationConfig
     from line.recipes import RecipeBook
-
-if TYPE_CHECKING:
-    from line.config import StationConfig
+    from line.station import Station
 
 DEMO_STATE_DIR = Path("var/demo")  # relative to the current folder: the shipped files may be read-only
 
@@ -49,9 +50,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
         hmi = start_hmi(station, config.hmi)
     notifier.notify("READY=1")
+    told: list[bool] = []
+
+    def on_tick() -> None:
+        notifier.notify("WATCHDOG=1")
+        if args.free_ports and not told:  # after the first second: every server listens by now
+            told.append(True)
+            print(json.dumps(listening(station, config, hmi.url if hmi else None)), file=sys.stderr, flush=True)
+
     try:
-        run_foreground(station, args.duration, args.json, stop_event=stop,
-                                on_tick=lambda: notifier.notify("WATCHDOG=1"))  # fmt: skip
+        run_foreground(station, args.duration, args.json, stop_event=stop, on_tick=on_tick)
     finally:
         if hmi is not None:
             hmi.close()
@@ -77,7 +85,9 @@ def _with_overrides(config: StationConfig, args: argparse.Namespace) -> StationC
         if config.opcua_server is not None:
             update["opcua_server"] = config.opcua_server.model_copy(update={"state_dir": state_dir / "opcua"})
         config = config.model_copy(update=update)
-    if getattr(args, "port", None) is not None and config.plc.modbus_server is not None:
+    if getattr(args, "free_ports", False):
+        config = with_free_ports(config)
+    if getattr(args, "port", None) is not None and config.plc.modbus_server is not None:  # an explicit port still wins
         server = config.plc.modbus_server.model_copy(update={"port": args.port})
         config = config.model_copy(update={"plc": config.plc.model_copy(update={"modbus_server": server})})
     return config
@@ -114,6 +124,39 @@ Next steps:
                              python -m line.passwords
      and replace the demo users before the station goes on a network.""")
     return 0
+
+
+def with_free_ports(config: StationConfig) -> StationConfig:
+    """Modbus server, HMI and OPC UA server on ports the system picks (never a fixed one), so a
+    run can go next to another (tests on a shared machine, a second demo)."""
+    update: dict[str, object] = {}
+    if config.plc.modbus_server is not None:
+        server = config.plc.modbus_server.model_copy(update={"port": 0})
+        update["plc"] = config.plc.model_copy(update={"modbus_server": server})
+    update["hmi"] = config.hmi.model_copy(update={"port": 0})
+    if config.opcua_server is not None:
+        url = urlsplit(str(config.opcua_server.endpoint))
+        host = url.hostname or "127.0.0.1"
+        # asyncua cannot report a port it was given as 0: take a free one from the system
+        with socket.socket() as probe:
+            probe.bind((host, 0))
+            port = probe.getsockname()[1]
+        endpoint = url._replace(netloc=f"{host}:{port}").geturl()
+        update["opcua_server"] = config.opcua_server.model_copy(update={"endpoint": endpoint})
+    return config.model_copy(update=update)
+
+
+def listening(station: Station, config: StationConfig, hmi_url: str | None) -> dict[str, object]:
+    """Where a run with ``--free-ports`` listens (one JSON line on stderr)."""
+    from plc.modbus_server import ModbusServerSink
+
+    ports: dict[str, object] = {"hmi": hmi_url}
+    for sink in station.sinks:
+        if isinstance(sink, ModbusServerSink):
+            ports["modbus_port"] = sink.port
+    if config.opcua_server is not None:
+        ports["opcua"] = config.opcua_server.endpoint
+    return {"listening": ports}
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
@@ -226,6 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--state-dir", default=None, metavar="DIR",
                        help="folder for the result log, image archive and OPC UA certificate (overrides the config)")
         p.add_argument("--port", type=int, default=None, help="Modbus server port (overrides the config)")
+        p.add_argument("--free-ports", action="store_true",
+                       help="Modbus, HMI and OPC UA on free ports; one JSON line on stderr says which")  # fmt: skip
 
     demo = sub.add_parser("demo", help="virtual line on embedded defaults (synthetic camera, ONNX Runtime CPU, Modbus server)",
                           description="Run the demo station shipped with linecheck: a synthetic camera, the demo model "

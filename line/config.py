@@ -87,6 +87,9 @@ class HmiSection(_Frozen):
     shift_starts: tuple[str, ...] = ("06:00", "14:00", "22:00")  # local HH:MM; counters/yield since the latest
     watch_recipes: bool = True
     watch_interval_s: float = Field(default=1.0, gt=0)
+    # Host header names the HMI answers to (DNS-rebinding guard); empty: loopback names and
+    # ``host`` itself. List the names a reverse proxy forwards; "*" accepts any (docs/security.md)
+    allowed_hosts: tuple[str, ...] = ()
 
 
 class StationConfig(_Frozen):

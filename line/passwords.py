@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import sys
 
-from plc.passwords import hash_password, main, parse_hash, verify_password
+from plc.passwords import dummy_hash, hash_password, main, parse_hash, verify_password
 
-__all__ = ["hash_password", "main", "parse_hash", "verify_password"]
+__all__ = ["dummy_hash", "hash_password", "main", "parse_hash", "verify_password"]
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -2,7 +2,10 @@
 
 Polling modification times once a second in its own thread is plenty for files that people
 edit by hand, needs no inotify (works on network mounts and in containers), and never touches
-the hot path. A change reloads the whole book (``RecipeBook.refresh``): a bad file is listed
+the hot path. Before any file is read, every recipe file's size is checked: one larger than
+``max_file_bytes`` stops the reload (the book stays as it was, ``last_error`` names the file),
+because parsing a multi-megabyte YAML file in the station's process took the interpreter from
+the station's threads for tens of seconds. A change reloads the whole book (``RecipeBook.refresh``): a bad file is listed
 as invalid with its problems and never becomes active; prepared copies of changed recipes
 are dropped so the next switch prepares the new version; the active recipe keeps running as
 it was prepared until the next switch.
@@ -22,6 +25,8 @@ log = logging.getLogger(__name__)
 Fingerprint = dict[str, tuple[int, int]]  # path -> (mtime_ns, size)
 ChangeListener = Callable[[dict[str, list[str]]], None]
 
+MAX_RECIPE_FILE_BYTES = 256 * 1024  # a real recipe is a few KiB
+
 
 def fingerprint(directory: Path, extra: list[Path] | None = None) -> Fingerprint:
     """mtime and size of every recipe file (and of the model files they name)."""
@@ -36,9 +41,11 @@ def fingerprint(directory: Path, extra: list[Path] | None = None) -> Fingerprint
 
 
 class RecipeWatcher:
-    def __init__(self, book: RecipeBook, interval_s: float = 1.0, on_change: ChangeListener | None = None) -> None:
+    def __init__(self, book: RecipeBook, interval_s: float = 1.0, on_change: ChangeListener | None = None,
+                 max_file_bytes: int = MAX_RECIPE_FILE_BYTES) -> None:  # fmt: skip
         self.book = book
         self.interval_s = interval_s
+        self.max_file_bytes = max_file_bytes
         self.listeners: list[ChangeListener] = [on_change] if on_change else []
         self.reloads = 0
         self.last_changes: dict[str, list[str]] = {}
@@ -58,6 +65,15 @@ class RecipeWatcher:
         """One poll; True if the folder changed and the book was reloaded."""
         now = self._fingerprint()
         if now == self._seen:
+            return False
+        oversized = sorted(path for path, (_, size) in now.items()
+                           if path.endswith(".yaml") and size > self.max_file_bytes)  # fmt: skip
+        if oversized:  # refused before reading: the next change of the folder is checked again
+            error = f"recipe files over {self.max_file_bytes} bytes, not read: {oversized}"
+            if error != self.last_error:
+                log.warning("recipe reload refused: %s", error)
+            self.last_error = error
+            self._seen = now
             return False
         try:
             changes = self.book.refresh()

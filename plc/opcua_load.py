@@ -56,10 +56,14 @@ class LoadSpec:
     # loaded 2-core CI machine, a probe took over 1 s, and clients dropped a healthy server
     # ("Future for request id 6 is already done", then "client is disconnected").
     liveness_probe_s: float = 10.0
+    # how long a client waits for one answer (asyncua's default is 4 s, this tool's was 10 s):
+    # 50 secure handshakes, each with a scrypt password check, on a busy 2-core machine take longer
+    request_timeout_s: float = 10.0
     # a subscriber listens until the flood ends, and at least this long after it subscribed: on
     # a loaded 2-core CI machine the 50 secure handshakes took most of a 10 s flood, and the last
     # subscribers subscribed just before its end and counted no event, from a healthy server
     min_listen_s: float = 2.0
+    max_first_event_s: float = 0.0  # a subscriber without an event waits this much longer for one
 
 
 @dataclass
@@ -102,7 +106,7 @@ def trust_client_certificate(trust_dir: Path, cert: Path) -> None:
 
 
 async def _client(spec: LoadSpec) -> Client:
-    client = Client(spec.endpoint, timeout=10, watchdog_intervall=spec.liveness_probe_s)
+    client = Client(spec.endpoint, timeout=spec.request_timeout_s, watchdog_intervall=spec.liveness_probe_s)
     client.application_uri = LOAD_URI
     await client.set_security(
         SecurityPolicyBasic256Sha256,
@@ -140,6 +144,11 @@ async def _subscriber(spec: LoadSpec, end: float, out: LoadResult, slot: int) ->
         now = time.monotonic()
         out.subscribed_after_s[slot] = round(now - (end - spec.duration_s), 2)
         await asyncio.sleep(max(end, now + spec.min_listen_s) - now)
+        # and until its first event (event order, not time: on a busy machine the first one can
+        # take longer than min_listen_s to come), at most max_first_event_s
+        give_up = time.monotonic() + spec.max_first_event_s
+        while counter.n == 0 and time.monotonic() < give_up:
+            await asyncio.sleep(0.05)
         out.events[slot] = counter.n
         await sub.delete()
 
@@ -149,6 +158,7 @@ async def _poller(spec: LoadSpec, end: float, out: LoadResult) -> None:
     async with client:
         node, idx = await _station(client, spec)
         u32 = ua.VariantType.UInt32
+        end = max(end, time.monotonic() + spec.min_listen_s)  # connected late: still poll a while
         while time.monotonic() < end:
             now = datetime.now(timezone.utc)
             start, total = 0, 1

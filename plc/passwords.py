@@ -70,6 +70,22 @@ def verify_password(password: str, encoded: str) -> bool:
     return hmac.compare_digest(candidate, digest)
 
 
+def dummy_hash(like: list[str]) -> str:
+    """A hash no password matches, with the scrypt parameters most of ``like`` use.
+
+    Checked when a user name is unknown, so that a wrong name costs as long as a wrong password
+    (a fixed dummy with other parameters let timing tell known names from unknown ones)."""
+    params: dict[tuple[int, int, int], int] = {}
+    for encoded in like:
+        try:
+            n, r, p, _, _ = parse_hash(encoded)
+        except ValueError:
+            continue
+        params[(n, r, p)] = params.get((n, r, p), 0) + 1
+    n, r, p = max(params, key=lambda k: params[k]) if params else (DEFAULT_N, DEFAULT_R, DEFAULT_P)
+    return f"scrypt${n}${r}${p}${_b64(os.urandom(16))}${_b64(os.urandom(_DKLEN))}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m line.passwords",

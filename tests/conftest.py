@@ -16,6 +16,20 @@ try:
 except ImportError:  # pragma: no cover - dev extra
     psutil = None
 
+# Tests that run a real station, browser or client flood for many seconds: marked ``slow`` here
+# so the inner loop can run ``pytest -m "not slow"`` (docs/testing.md); ``make test`` runs all.
+SLOW_PATHS = ("tests/reliability/", "tests/browser/", "tests/line/test_demo_end_to_end.py",
+              "tests/opcua/test_load.py", "tests/opcua/test_node_mes.py", "tests/deploy/test_container.py",
+              "tests/deploy/test_install.py")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        path = item.nodeid.replace("\\", "/")
+        if path.startswith(SLOW_PATHS) or f"tests/{path}".startswith(SLOW_PATHS):
+            item.add_marker(pytest.mark.slow)
+
+
 _IGNORED_THREAD_PREFIXES = ("asyncio_", "ThreadPoolExecutor", "pydevd", "QueueFeederThread", "Dummy-")
 
 

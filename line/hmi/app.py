@@ -5,7 +5,10 @@ Authentication: a browser logs in (``POST /api/login``) and gets a session cooki
 and the CLI may send HTTP Basic credentials instead. Every ``/api`` route needs a user
 (viewer at least); switching recipes and resetting counters need operator or admin.
 ``/healthz`` and ``/metrics`` are open (probes and Prometheus scrapers; they show no images).
-Cookie-authenticated writes also check ``Origin`` against ``Host`` (besides SameSite=Strict).
+Cookie-authenticated writes also check ``Origin`` against ``Host`` (besides SameSite=Strict),
+and ``Host`` itself must be one of the configured names (``hmi.allowed_hosts``), so a foreign
+name that resolves to the station (DNS rebinding) gets 400. Logins (form and Basic) go through
+``LoginGuard``: throttled per address and user name, bounded in concurrent work, audited.
 
 Paths from requests never reach the filesystem unchecked: images go through
 ``ImageArchive.resolve`` (which refuses traversal) and recipes are looked up by id in the
@@ -13,6 +16,7 @@ book; a recipe's file path comes from the book, never from the request.
 """
 
 
+import asyncio
 import base64
 import binascii
 import re
@@ -25,19 +29,30 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from line.config import HmiSection
 from line.hmi.api_docs import add_api_docs
 from line.hmi.auth import SESSION_COOKIE, User
+from line.hmi.login_guard import LoginRefused, LoginThrottle
 from line.hmi.state import HmiContext
 from line.metrics import CONTENT_TYPE
 
 STATIC = Path(__file__).parent / "static"
 _RECIPE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_MAX_IMAGE_REF = 255  # longer than any archive name and than a file name may be (ENAMETOOLONG)
+_MAX_USER_NAME = 64
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 class Login(BaseModel):
     username: str = Field(min_length=1, max_length=64)
     password: str = Field(min_length=1, max_length=256)
+
+
+class ClearLockout(BaseModel):
+    key: str | None = Field(default=None, max_length=512, description="addr:<ip> or user:<name>; none: all")
 
 
 class SwitchRequest(BaseModel):
@@ -56,8 +71,17 @@ class SwitchReply(BaseModel):
 def create_app(ctx: HmiContext) -> FastAPI:
     app = FastAPI(title="linecheck HMI", version="1", description="Inline inspection station: live view, counters, recipes.",
                   docs_url=None, redoc_url=None)  # /docs: served without the internet (api_docs)
+    app.add_middleware(ThrottledAddressTarpit, throttle=ctx.guard.throttle, hold_s=ctx.guard.throttle.policy.hold_s)
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(ctx.config))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     add_api_docs(app)
+
+    def check_password(name: str, password: str, request: Request) -> User | None:
+        address = request.client.host if request.client else "?"
+        try:
+            return ctx.guard.authenticate(name, password, address)
+        except LoginRefused as exc:
+            raise HTTPException(exc.status, str(exc), headers={"Retry-After": str(max(1, round(exc.retry_after_s)))}) from None
 
     def current_user(request: Request) -> User:
         user = ctx.sessions.get(request.cookies.get(SESSION_COOKIE))
@@ -71,7 +95,7 @@ def create_app(ctx: HmiContext) -> FastAPI:
                 name, _, password = base64.b64decode(header[6:], validate=True).decode("utf-8").partition(":")
             except (binascii.Error, UnicodeDecodeError):
                 name, password = "", ""
-            user = ctx.users.authenticate(name, password) if name else None
+            user = check_password(name, password, request) if 0 < len(name) <= _MAX_USER_NAME else None
             if user is not None:
                 return user
         # the Basic challenge only for clients that tried Basic: a browser's fetch would pop up a
@@ -84,8 +108,14 @@ def create_app(ctx: HmiContext) -> FastAPI:
             raise HTTPException(403, f"user {user.name} ({user.role}) may not do this; operator or admin needed")
         return user
 
+    def admin(user: Annotated[User, Depends(current_user)]) -> User:
+        if not user.can("admin"):
+            raise HTTPException(403, f"user {user.name} ({user.role}) may not do this; admin needed")
+        return user
+
     Viewer = Annotated[User, Depends(current_user)]
     Operator = Annotated[User, Depends(operator)]
+    Admin = Annotated[User, Depends(admin)]
 
     # --- page, probes --------------------------------------------------------------------
     @app.get("/", include_in_schema=False)
@@ -113,7 +143,7 @@ def create_app(ctx: HmiContext) -> FastAPI:
     # --- session -------------------------------------------------------------------------
     @app.post("/api/login", tags=["session"])
     def login(body: Login, request: Request) -> JSONResponse:
-        user = ctx.users.authenticate(body.username, body.password)
+        user = check_password(body.username, body.password, request)
         if user is None:
             raise HTTPException(401, "wrong user name or password")
         token = ctx.sessions.create(user)
@@ -132,6 +162,19 @@ def create_app(ctx: HmiContext) -> FastAPI:
     @app.get("/api/me", tags=["session"])
     def me(user: Viewer) -> dict[str, str]:
         return {"user": user.name, "role": user.role}
+
+    @app.get("/api/admin/logins", tags=["session"])
+    def blocked_logins(user: Admin) -> list[dict[str, object]]:
+        """Client addresses and user names that may not try to log in now (throttled or locked out)."""
+        return ctx.guard.throttle.blocked()
+
+    @app.post("/api/admin/logins/clear", tags=["session"])
+    def clear_lockout(body: ClearLockout, request: Request, user: Admin) -> dict[str, object]:
+        """Lift the delay/lockout of one key (or of all); audited."""
+        cleared = ctx.guard.throttle.clear(body.key)
+        ctx.audit("login_lockout_cleared", {"by": user.name, "address": request.client.host if request.client else "?",
+                                            "keys": cleared})  # fmt: skip
+        return {"cleared": cleared}
 
     # --- station -------------------------------------------------------------------------
     @app.get("/api/status", tags=["station"])
@@ -178,6 +221,8 @@ def create_app(ctx: HmiContext) -> FastAPI:
 
     @app.get("/api/images/{ref:path}", tags=["live"], responses={200: {"content": {"image/png": {}, "image/jpeg": {}}}})
     def image(ref: str, user: Viewer) -> FileResponse:
+        if len(ref) > _MAX_IMAGE_REF:
+            raise HTTPException(400, f"image name longer than {_MAX_IMAGE_REF} characters")
         archive = ctx.station.result_log.archive
         if archive is None:
             raise HTTPException(404, "the NG archive is disabled")
@@ -185,7 +230,11 @@ def create_app(ctx: HmiContext) -> FastAPI:
             path = archive.resolve(ref)
         except ValueError as exc:
             raise HTTPException(400, str(exc)) from None
-        if not path.is_file():
+        try:
+            found = path.is_file()
+        except OSError:  # e.g. a path component the filesystem refuses
+            raise HTTPException(400, "invalid image name") from None
+        if not found:
             raise HTTPException(404, "no such image")
         return FileResponse(path, headers={"Cache-Control": "private, max-age=3600"})
 
@@ -229,6 +278,49 @@ def create_app(ctx: HmiContext) -> FastAPI:
         return RedirectResponse("/")
 
     return app
+
+
+class ThrottledAddressTarpit:
+    """A login attempt (``/api/login`` or an ``Authorization`` header) from an address that may
+    not try now waits, asleep on the event loop, up to ``hold_s`` and then gets 429, before any
+    routing or body parsing.
+
+    Why: answering at once still costs the station's process a request's worth of Python per
+    guess, and a guessing client sends the next one as soon as it has the answer; eight such
+    clients moved the fail-safe share with 429s alone. Held answers slow each of them to one
+    guess per ``hold_s`` at the cost of an idle timer (uvicorn's ``limit_concurrency`` caps how
+    many connections can be held)."""
+
+    def __init__(self, app: ASGIApp, throttle: LoginThrottle, hold_s: float = 2.0) -> None:
+        self.app = app
+        self.throttle = throttle
+        self.hold_s = hold_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and _is_login_attempt(scope):
+            client = scope.get("client")
+            wait = self.throttle.wait_s([f"addr:{client[0] if client else '?'}"])
+            if wait > 0:
+                await asyncio.sleep(min(wait, self.hold_s))
+                retry = str(max(1, round(wait)))
+                reply = JSONResponse({"detail": "too many failed logins; try again later"}, 429, {"Retry-After": retry})
+                await reply(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _is_login_attempt(scope: Scope) -> bool:
+    if scope.get("path") == "/api/login":
+        return True
+    return any(name == b"authorization" for name, _ in scope.get("headers", ()))
+
+
+def allowed_hosts(config: HmiSection) -> list[str]:
+    """The configured names, or loopback names plus the bound address (not a wildcard one)."""
+    if config.allowed_hosts:
+        return list(config.allowed_hosts)
+    bound = [] if config.host in ("0.0.0.0", "::", "") else [config.host]
+    return [*LOOPBACK_HOSTS, *bound]
 
 
 def _same_origin(request: Request) -> bool:

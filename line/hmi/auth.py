@@ -20,7 +20,7 @@ from typing import Literal
 from pydantic import BaseModel
 
 from line.errors import ConfigError, Problem
-from line.passwords import parse_hash, verify_password
+from line.passwords import dummy_hash, parse_hash, verify_password
 
 Role = Literal["viewer", "operator", "admin"]
 ROLE_RANK: dict[str, int] = {"viewer": 0, "operator": 1, "admin": 2}
@@ -59,11 +59,11 @@ class UserStore:
         if problems:
             raise ConfigError(problems)
         # checked against when the user is unknown, so that a wrong name costs as long as a wrong password
-        self._dummy = "scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+        self.dummy_hash = dummy_hash(list(self._hashes.values()))
 
     def authenticate(self, name: str, password: str) -> User | None:
         encoded = self._hashes.get(name)
-        ok = verify_password(password, encoded or self._dummy)
+        ok = verify_password(password, encoded or self.dummy_hash)
         return User(name, self._roles[name]) if ok and encoded else None
 
     def __len__(self) -> int:
@@ -71,20 +71,26 @@ class UserStore:
 
 
 class Sessions:
-    """Server-side sessions, bounded (the oldest is dropped beyond ``max_sessions``)."""
+    """Server-side sessions, bounded per user: beyond ``max_per_user`` a user's own oldest
+    session is dropped. Why per user: with one global cap, any valid user logging in often
+    enough ended everyone else's sessions. Users come from the config, so the total is bounded."""
 
-    def __init__(self, ttl_s: float, max_sessions: int = 1000) -> None:
+    def __init__(self, ttl_s: float, max_per_user: int = 16) -> None:
         self.ttl_s = ttl_s
-        self.max_sessions = max_sessions
+        self.max_per_user = max_per_user
         self._lock = threading.Lock()
         self._sessions: OrderedDict[str, tuple[User, float]] = OrderedDict()
 
     def create(self, user: User) -> str:
         token = secrets.token_urlsafe(32)
         with self._lock:
-            self._sessions[token] = (user, time.monotonic() + self.ttl_s)
-            while len(self._sessions) > self.max_sessions:
-                self._sessions.popitem(last=False)
+            now = time.monotonic()
+            for old in [t for t, (_, expiry) in self._sessions.items() if expiry < now]:
+                del self._sessions[old]
+            mine = [t for t, (u, _) in self._sessions.items() if u.name == user.name]  # oldest first
+            for old in mine[: max(0, len(mine) + 1 - self.max_per_user)]:
+                del self._sessions[old]
+            self._sessions[token] = (user, now + self.ttl_s)
         return token
 
     def get(self, token: str | None) -> User | None:

@@ -18,6 +18,7 @@ from line.config import HmiSection
 from line.errors import ConfigError, Problem
 from line.hmi.app import create_app
 from line.hmi.auth import UserStore
+from line.hmi.login_guard import DEFAULT_POLICY, ThrottlePolicy
 from line.hmi.state import HmiContext
 from line.live import LiveView
 from line.metrics import StationMetrics
@@ -27,12 +28,21 @@ from line.station import Station
 
 log = logging.getLogger(__name__)
 
+MAX_CONNECTIONS = 64
+LOCAL_PROXIES = ("127.0.0.1", "::1")
+
 
 class HmiServer:
     """uvicorn serving ``app`` in a thread; ``start`` returns once it listens."""
 
     def __init__(self, app: Any, host: str, port: int) -> None:
-        config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off")
+        # limit_concurrency: connections beyond it get 503 from uvicorn at once, so no client can
+        # pile up work (or held login attempts) in the station's process. X-Forwarded-For/-Proto
+        # are trusted from a reverse proxy on this host only (explicit: uvicorn would otherwise
+        # read FORWARDED_ALLOW_IPS from the environment); see docs/security.md
+        config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off",
+                                limit_concurrency=MAX_CONNECTIONS, proxy_headers=True,
+                                forwarded_allow_ips=list(LOCAL_PROXIES))  # fmt: skip
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name="hmi-server", daemon=True)
         self.host = host
@@ -60,13 +70,14 @@ class HmiServer:
 
 
 class HmiService:
-    def __init__(self, station: Station, config: HmiSection) -> None:
+    def __init__(self, station: Station, config: HmiSection, login_policy: ThrottlePolicy = DEFAULT_POLICY) -> None:
         self.station = station
         self.config = config
         self.live = LiveView(config.live_fps, config.live_max_width, config.live_jpeg_quality)
         self.metrics = StationMetrics(station, self.live)
         self.watcher = RecipeWatcher(station.book, config.watch_interval_s) if config.watch_recipes else None
-        self.ctx = HmiContext(station, config, UserStore(config.users), self.live, self.metrics, self.watcher)
+        self.ctx = HmiContext(station, config, UserStore(config.users), self.live, self.metrics, self.watcher,
+                              login_policy=login_policy)  # fmt: skip
         self.server = HmiServer(create_app(self.ctx), config.host, config.port)
         self._wired = False
 
@@ -116,7 +127,7 @@ def _remove(items: list[Any], item: Any) -> None:
         items.remove(item)
 
 
-def start_hmi(station: Station, config: HmiSection) -> HmiService:
-    service = HmiService(station, config)
+def start_hmi(station: Station, config: HmiSection, login_policy: ThrottlePolicy = DEFAULT_POLICY) -> HmiService:
+    service = HmiService(station, config, login_policy)
     service.start()
     return service

@@ -7,6 +7,7 @@ Kept apart from the routes in ``app.py`` so the views can be tested without HTTP
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import math
 import sqlite3
 import threading
@@ -21,6 +22,7 @@ import numpy as np
 from camera.source import CameraState
 from line.config import HmiSection
 from line.hmi.auth import Sessions, UserStore
+from line.hmi.login_guard import DEFAULT_POLICY, LoginGuard, LoginThrottle, PasswordGate, ThrottlePolicy
 from line.live import LiveView
 from line.metrics import StationMetrics
 from line.recipe_watch import RecipeWatcher
@@ -28,6 +30,8 @@ from line.recipes import SwitchAudit
 from line.results import connect
 from line.station import Station
 from plc.sink import LinkState, ResultCode
+
+log = logging.getLogger(__name__)
 
 HISTOGRAM_EDGES_MS = (0, 2, 5, 10, 15, 20, 25, 30, 40, 50, 75, 100, 200, 500)
 CHART_BUCKETS = 48  # reject-rate chart: at most this many bars over the shift
@@ -58,14 +62,24 @@ class HmiContext:
     metrics: StationMetrics | None = None
     watcher: RecipeWatcher | None = None
     sessions: Sessions = field(init=False)
+    guard: LoginGuard = field(init=False)
     audits: deque[SwitchAudit] = field(default_factory=lambda: deque(maxlen=50))
     counters_reset_ns: int = 0
     _chart: tuple[float, dict[str, Any]] | None = field(default=None, init=False)
+    login_policy: ThrottlePolicy = DEFAULT_POLICY
     _db: sqlite3.Connection | None = field(default=None, init=False)
     _db_lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
     def __post_init__(self) -> None:
         self.sessions = Sessions(self.config.session_ttl_s)
+        self.guard = LoginGuard(self.users, LoginThrottle(self.login_policy), PasswordGate(wait_s=self.login_policy.hold_s), self.audit)
+
+    def audit(self, kind: str, data: dict[str, Any]) -> None:
+        """A security event into the station's event log (never a password)."""
+        who = data.get("user") or data.get("by") or "?"
+        where = data.get("address", "?")
+        log.warning("%s: user %r from %s", kind, who, where)
+        self.station.result_log.event(kind, "warning", f"{kind}: user {who!r} from {where}", data)
 
     # --- result log (read-only) ------------------------------------------------------------
     @property
@@ -79,6 +93,7 @@ class HmiContext:
             return list(self._db.execute(query, params).fetchall())
 
     def close(self) -> None:
+        self.guard.close()
         with self._db_lock:
             if self._db is not None:
                 self._db.close()

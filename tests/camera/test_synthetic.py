@@ -169,17 +169,16 @@ def test_stop_interrupts_a_waiting_fetch() -> None:
 
     def waiter() -> None:
         try:
-            source.fetch(5.0)
+            source.fetch(600.0)
         except BaseException as exc:
             errors.append(exc)
 
     thread = threading.Thread(target=waiter)
     thread.start()
     time.sleep(0.05)
-    t0 = time.perf_counter()
     source.close()
-    thread.join(2.0)
-    assert not thread.is_alive() and time.perf_counter() - t0 < 2.0
+    thread.join(120.0)  # woken by close, long before its own 600 s timeout
+    assert not thread.is_alive()
     assert isinstance(errors[0], FetchTimeout)
 
 

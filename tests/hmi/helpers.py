@@ -16,6 +16,7 @@ import httpx
 from inference.config import EngineOptions
 from line.archive import ImageArchive
 from line.config import HmiSection
+from line.hmi.login_guard import DEFAULT_POLICY, ThrottlePolicy
 from line.hmi.server import HmiService, start_hmi
 from line.recipe_model import Recipe
 from line.recipes import RecipeBook
@@ -93,7 +94,8 @@ def engine_factory(broken: tuple[str, ...] = (), slow: dict[str, float] | None =
 
 @contextmanager
 def running_rig(tmp_path: Path, recipes: int = 3, broken: tuple[str, ...] = ("r3",), hmi: dict[str, Any] | None = None,
-                slow: dict[str, float] | None = None, **source_options: Any) -> Iterator[Rig]:  # fmt: skip
+                slow: dict[str, float] | None = None, login_policy: ThrottlePolicy = DEFAULT_POLICY,
+                **source_options: Any) -> Iterator[Rig]:  # fmt: skip
     folder = write_recipes(tmp_path / "recipes", count=recipes)
     book = RecipeBook(folder, engine_factory(broken, slow), warm_max=2, check_models=False)
     assert book.switch("r1", "startup").ok
@@ -106,7 +108,7 @@ def running_rig(tmp_path: Path, recipes: int = 3, broken: tuple[str, ...] = ("r3
     station.start()
     service = None
     try:
-        service = start_hmi(station, HmiSection(**options))
+        service = start_hmi(station, HmiSection(**options), login_policy)
         yield Rig(station, source, sink, service, folder)
     finally:
         if service is not None:

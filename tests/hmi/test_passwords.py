@@ -46,16 +46,35 @@ def test_user_store_validation() -> None:
 
 
 def test_sessions_expire_and_drop() -> None:
-    sessions = Sessions(ttl_s=0.05, max_sessions=2)
+    sessions = Sessions(ttl_s=0.05, max_per_user=2)
     a = sessions.create(User("a", "viewer"))
     assert sessions.get(a) == User("a", "viewer")
-    sessions.create(User("b", "viewer"))
-    sessions.create(User("c", "viewer"))
+    sessions.create(User("a", "viewer"))
+    sessions.create(User("a", "viewer"))
     assert sessions.get(a) is None  # bounded: the oldest went
     import time
 
     time.sleep(0.06)
     assert sessions.get(None) is None
+
+
+def test_one_user_logging_in_often_keeps_other_users_sessions() -> None:
+    sessions = Sessions(ttl_s=3600, max_per_user=4)
+    other = sessions.create(User("operator", "operator"))
+    mine = [sessions.create(User("viewer", "viewer")) for _ in range(1000)]
+    assert sessions.get(other) == User("operator", "operator")
+    assert sum(sessions.get(t) is not None for t in mine) == 4  # the newest four of the busy user
+    assert sessions.get(mine[-1]) is not None and sessions.get(mine[0]) is None
+
+
+def test_unknown_user_costs_a_check_with_the_configured_parameters() -> None:
+    """The dummy a wrong name is checked against uses the users' own scrypt parameters, so a
+    wrong name costs as much as a wrong password (no user enumeration by timing)."""
+    from line.passwords import parse_hash
+
+    store = UserStore({"a": {"role": "viewer", "password_hash": hash_password("pw", n=1024)}})
+    assert parse_hash(store.dummy_hash)[:3] == (1024, 8, 1)
+    assert store.authenticate("nobody", "pw") is None
 
 
 def test_cli_prints_a_hash(capsys: pytest.CaptureFixture[str]) -> None:

@@ -53,3 +53,37 @@ def test_watcher_thread_in_the_running_service(tmp_path: Path) -> None:
         assert any("invalid recipe" in r for r in viewer.get("/healthz").json()["reasons"])
         assert rig.hmi.watcher is not None and rig.hmi.watcher.reloads >= 1
         time.sleep(0.1)
+
+
+def test_oversized_recipe_file_is_refused_before_reading(tmp_path: Path) -> None:
+    folder = write_recipes(tmp_path / "recipes", count=1)
+    book = RecipeBook(folder, engine_factory(), warm_max=2, check_models=False)
+    watcher = RecipeWatcher(book, max_file_bytes=4096)
+    refreshes: list[int] = []
+    real = book.refresh
+    book.refresh = lambda: refreshes.append(1) or real()  # type: ignore[method-assign,func-returns-value]
+    touch_later(folder / "huge.yaml", "id: huge\n" + "# padding\n" * 1000)
+    assert not watcher.check() and refreshes == []  # never read
+    assert "huge.yaml" in watcher.last_error and "huge" not in book.recipes
+    (folder / "huge.yaml").unlink()
+    touch_later(folder / "r2.yaml", RECIPE.format(id="r2", code=2, budget=40))
+    assert watcher.check() and refreshes == [1] and watcher.last_error == ""
+    book.close()
+
+
+def test_reload_runs_on_the_watchers_own_thread(tmp_path: Path) -> None:
+    import threading
+
+    with running_rig(tmp_path, recipes=2) as rig:
+        assert rig.hmi.watcher is not None
+        threads: list[str] = []
+        real = rig.station.book.refresh
+
+        def recording() -> dict[str, list[str]]:
+            threads.append(threading.current_thread().name)
+            return real()
+
+        rig.station.book.refresh = recording  # type: ignore[method-assign]
+        touch_later(rig.recipes_dir / "r9.yaml", RECIPE.format(id="r9", code=9, budget=40))
+        rig.wait(lambda: bool(threads))
+        assert set(threads) == {"recipe-watch"}

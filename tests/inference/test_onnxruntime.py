@@ -297,11 +297,13 @@ def test_engine_shared_by_threads(tmp_path: Path) -> None:
 DEMO_MODEL = Path(__file__).resolve().parents[2] / "recipes" / "demo" / "demo-parts.onnx"
 
 
-@pytest.mark.parametrize("spin", [True, False])
-def test_idle_intra_op_workers_spin_only_when_asked(spin: bool) -> None:
+def test_idle_intra_op_workers_spin_only_when_asked() -> None:
     """``cpu_spin: false``: between parts ORT's worker sleeps instead of holding a core (with
     spinning, the control case, it burns one for the whole idle time: a core the camera, HMI
-    and OPC UA threads of a 2-core station wait for)."""
+    and OPC UA threads of a 2-core station wait for).
+
+    Compared with each other, not with wall-clock numbers: on a busy machine a spinning worker
+    gets less of a core, but still far more CPU time than a sleeping one (which gets none)."""
     import resource
 
     def cpu_ms() -> float:
@@ -312,15 +314,18 @@ def test_idle_intra_op_workers_spin_only_when_asked(spin: bool) -> None:
         model=ModelConfig(onnx=DEMO_MODEL, input=InputProfile(min=(256, 320), opt=(256, 320), max=(256, 320))),
         classes=("scratch", "dent", "missing_cap"), score_thresholds=(0.5, 0.5, 0.5), nms=NmsConfig(),
     )  # fmt: skip
-    with OnnxRuntimeEngine(spec, EngineOptions(intra_op_threads=2, cpu_spin=spin)) as engine:
-        image = ImageInput(np.full((256, 320), 90, np.uint8), "Mono8")
-        idle = []
-        for _ in range(5):
-            engine.detect([image])
-            before = cpu_ms()
-            time.sleep(0.1)
-            idle.append(cpu_ms() - before)
-    if spin:
-        assert np.median(idle) > 40.0, idle  # a worker spun through most of the 100 ms
-    else:
-        assert max(idle) < 15.0, idle
+
+    def idle_cpu_ms(spin: bool) -> list[float]:
+        with OnnxRuntimeEngine(spec, EngineOptions(intra_op_threads=2, cpu_spin=spin)) as engine:
+            image = ImageInput(np.full((256, 320), 90, np.uint8), "Mono8")
+            idle = []
+            for _ in range(5):
+                engine.detect([image])
+                before = cpu_ms()
+                time.sleep(0.1)
+                idle.append(cpu_ms() - before)
+        return idle
+
+    sleeping, spinning = idle_cpu_ms(False), idle_cpu_ms(True)
+    assert sum(sleeping) < 15.0, sleeping  # CPU time, which load can only lower: no worker ran
+    assert sum(spinning) > 3 * sum(sleeping) + 10.0, (spinning, sleeping)  # the control: a worker spun

@@ -53,7 +53,7 @@ def test_demo_twenty_seconds_against_ground_truth(tmp_path: Path) -> None:
     port = free_port()
     reader = subprocess.Popen([sys.executable, "-c", READER, str(port), "45"], stdout=subprocess.PIPE, text=True)
     demo = subprocess.run(
-        [sys.executable, "-m", "line", "demo", "--duration", "20", "--json", "--port", str(port),
+        [sys.executable, "-m", "line", "demo", "--duration", "20", "--json", "--free-ports", "--port", str(port),
          "--state-dir", str(tmp_path / "state")],  # fmt: skip
         cwd=REPO, capture_output=True, text=True, timeout=180,
     )
@@ -68,12 +68,15 @@ def test_demo_twenty_seconds_against_ground_truth(tmp_path: Path) -> None:
     rows = conn.execute("SELECT part_id, plc_seq FROM results ORDER BY plc_seq").fetchall()
     assert len(rows) == summary["parts"]
     assert sorted(part for part, _ in rows) == list(range(1, summary["parts"] + 1))  # one row per part
-    assert [seq for _, seq in rows] == list(range(1, len(rows) + 1))  # one result_seq step per verdict
+    # one result_seq step per verdict written to the PLC; on a busy machine a verdict past its
+    # deadline is not written (it has no seq) and the PLC's watchdog covers the part
+    written = [seq for _, seq in rows if seq is not None]
+    assert written == list(range(1, len(written) + 1)) and len(written) >= 0.9 * len(rows)
     # the separate process watched result_seq climb one step at a time up to the last verdict
     seqs = [s for s in seen["seqs"] if s]
-    assert seqs[-1] == len(rows)
+    assert seqs[-1] == len(written)
     assert all(b > a for a, b in zip(seqs, seqs[1:], strict=False))
-    assert len(seqs) >= 0.9 * len(rows)  # polled every few ms: nearly every step observed
+    assert len(seqs) >= 0.9 * len(written)  # polled every few ms: nearly every step observed
     assert seen["heartbeats"] > 10
 
 
@@ -85,7 +88,7 @@ def test_ctrl_c_stops_cleanly(tmp_path: Path) -> None:
 
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "line", "demo", "--json", "--port", str(port), "--state-dir", str(tmp_path / "state")],
+        [sys.executable, "-m", "line", "demo", "--json", "--free-ports", "--port", str(port), "--state-dir", str(tmp_path / "state")],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     deadline = time.monotonic() + 60

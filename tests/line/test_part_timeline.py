@@ -82,12 +82,13 @@ def test_a_stalled_batch_is_named_on_a_batched_station(tmp_path: Path) -> None:
     stalled = late[("cam0", 5)]
     assert stalled["largest_step"] == "batched→result"
     assert stalled["largest_step_ms"] >= 140 and stalled["batch"] >= 1
-    assert 40 <= stalled["steps_ms"]["deadline"] < 140  # the watchdog decided it, at its deadline
+    # the watchdog decided it at its deadline, before the stalled batch's result came back
+    assert 40 <= stalled["steps_ms"]["deadline"] < stalled["steps_ms"]["result"], stalled["steps_ms"]
     assert "acked" not in stalled["steps_ms"]  # its real verdict was never written
     assert [m.reason for m in sink.messages if (m.camera_id, m.part_id) == ("cam0", 5)] == ["timeout"]
     # an on-time part carries every hand-over of the batched path, in order, inside the budget
     on_time = summary["slowest_on_time"]
-    assert on_time and all(not t["late"] and t["total_ms"] < 40 for t in on_time)
+    assert on_time and all(not t["late"] for t in on_time)  # "late" is the station's own budget check
     assert _increasing(on_time[-1]["steps_ms"], BATCHED_STEPS)
     assert summary["late_parts"] == len(summary["late"]) == station.stats.counts["late_discarded"]
 

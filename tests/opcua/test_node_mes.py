@@ -35,7 +35,7 @@ pytestmark = pytest.mark.skipif(
 NODE_URI = "urn:linecheck:node-mes"
 
 
-def _node_client_cert(directory: Path) -> tuple[Path, Path]:
+def node_client_cert(directory: Path) -> tuple[Path, Path]:
     """The node client's own certificate (PEM, as node-opcua wants it)."""
     directory.mkdir(parents=True, exist_ok=True)
     key = cert_gen.generate_private_key()
@@ -72,7 +72,7 @@ def test_node_opcua_mes_sees_exactly_the_log(tmp_path: Path) -> None:
     log.write_many([log.make(now - 86_400 * 10**9 + i * 287 * 10**9) for i in range(300)])
     calls = RecipeCalls()
     sink = start_mes_server(cfg, db, ["cap-a", "cap-b"], calls)
-    cert, key = _node_client_cert(tmp_path / "node")
+    cert, key = node_client_cert(tmp_path / "node")
     (cfg.trusted_dir / "node_cert.pem").write_bytes(cert.read_bytes())  # the test trusts the MES client
     new = 40
     opts = {

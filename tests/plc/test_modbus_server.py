@@ -209,9 +209,9 @@ def test_close_waits_until_a_polling_plc_read_the_last_verdict() -> None:
 
 
 def test_close_does_not_wait_when_no_plc_polls() -> None:
-    sink = ModbusServerSink(ModbusServerConfig(port=0, close_linger_ms=5000))
+    sink = ModbusServerSink(ModbusServerConfig(port=0, close_linger_ms=600_000))
     sink.start()
     assert sink.publish(verdict(1)).delivered
     t0 = time.monotonic()
     sink.close()
-    assert time.monotonic() - t0 < 2.0
+    assert time.monotonic() - t0 < 300  # far below the 600 s linger it would wait for a polling PLC

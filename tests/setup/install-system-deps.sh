@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Debian packages the test suite talks to as real peers: libmodbus' mbpoll, Aravis' fake GigE
 # Vision camera and its GObject typelib (+ headers to build PyGObject), Chromium for the HMI,
-# shellcheck for the deploy scripts. Idempotent; skips apt when everything is present.
+# shellcheck for the deploy scripts, stress-ng for tests/busy/run-busy.sh. Idempotent; skips apt when everything is present.
 set -euo pipefail
 packages=(mbpoll aravis-tools gir1.2-aravis-0.8 libgirepository1.0-dev libcairo2-dev pkg-config
-          chromium chromium-driver shellcheck)
+          chromium chromium-driver shellcheck stress-ng)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,0 +1,119 @@
+"""A login flood at the HMI (8 threads guessing an operator's password) during a 50 parts/s demo
+run: the password checks it can cause are bounded (throttled, then refused before hashing), the
+station's fail-safe share stays at the share of the same run without the flood, and a real user
+from another address still logs in afterwards."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from line.cli import DEMO_CONFIG
+
+pytestmark = pytest.mark.slow
+
+SECONDS = 12.0
+
+
+def demo_config(tmp_path: Path) -> Path:
+    data = yaml.safe_load(DEMO_CONFIG.read_text())
+    data["recipes"]["dir"] = str((DEMO_CONFIG.parent / data["recipes"]["dir"]).resolve())
+    data["cameras"][0]["options"]["rate_hz"] = 50
+    data["storage"]["dir"] = str(tmp_path / "state")
+    data["opcua_server"]["state_dir"] = str(tmp_path / "opcua")
+    path = tmp_path / "demo50.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def run_demo(config: Path, during: object = None, seconds: float = SECONDS) -> dict[str, object]:
+    """One demo run; ``during(hmi_url, stop)`` runs while it does."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "line", "demo", "-c", str(config), "--duration", str(seconds), "--json", "--free-ports"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stderr is not None and proc.stdout is not None
+    url = None
+    for line in proc.stderr:
+        if line.startswith('{"listening"'):
+            url = json.loads(line)["listening"]["hmi"]
+            break
+    assert url, "the demo did not say where it listens"
+    stop = threading.Event()
+    worker = threading.Thread(target=during, args=(url, stop)) if callable(during) else None
+    if worker is not None:
+        worker.start()
+    out, err = proc.communicate(timeout=seconds + 120)
+    stop.set()
+    if worker is not None:
+        worker.join()
+    assert proc.returncode == 0, err[-2000:]
+    result: dict[str, object] = json.loads(out.strip().splitlines()[-1])
+    result["hmi"] = url
+    return result
+
+
+def test_login_flood_does_not_move_the_fail_safe_share(tmp_path: Path) -> None:
+    config = demo_config(tmp_path)
+    baseline = run_demo(config)
+
+    codes: Counter[int] = Counter()
+    lock = threading.Lock()
+
+    def flood(url: str, stop: threading.Event) -> None:
+        def guesser(i: int) -> None:
+            with httpx.Client(base_url=url, timeout=30) as http:
+                n = 0
+                while not stop.is_set():
+                    n += 1
+                    try:
+                        code = http.post("/api/login", json={"username": "operator", "password": f"guess-{i}-{n}"}).status_code
+                    except httpx.HTTPError:
+                        break  # the run ended
+                    with lock:
+                        codes[code] += 1
+
+        threads = [threading.Thread(target=guesser, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+    flooded = run_demo(config, flood)
+    parts_b, parts_f = int(baseline["parts"]), int(flooded["parts"])  # type: ignore[call-overload]
+    share_b = int(baseline["fail_safe"]) / parts_b  # type: ignore[call-overload]
+    share_f = int(flooded["fail_safe"]) / parts_f  # type: ignore[call-overload]
+    print(f"baseline {baseline['fail_safe']}/{parts_b} fail-safe, flooded {flooded['fail_safe']}/{parts_f}; codes {dict(codes)}")
+    assert sum(codes.values()) >= 8  # every guesser got answers (held ones: one per hold)
+    assert codes[401] <= 12  # password checks: the free ones and the delayed ones only
+    assert codes[429] + codes[503] >= sum(codes.values()) - codes[401]
+    assert share_f <= share_b + 0.05, (baseline, flooded)
+
+
+def test_real_user_logs_in_from_another_address_after_a_flood(tmp_path: Path) -> None:
+    config = demo_config(tmp_path)
+    seen: dict[str, object] = {}
+
+    def flood_then_login(url: str, stop: threading.Event) -> None:
+        codes: list[int] = []
+        with httpx.Client(base_url=url, timeout=30) as http:
+            for _ in range(8):
+                codes.append(http.post("/api/login", json={"username": "operator", "password": f"guess{len(codes)}"}).status_code)
+        seen["flood"] = codes
+        # another address on the loopback network (127.0.0.2) and another user: not throttled
+        other = httpx.Client(base_url=url, timeout=30, transport=httpx.HTTPTransport(local_address="127.0.0.2"))
+        with other:
+            seen["other_address"] = other.post("/api/login", json={"username": "viewer", "password": "viewer-demo"}).status_code
+
+    run_demo(config, flood_then_login, seconds=40)
+    flood = seen["flood"]
+    assert isinstance(flood, list) and flood[:3] == [401, 401, 401] and 429 in flood
+    assert seen["other_address"] == 200  # the flooded user name stays throttled: tests/hmi/test_login_guard.py
