@@ -26,12 +26,15 @@ $(VENV)/.test-installed: pyproject.toml tests/setup/install-system-deps.sh tests
 demo: $(VENV)/.demo-installed
 	$(VENV)/bin/linecheck demo $(ARGS)
 
-test: $(VENV)/.test-installed
+test: lint
 	$(PY) -m pytest -rA $(PYTEST_ARGS)
 
+# ruff, mypy and the layering contract (pyproject [tool.importlinter]): tools -> line ->
+# camera | inference | plc, never the other way and never among those three
 lint: $(VENV)/.test-installed
-	$(VENV)/bin/ruff check line camera inference plc tests
-	$(VENV)/bin/mypy line camera inference plc
+	$(VENV)/bin/ruff check line camera inference plc tools tests
+	$(VENV)/bin/mypy line camera inference plc tools
+	$(VENV)/bin/lint-imports
 
 clean:
 	rm -rf var artifacts .mypy_cache .ruff_cache

@@ -74,7 +74,7 @@ class EngineOptions(_Frozen):
     cpu_spin: bool = True
     cuda_graphs: bool = True  # the network replayed as a CUDA graph (one per input shape)
     # with cuda_graphs: letterbox kernel + network + decode captured as ONE graph per frame layout
-    # (inference.gpu_fused); off: the steps are enqueued one by one (a model that cannot be captured
+    # (inference.gpu.fused); off: the steps are enqueued one by one (a model that cannot be captured
     # falls back by itself, this is for A/B and for cautious sites)
     whole_graph: bool = True
     # ORT CUDA provider ``prefer_nhwc``: convolutions in NHWC, the tensor cores' own layout, so

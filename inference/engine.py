@@ -104,8 +104,8 @@ class Engine(ABC):
 
 _BACKENDS: dict[tuple[str, str], str] = {
     ("onnxruntime", "cpu"): "inference.onnxruntime:OnnxRuntimeEngine",
-    ("onnxruntime", "cuda"): "inference.onnxruntime_gpu:OnnxRuntimeCudaEngine",
-    ("tensorrt", "cuda"): "inference.tensorrt:TensorRTEngine",
+    ("onnxruntime", "cuda"): "inference.gpu.onnxruntime_cuda:OnnxRuntimeCudaEngine",
+    ("tensorrt", "cuda"): "inference.tensorrt.engine:TensorRTEngine",
 }
 
 

@@ -1,5 +1,5 @@
 import sys
 
-from line.cli import main
+from line.app.cli import main
 
 sys.exit(main())

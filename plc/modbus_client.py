@@ -1,7 +1,7 @@
 """Modbus TCP client role: the PLC is the server and we write each verdict into it
 (``ModbusClientSink``).
 
-Design choices (measured with ``plc.latency``, see the module docstring there):
+Design choices (measured with ``tools.bench.plc_latency``, see the module docstring there):
 
 * One persistent connection, TCP_NODELAY, a *synchronous* pymodbus client guarded by one
   lock. ``publish`` runs on the station thread and talks to the socket directly: no thread

@@ -42,7 +42,7 @@ class UserStore:
         self._hashes: dict[str, str] = {}
         self._roles: dict[str, str] = {}
         for name, given in users.items():
-            # the station config's users are validated models (line.config.HmiUser) already
+            # the station config's users are validated models (line.app.config.HmiUser) already
             entry: Mapping[str, str] = given.model_dump() if isinstance(given, BaseModel) else given
             role = entry.get("role", "")
             if role not in ROLE_RANK:

@@ -14,17 +14,17 @@ from typing import Any
 
 import uvicorn
 
-from line.config import HmiSection
+from line.app.config import HmiSection
 from line.errors import ConfigError, Problem
 from line.hmi.app import create_app
 from line.hmi.auth import UserStore
+from line.hmi.live import LiveView
 from line.hmi.login_guard import DEFAULT_POLICY, ThrottlePolicy
+from line.hmi.metrics import StationMetrics
 from line.hmi.state import HmiContext
-from line.live import LiveView
-from line.metrics import StationMetrics
-from line.recipe_watch import RecipeWatcher
-from line.recipes import SwitchAudit
-from line.station import Station
+from line.loop.station import Station
+from line.recipes.book import SwitchAudit
+from line.recipes.watch import RecipeWatcher
 
 log = logging.getLogger(__name__)
 

@@ -20,15 +20,15 @@ from typing import Any
 import numpy as np
 
 from camera.source import CameraState
-from line.config import HmiSection
+from line.app.config import HmiSection
 from line.hmi.auth import Sessions, UserStore
+from line.hmi.live import LiveView
 from line.hmi.login_guard import DEFAULT_POLICY, LoginGuard, LoginThrottle, PasswordGate, ThrottlePolicy
-from line.live import LiveView
-from line.metrics import StationMetrics
-from line.recipe_watch import RecipeWatcher
-from line.recipes import SwitchAudit
-from line.results import connect
-from line.station import Station
+from line.hmi.metrics import StationMetrics
+from line.loop.station import Station
+from line.recipes.book import SwitchAudit
+from line.recipes.watch import RecipeWatcher
+from line.results.log import connect
 from plc.sink import LinkState, ResultCode
 
 log = logging.getLogger(__name__)
@@ -149,7 +149,7 @@ class HmiContext:
         return chart
 
     def alarms(self) -> list[dict[str, Any]]:
-        """The station's active alarms (line/alarms.py), times in local ISO form."""
+        """The station's active alarms (line/loop/alarms.py), times in local ISO form."""
         out = []
         for alarm in self.station.alarm_set.snapshot():
             item = alarm.as_dict()

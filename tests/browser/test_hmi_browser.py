@@ -32,13 +32,13 @@ from camera.synthetic import SyntheticSource
 from inference.config import EngineOptions
 from inference.detections import Detections
 from inference.engine import DetectionResult, Engine, ImageInput
-from line.archive import ImageArchive
-from line.config import HmiSection
+from line.app.config import HmiSection
 from line.hmi.server import start_hmi
-from line.recipe_model import Recipe
-from line.recipes import RecipeBook
-from line.results import ResultLog
-from line.station import Station
+from line.loop.station import Station
+from line.recipes.book import RecipeBook
+from line.recipes.model import Recipe
+from line.results.archive import ImageArchive
+from line.results.log import ResultLog
 from plc.config import ModbusServerConfig
 from tests.hmi.helpers import PASSWORDS, users_config
 

@@ -12,7 +12,7 @@ import pytest
 
 from .conftest import DEPLOY, REPO
 
-cli = pytest.importorskip("line.cli")
+cli = pytest.importorskip("line.app.cli")
 
 
 def _unit_commands() -> list[list[str]]:
@@ -62,7 +62,7 @@ def test_real_cli_refuses_the_unedited_example_config() -> None:
     )  # fmt: skip
     assert result.returncode == 1, result.stdout + result.stderr
     assert result.stderr.strip() == (f"{example}: opcua_server.users.mes.password_hash: password_hash is a placeholder, "
-                                     "not a hash; make one with python -m plc.opcua_config hash-password")  # fmt: skip
+                                     "not a hash; make one with python -m line.mes.config hash-password")  # fmt: skip
     assert "Traceback" not in result.stderr
 
 

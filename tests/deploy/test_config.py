@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from line.config import StationConfig
+from line.app.config import StationConfig
 
 from .conftest import DEPLOY
 
@@ -19,7 +19,7 @@ PLACEHOLDER = "scrypt$16384$8$1$REPLACE$REPLACE"
 
 def _edited_example() -> dict:
     """The example as an installer edits it: a real hash where the placeholder is."""
-    from plc.opcua_config import hash_password
+    from line.mes.config import hash_password
 
     data = yaml.safe_load(EXAMPLE.read_text())
     assert data["opcua_server"]["users"]["mes"]["password_hash"] == PLACEHOLDER
@@ -41,7 +41,7 @@ def test_example_config_validates_once_edited() -> None:
 
 
 def test_example_opcua_section_is_production_grade() -> None:
-    opcua_config = pytest.importorskip("plc.opcua_config")
+    opcua_config = pytest.importorskip("line.mes.config")
     from pydantic import ValidationError
 
     raw = yaml.safe_load(EXAMPLE.read_text())["opcua_server"]

@@ -25,8 +25,8 @@ def test_committed_page_matches_the_models() -> None:
 
 
 def test_every_model_field_has_a_row() -> None:
-    from line.config import StationConfig
-    from line.recipe_model import Recipe
+    from line.app.config import StationConfig
+    from line.recipes.model import Recipe
 
     page = _generator().render()
     for name in StationConfig.model_fields:

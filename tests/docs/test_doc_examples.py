@@ -17,8 +17,8 @@ import yaml
 from camera.config import CameraConfig, CameraSettings
 from camera.source import validate_options
 from inference.config import InputProfile
-from line.config import StationConfig
-from line.recipe_model import Recipe
+from line.app.config import StationConfig
+from line.recipes.model import Recipe
 
 REPO = Path(__file__).resolve().parents[2]
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]

@@ -6,7 +6,7 @@ import argparse
 import subprocess
 import sys
 
-from line.cli import build_parser
+from line.app.cli import build_parser
 
 
 def _walk(parser: argparse.ArgumentParser, path: str) -> list[str]:

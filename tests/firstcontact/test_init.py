@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 from line import demo_station
-from line.assembly import load_station_config
-from line.recipes import load_recipe
+from line.app.assembly import load_station_config
+from line.recipes.book import load_recipe
 
 
 def _init(target: Path) -> subprocess.CompletedProcess[str]:

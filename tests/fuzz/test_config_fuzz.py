@@ -19,9 +19,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from line.assembly import load_station_config
+from line.app.assembly import load_station_config
 from line.errors import ConfigError
-from line.recipes import load_recipe
+from line.recipes.book import load_recipe
 from tests.reliability.station_env import make_env
 
 SETTINGS = settings(

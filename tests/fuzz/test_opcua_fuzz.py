@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 pytest.importorskip("asyncua")
 from asyncua import ua  # noqa: E402
 
-from line.mes import start_mes_server  # noqa: E402
+from line.mes.wiring import start_mes_server  # noqa: E402
 from tests.opcua.fake_log import FakeLogWriter  # noqa: E402
 from tests.opcua.helpers import RecipeCalls, make_client_cert, make_config, secure_client, trust  # noqa: E402
 

@@ -2,7 +2,7 @@
 
 Tests marked ``gpu`` are skipped with the reason (no cuda-python, no driver, no device) on
 CPU-only machines, so ``pytest tests/gpu`` stays green in CI and does real work on the GPU
-host (deploy/gpu/run_gpu_suite.sh).
+host (tools/gpu/run_gpu_suite.sh).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from inference.gpu import cuda_available
+from inference.gpu.cuda import cuda_available
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -27,8 +27,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(scope="module")
 def cuda() -> Iterator[tuple]:
     """(device, stream, pool, registry) for kernel-level tests; freed at module end."""
-    from inference.gpu import BufferPool, Device, Stream
-    from inference.gpu_host import HostRegistry
+    from inference.gpu.cuda import BufferPool, Device, Stream
+    from inference.gpu.host_register import HostRegistry
 
     device = Device(0)
     stream = Stream()

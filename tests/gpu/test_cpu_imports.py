@@ -18,6 +18,6 @@ def test_cpu_engine_imports_leave_cuda_out() -> None:
 
 def test_gpu_modules_import_without_a_gpu() -> None:
     """Importing the GPU modules must not need a device (they are imported for skips, docs)."""
-    code = "import inference.gpu, inference.gpu_preprocess, inference.gpu_decode, inference.tensorrt_build"
+    code = "import inference.gpu.cuda, inference.gpu.preprocess, inference.gpu.decode, inference.tensorrt.build"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-800:]

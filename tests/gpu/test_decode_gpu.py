@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from inference.decode import decode
-from inference.gpu_decode import GpuDecoder
+from inference.gpu.decode import GpuDecoder
 
 pytestmark = pytest.mark.gpu
 
@@ -74,7 +74,7 @@ def test_no_candidates(cuda) -> None:
 
 def test_counts_either_side_of_the_prefetch(cuda) -> None:
     """Images with none, a few and more candidates than the rows fetched with the counts."""
-    from inference.gpu_decode import PREFETCH_ROWS
+    from inference.gpu.decode import PREFETCH_ROWS
 
     device, stream, pool, _ = cuda
     rng = np.random.default_rng(3)

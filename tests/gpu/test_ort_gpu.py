@@ -61,7 +61,7 @@ def _open_gpu(spec: DetectorSpec, options: EngineOptions):
     from inference.engine import EngineLoadError
 
     if options.backend == "tensorrt":
-        from inference.tensorrt_build import import_tensorrt
+        from inference.tensorrt.build import import_tensorrt
 
         try:
             import_tensorrt()
@@ -177,7 +177,7 @@ def test_demo_model_matches_cpu_on_synthetic_parts(tmp_path, fp16) -> None:
 
 def _network_output(gpu) -> np.ndarray:
     """The engine's device output buffer (both paths write it), as float32 on the host."""
-    from inference.gpu import check, runtime
+    from inference.gpu.cuda import check, runtime
 
     ((key, (_, _, out_ptr)),) = gpu._bindings.items()
     shape = gpu._shapes[key]
@@ -264,7 +264,7 @@ def test_blocking_wait_sets_the_context_flag_and_changes_no_result(yolov8n, tmp_
     bench's A/B would measure nothing otherwise) and the detections stay those of the default."""
     from cuda.bindings import runtime
 
-    from inference.gpu import check
+    from inference.gpu.cuda import check
 
     spec = _spec(yolov8n, 80, 0.01)
     frame = np.random.default_rng(9).integers(0, 256, (1024, 1280), dtype=np.uint8)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from inference.config import InputProfile
-from inference.gpu_preprocess import FORMATS, GpuPreprocessor
+from inference.gpu.preprocess import FORMATS, GpuPreprocessor
 from inference.letterbox import LetterboxCanvas, compute_geometry, to_tensor
 from inference.pixels import prepare
 
@@ -93,8 +93,8 @@ def test_fp16_gray_imagenet_and_pitched_views(cuda, fmt) -> None:
 
 
 def test_kernel_compiled_once(cuda) -> None:
-    from inference.gpu_kernels import Kernels
-    from inference.gpu_preprocess import KERNEL_SOURCE
+    from inference.gpu.kernels import Kernels
+    from inference.gpu.preprocess import KERNEL_SOURCE
 
     device = cuda[0]
     a = Kernels.get(KERNEL_SOURCE, ["letterbox_normalize"], device)

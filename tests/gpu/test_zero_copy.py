@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from inference.config import InputProfile
-from inference.gpu_preprocess import GpuPreprocessor
+from inference.gpu.preprocess import GpuPreprocessor
 from inference.letterbox import compute_geometry
 
 pytestmark = pytest.mark.gpu
@@ -76,7 +76,7 @@ def test_unregistrable_memory_falls_back_to_a_counted_copy(cuda) -> None:
 def test_eight_camera_pools_stay_registered(cuda) -> None:
     """8 cameras x 16 buffers cycle through the registry without re-registration (an LRU bound
     below the buffers in flight registered and unregistered on every frame: 114 fps at 8 cams)."""
-    from inference.gpu_host import HostRegistry
+    from inference.gpu.host_register import HostRegistry
 
     registry = HostRegistry()
     buffers = [np.zeros((64, 64), np.uint8) for _ in range(8 * 16)]
@@ -92,7 +92,7 @@ def test_eight_camera_pools_stay_registered(cuda) -> None:
 
 
 def test_engines_on_one_device_share_the_registry(cuda) -> None:
-    from inference.gpu_host import HostRegistry
+    from inference.gpu.host_register import HostRegistry
 
     a = HostRegistry.shared(0)
     b = HostRegistry.shared(0)

@@ -14,14 +14,14 @@ from typing import Any
 import httpx
 
 from inference.config import EngineOptions
-from line.archive import ImageArchive
-from line.config import HmiSection
+from line.app.config import HmiSection
 from line.hmi.login_guard import DEFAULT_POLICY, ThrottlePolicy
 from line.hmi.server import HmiService, start_hmi
-from line.recipe_model import Recipe
-from line.recipes import RecipeBook
-from line.results import ResultLog, ResultLogReader
-from line.station import Station
+from line.loop.station import Station
+from line.recipes.book import RecipeBook
+from line.recipes.model import Recipe
+from line.results.archive import ImageArchive
+from line.results.log import ResultLog, ResultLogReader
 from plc.sink import Delivery, ResultSink, VerdictMessage
 from tests.line.fakes import ScriptedEngine, ScriptedSource, write_recipes
 

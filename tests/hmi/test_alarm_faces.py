@@ -24,17 +24,17 @@ from pathlib import Path
 import httpx
 import pytest
 
-from line.alarms import AlarmKind
-from line.archive import ImageArchive
-from line.config import HmiSection
+from line.app.config import HmiSection
 from line.hmi.server import start_hmi
-from line.mes import open_result_history
-from line.recipes import RecipeBook
-from line.results import ResultLog
-from line.station import Station
+from line.loop.alarms import AlarmKind
+from line.loop.station import Station
+from line.mes.process import OpcUaPublisherSink
+from line.mes.wiring import open_result_history
+from line.recipes.book import RecipeBook
+from line.results.archive import ImageArchive
+from line.results.log import ResultLog
 from plc.config import ModbusServerConfig
 from plc.modbus_server import ModbusServerSink
-from plc.opcua_process import OpcUaPublisherSink
 from plc.sink import StatusBits
 from tests.hmi.helpers import PASSWORDS, engine_factory, users_config
 from tests.line.fakes import ScriptedSource, write_recipes

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from line.alarms import (
+from line.loop.alarms import (
     AlarmKind,
     AlarmLimits,
     AlarmMonitor,

@@ -9,9 +9,9 @@ import numpy as np
 
 from camera.frame import Frame
 from inference.detections import Detections
-from line.decision import Verdict
-from line.live import LiveView
-from line.recipe_model import Recipe
+from line.hmi.live import LiveView
+from line.loop.decision import Verdict
+from line.recipes.model import Recipe
 from plc.sink import ResultCode
 
 

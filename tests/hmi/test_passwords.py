@@ -29,7 +29,7 @@ def test_malformed_hashes_never_match_and_are_named(bad: str) -> None:
 def test_demo_config_hashes_match_the_documented_passwords() -> None:
     from pathlib import Path
 
-    from line.assembly import load_station_config
+    from line.app.assembly import load_station_config
 
     config = load_station_config(Path(__file__).resolve().parents[2] / "configs" / "demo.yaml")
     store = UserStore(config.hmi.users)

@@ -7,8 +7,8 @@ import os
 import time
 from pathlib import Path
 
-from line.recipe_watch import RecipeWatcher
-from line.recipes import RecipeBook
+from line.recipes.book import RecipeBook
+from line.recipes.watch import RecipeWatcher
 from tests.hmi.helpers import engine_factory, running_rig
 from tests.line.fakes import RECIPE, write_recipes
 

@@ -1,12 +1,12 @@
 """The station's monitor raises and clears alarms from its own readings: a camera that fails
 and comes back, the result log's backlog and storage fault (read through the accessor names in
-line/alarms.py), the engine-budget entry point, and the operator's clear (Modbus command 2)."""
+line/loop/alarms.py), the engine-budget entry point, and the operator's clear (Modbus command 2)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from line.alarms import AlarmKind
+from line.loop.alarms import AlarmKind
 from plc.sink import StatusBits
 from tests.hmi.helpers import Rig, running_rig
 

@@ -18,10 +18,10 @@ import numpy as np
 from inference.config import EngineOptions
 from inference.detections import Detections
 from inference.engine import DetectionResult, ImageInput
-from line.recipe_model import Recipe
-from line.recipes import RecipeBook
-from line.results import ResultLog, ResultLogReader
-from line.station import Station
+from line.loop.station import Station
+from line.recipes.book import RecipeBook
+from line.recipes.model import Recipe
+from line.results.log import ResultLog, ResultLogReader
 from tests.hmi.helpers import RecordingSink
 from tests.line.fakes import ScriptedEngine, ScriptedSource
 

@@ -17,7 +17,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from inference.config import InputProfile, ModelConfig
 from inference.engine import DetectorSpec, EngineLoadError
-from inference.tensorrt_build import (
+from inference.tensorrt.build import (
     BuildOptions,
     build_engines,
     cache_path,

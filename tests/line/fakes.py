@@ -18,8 +18,8 @@ from camera.source import CameraState, FrameSource
 from inference.config import EngineOptions
 from inference.detections import Detections
 from inference.engine import DetectionResult, Engine, ImageInput
-from line.recipe_model import Recipe
-from line.recipes import RecipeBook
+from line.recipes.book import RecipeBook
+from line.recipes.model import Recipe
 
 
 class ScriptedSource(FrameSource):

@@ -6,8 +6,8 @@ import argparse
 
 import pytest
 
-from line.bench import engine_options
-from line.bench_args import add_bench_arguments
+from tools.bench.args import add_bench_arguments
+from tools.bench.cli import engine_options
 
 
 def _parser() -> argparse.ArgumentParser:

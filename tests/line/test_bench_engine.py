@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 
 from inference import DetectorSpec, EngineOptions, ModelConfig
-from line.bench_phases import bench_engine, bench_engine_both_ways
 from tests.line.fakes import ScriptedEngine
+from tools.bench.phases import bench_engine, bench_engine_both_ways
 
 
 class TimedEngine(ScriptedEngine):

@@ -9,9 +9,9 @@ import numpy as np
 
 from camera.synthetic_parts import generate_part
 from inference import EngineOptions
-from line.bench_args import add_bench_arguments
-from line.bench_first_part import FIRST_PARTS, bench_idle, bench_switch
-from line.recipes import load_recipe
+from line.recipes.book import load_recipe
+from tools.bench.args import add_bench_arguments
+from tools.bench.first_part import FIRST_PARTS, bench_idle, bench_switch
 
 RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "demo-parts.yaml"
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from line.journal import journal_files
-from line.results import ResultLog, ResultLogReader, connect
-from line.station import Station
+from line.loop.station import Station
+from line.results.journal import journal_files
+from line.results.log import ResultLog, ResultLogReader, connect
 from plc.config import ModbusClientConfig
 from plc.modbus_client import ModbusClientSink
 from tests.line.fakes import ScriptedSource

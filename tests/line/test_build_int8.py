@@ -7,8 +7,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from line.build import calibration_parts
-from line.recipes import load_recipe
+from line.app.build import calibration_parts
+from line.recipes.book import load_recipe
 
 INT8_RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "int8" / "demo-parts-int8.yaml"
 

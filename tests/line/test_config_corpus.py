@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from line.cli import main
-from line.recipes import MAX_FILE_BYTES
+from line.app.cli import main
+from line.recipes.book import MAX_FILE_BYTES
 from tests.inference.onnx_models import constant_model
 
 CORPUS = Path(__file__).resolve().parents[1] / "config_corpus"

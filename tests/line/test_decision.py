@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from inference.detections import Detections
-from line.decision import DecisionPolicy
-from line.recipe_model import Recipe
+from line.loop.decision import DecisionPolicy
+from line.recipes.model import Recipe
 from plc.sink import ResultCode
 
 BASE = {

@@ -9,10 +9,10 @@ import time
 from pathlib import Path
 
 from inference.config import EngineOptions
-from line.archive import ImageArchive
-from line.recipes import RecipeBook
-from line.results import ResultLog, ResultLogReader
-from line.station import Station
+from line.loop.station import Station
+from line.recipes.book import RecipeBook
+from line.results.archive import ImageArchive
+from line.results.log import ResultLog, ResultLogReader
 from plc.sink import ResultCode
 from tests.line.fakes import LaunchingEngine, ScriptedSource, write_recipes
 from tests.line.test_station import RecordingSink, run_parts

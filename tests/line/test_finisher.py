@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 
 from inference.engine import ImageInput
-from line.batcher import BatchRequest
-from line.finisher import Finisher, PendingInspection
+from line.loop.batcher import BatchRequest
+from line.loop.finisher import Finisher, PendingInspection
 
 WAIT_S = 5.0
 

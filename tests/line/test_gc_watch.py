@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 
-from line.gc_watch import GcWatch
+from line.loop.gc_watch import GcWatch
 
 
 def test_pauses_are_recorded_while_installed() -> None:

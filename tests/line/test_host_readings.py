@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from line.host_steal import read_steal_ms, steal_since
-from line.thread_cpu import busiest_since, thread_cpu_ms
+from tools.bench.host_steal import read_steal_ms, steal_since
+from tools.bench.thread_cpu import busiest_since, thread_cpu_ms
 
 TICK_MS = 1000.0 / os.sysconf("SC_CLK_TCK")
 

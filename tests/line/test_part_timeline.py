@@ -6,12 +6,12 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from line.bench import print_timelines
-from line.part_timeline import SlowParts
-from line.results import ResultLog
-from line.station import Station
+from line.loop.part_timeline import SlowParts
+from line.loop.station import Station
+from line.results.log import ResultLog
 from tests.line.fakes import ScriptedSource, scripted_book
 from tests.line.test_station import RecordingSink, make_station, run_parts
+from tools.bench.cli import print_timelines
 
 BATCHED_STEPS = ["lane_in", "dequeued", "submitted", "batched", "result", "detected", "decided", "acked"]
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from line.archive import ImageArchive
-from line.results import ResultLog, ResultLogReader, ResultRecord, recover_journals
+from line.results.archive import ImageArchive
+from line.results.log import ResultLog, ResultLogReader, ResultRecord, recover_journals
 
 
 def record(i: int, image: np.ndarray | None = None) -> ResultRecord:
@@ -139,7 +139,7 @@ def test_full_archive_disk_raises_alarm_and_keeps_logging(tmp_path: Path) -> Non
 
 
 def test_images_in_flight_are_bounded_verdicts_are_not(tmp_path: Path) -> None:
-    from line import results
+    from line.results import log as results
 
     db = tmp_path / "results.db"
     log = ResultLog(db, ImageArchive(tmp_path / "ng", 100))
@@ -170,7 +170,7 @@ def test_row_type_matches_the_table() -> None:
     """ResultRow (the read contract for HMI and OPC UA) stays in step with the written record."""
     from dataclasses import fields
 
-    from line import results
+    from line.results import log as results
 
     assert tuple(f.name for f in fields(results.ResultRow)) == ("rowid", *results._COLUMNS)
 
@@ -196,7 +196,7 @@ def test_queue_overflow_is_replayed_from_the_journal_with_delivery_outcome(tmp_p
 
 
 def test_start_with_the_database_locked_recovers_the_earlier_journal_later(tmp_path: Path) -> None:
-    from line.journal import VerdictJournal, journal_files
+    from line.results.journal import VerdictJournal, journal_files
 
     db = tmp_path / "results.db"
     ResultLog(db, None).close()

@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import line.assembly
-import line.recipes
-from line.assembly import build_station, load_station_config
-from line.cli import main
+import line.app.assembly
+import line.recipes.book
+from line.app.assembly import build_station, load_station_config
+from line.app.cli import main
 from line.errors import ConfigError
-from line.recipe_model import Recipe
-from line.station import Station
+from line.loop.station import Station
+from line.recipes.model import Recipe
 from tests.inference.onnx_models import constant_model
 
 CORPUS_RECIPES = Path(__file__).resolve().parents[1] / "config_corpus" / "recipes"
@@ -121,13 +121,13 @@ def test_switch_reason_follows_the_switch(config: Path) -> None:
 
 
 def test_engine_below_budget_is_an_alarm_at_start(config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(line.assembly, "engine_latency_ms", lambda *args, **kwargs: 6000.0)  # budget 5000
+    monkeypatch.setattr(line.app.assembly, "engine_latency_ms", lambda *args, **kwargs: 6000.0)  # budget 5000
     with started(config) as station:
         assert any("recipe cap-a: the engine takes 6000.0 ms per frame, over its cycle_budget_ms 5000" in a for a in station.alarms)
 
 
 def test_engine_within_budget_raises_nothing(config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(line.assembly, "engine_latency_ms", lambda *args, **kwargs: 4999.0)
+    monkeypatch.setattr(line.app.assembly, "engine_latency_ms", lambda *args, **kwargs: 4999.0)
     with started(config) as station:
         assert not station.alarms
 
@@ -143,16 +143,16 @@ def test_engine_latency_is_the_median_of_timed_runs() -> None:
             return []
 
     engine = Engine()
-    measured = line.recipes.engine_latency_ms(engine, 64, 64, "Mono8", runs=3, clock=lambda: next(ticks))  # type: ignore[arg-type]
+    measured = line.recipes.book.engine_latency_ms(engine, 64, 64, "Mono8", runs=3, clock=lambda: next(ticks))  # type: ignore[arg-type]
     assert engine.calls == 3 and measured == pytest.approx(20.0)
-    recipe = Recipe.model_validate(line.recipes.read_yaml(CORPUS_RECIPES / "cap-a.yaml") | {"cycle_budget_ms": 15})
-    assert line.recipes.budget_problem(recipe, measured) is not None
-    assert line.recipes.budget_problem(recipe, 15.0) is None
+    recipe = Recipe.model_validate(line.recipes.book.read_yaml(CORPUS_RECIPES / "cap-a.yaml") | {"cycle_budget_ms": 15})
+    assert line.recipes.book.budget_problem(recipe, measured) is not None
+    assert line.recipes.book.budget_problem(recipe, 15.0) is None
 
 
 def test_validate_engines_names_the_recipe_over_budget(config: Path, monkeypatch: pytest.MonkeyPatch,
                                                        capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
-    monkeypatch.setattr(line.recipes, "engine_latency_ms", lambda engine, *args, **kwargs: 7000.0)
+    monkeypatch.setattr(line.recipes.book, "engine_latency_ms", lambda engine, *args, **kwargs: 7000.0)
     assert main(["validate", str(config)]) == 0  # without --engines nothing is built or timed
     assert main(["validate", "--engines", str(config)]) == 1
     out, err = capsys.readouterr()

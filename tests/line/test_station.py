@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from inference.config import EngineOptions
-from line.archive import ImageArchive
-from line.recipes import RecipeBook
-from line.results import ResultLog, ResultLogReader
-from line.station import Station
+from line.loop.station import Station
+from line.recipes.book import RecipeBook
+from line.results.archive import ImageArchive
+from line.results.log import ResultLog, ResultLogReader
 from plc.sink import Delivery, ResultCode, ResultSink, VerdictMessage
 from tests.line.fakes import ScriptedEngine, ScriptedSource, scripted_book, write_recipes
 
@@ -158,7 +158,7 @@ def test_recipe_switch_between_frames_names_the_judging_recipe(tmp_path: Path) -
 
 @pytest.mark.parametrize("policy", ["drop_oldest", "drop_newest"])
 def test_part_queue_policies(policy: str) -> None:
-    from line.part_queue import PartFailure, PartQueue
+    from line.loop.part_queue import PartFailure, PartQueue
 
     q = PartQueue(1, policy)
     released: list[int] = []

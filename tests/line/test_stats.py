@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import line.stats
-from line.stats import StationStats
+import line.loop.stats
+from line.loop.stats import StationStats
 
 
 def test_snapshot_reports_counts_and_percentiles() -> None:
@@ -25,7 +25,7 @@ def test_snapshot_computes_percentiles_without_holding_the_lock_every_part_takes
     stats = StationStats()
     stats.record(4.0, 5.0, {"engine": 3.0, "decode": 0.1})
     held_during: list[bool] = []
-    real = line.stats.percentiles
+    real = line.loop.stats.percentiles
 
     def percentiles(values: np.ndarray) -> dict[str, float]:
         free = stats._lock.acquire(blocking=False)  # what a deciding thread's record() would meet
@@ -34,7 +34,7 @@ def test_snapshot_computes_percentiles_without_holding_the_lock_every_part_takes
         held_during.append(not free)
         return real(values)
 
-    monkeypatch.setattr(line.stats, "percentiles", percentiles)
+    monkeypatch.setattr(line.loop.stats, "percentiles", percentiles)
     snap = stats.snapshot()
     assert held_during == [False] * 4  # verdict, PLC ack and two stages
     assert snap["latency_ms"]["p50"] == 4.0  # type: ignore[index]

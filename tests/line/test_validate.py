@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from line.errors import ConfigError
-from line.recipes import RecipeBook, load_recipe
+from line.recipes.book import RecipeBook, load_recipe
 from tests.inference.onnx_models import constant_model
 
 GOOD = """\
@@ -91,7 +91,7 @@ def test_invalid_recipe_is_listed_never_active(folder: Path) -> None:
 def test_station_config_errors(tmp_path: Path) -> None:
     cfg = tmp_path / "station.yaml"
     cfg.write_text("cameras: [{id: c1, kind: synthetic}]\nstation: {queue_size: 0}\nplc: {modbus_server: {port: 70000}}\n")
-    from line.assembly import load_station_config
+    from line.app.assembly import load_station_config
 
     with pytest.raises(ConfigError) as info:
         load_station_config(cfg)

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from line.mes import start_mes_server
-from plc.opcua_config import OpcUaServerConfig
-from plc.opcua_process import OpcUaPublisherSink
+from line.mes.config import OpcUaServerConfig
+from line.mes.process import OpcUaPublisherSink
+from line.mes.wiring import start_mes_server
 from tests.opcua.fake_log import FakeLogWriter
 from tests.opcua.helpers import RecipeCalls, make_client_cert, make_config, trust
 

@@ -1,5 +1,5 @@
-"""Test verdicts and their rows in the station's SQLite result log (``line.results`` schema).
-The server reads them back through ``line.mes.ResultLogHistory`` (the real reader)."""
+"""Test verdicts and their rows in the station's SQLite result log (``line.results.log`` schema).
+The server reads them back through ``line.mes.wiring.ResultLogHistory`` (the real reader)."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ import random
 import time
 from pathlib import Path
 
-from line.results import connect
+from line.results.log import connect
 from plc.sink import ResultCode, VerdictMessage
 
 CLASSES = ("scratch", "dent", "missing_cap")
 
 
 class FakeLogWriter:
-    """Writes rows straight into the station's schema (``line.results.connect`` creates it),
+    """Writes rows straight into the station's schema (``line.results.log.connect`` creates it),
     so a test knows exactly what is committed before it publishes the verdicts."""
 
     def __init__(self, path: Path) -> None:

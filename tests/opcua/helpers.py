@@ -12,7 +12,7 @@ from asyncua.crypto.cert_gen import setup_self_signed_certificate
 from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from plc.opcua_config import OpcUaServerConfig, hash_password
+from line.mes.config import OpcUaServerConfig, hash_password
 
 PASSWORDS = {"mes": "mes-secret", "op": "op-secret"}
 ROLES = {"mes": "reader", "op": "operator"}

@@ -11,8 +11,8 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from plc.opcua_config import OpcUaServerConfig, hash_password, verify_password
-from plc.opcua_security import ensure_server_certificate
+from line.mes.config import OpcUaServerConfig, hash_password, verify_password
+from line.mes.security import ensure_server_certificate
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "configs" / "opcua-production.example.yaml"
 HASH = hash_password("pw", n=2**10)  # cheap cost for tests; the default is 2**14

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from asyncua import ua
 
-from plc.opcua_history import (
+from line.results.history import (
     ResultLogHistoryStorage,
     ResultRecord,
     datetime_to_ns,

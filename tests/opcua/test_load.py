@@ -5,9 +5,14 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from plc.opcua_load import LoadSpec, create_client_certificate, start_load_process, trust_client_certificate
 from tests.opcua.conftest import Station
 from tests.opcua.helpers import PASSWORDS
+from tools.bench.opcua_load import (
+    LoadSpec,
+    create_client_certificate,
+    start_load_process,
+    trust_client_certificate,
+)
 
 
 def test_load_hook_counts(station: Station, tmp_path: Path) -> None:

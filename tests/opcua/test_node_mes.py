@@ -21,8 +21,8 @@ from asyncua.crypto import cert_gen
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from line.mes import ResultLogHistory, start_mes_server
-from plc.opcua_history import VERDICTS, record_dict
+from line.mes.wiring import ResultLogHistory, start_mes_server
+from line.results.history import VERDICTS, record_dict
 from tests.opcua.fake_log import FakeLogWriter
 from tests.opcua.helpers import PASSWORDS, RecipeCalls, make_config
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from asyncua import Client, ua
 
-from line.mes import start_mes_server
-from plc.opcua_history import ns_to_datetime
-from plc.opcua_process import OpcUaPublisherSink
+from line.mes.process import OpcUaPublisherSink
+from line.mes.wiring import start_mes_server
+from line.results.history import ns_to_datetime
 from tests.opcua.conftest import Station
 from tests.opcua.fake_log import FakeLogWriter
 from tests.opcua.helpers import RecipeCalls, make_config, secure_client

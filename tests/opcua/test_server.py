@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from asyncua import Node, ua
 
-from line.mes import ResultLogHistory
-from plc.opcua_history import ResultRecord, ns_to_datetime, record_dict
+from line.mes.wiring import ResultLogHistory
+from line.results.history import ResultRecord, ns_to_datetime, record_dict
 from plc.sink import StatusBits
 from tests.opcua.conftest import ROWS, Station
 from tests.opcua.helpers import secure_client

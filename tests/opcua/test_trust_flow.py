@@ -13,8 +13,8 @@ from asyncua import ua
 from asyncua.common.utils import ServiceError
 from asyncua.crypto import uacrypto
 
-from line.mes import start_mes_server
-from plc.opcua_security import TrustListValidator
+from line.mes.security import TrustListValidator
+from line.mes.wiring import start_mes_server
 from tests.opcua.fake_log import FakeLogWriter
 from tests.opcua.helpers import RecipeCalls, make_client_cert, make_config, secure_client
 
@@ -72,8 +72,8 @@ def test_rejected_folder_is_capped_oldest_out(tmp_path: Path) -> None:
 
 
 def test_unknown_opcua_user_is_checked_against_a_dummy_with_the_same_parameters(tmp_path: Path) -> None:
-    import plc.opcua_security as security
-    from plc.passwords import parse_hash
+    import line.mes.security as security
+    from line.passwords import parse_hash
 
     cfg = make_config(tmp_path)
     manager = security.ConfigUserManager(cfg)

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from inference import EngineOptions, ImageInput, open_engine
-from line.decision import DecisionPolicy
-from line.recipes import load_recipe
+from line.loop.decision import DecisionPolicy
+from line.recipes.book import load_recipe
 from plc.sink import ResultCode
 from tests.inference.onnx_models import constant_model
 

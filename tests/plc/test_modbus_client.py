@@ -1,4 +1,4 @@
-"""ModbusClientSink against the PLC simulator (``python -m plc.simulator``) as a separate
+"""ModbusClientSink against the PLC simulator (``python -m tools.plc_simulator``) as a separate
 process: order and seq continuity, PLC requests, deadlines, and a killed/restarted PLC."""
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ import pytest
 from pymodbus.client import ModbusTcpClient
 
 from plc.config import ModbusClientConfig
-from plc.latency import start_simulator, stop_process
 from plc.modbus_client import ModbusClientSink
 from plc.sink import LinkState, ResultCode
 from tests.plc.conftest import RecordingRequests, verdict, wait_until
+from tools.bench.plc_latency import start_simulator, stop_process
 
 
 def records(path: Path, event: str = "verdict") -> list[dict[str, int]]:

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from plc.config import OpcUaClientConfig
-from plc.latency import stop_process
 from plc.opcua_client import OpcUaClientSink
 from plc.sink import LinkState
 from tests.plc.conftest import RecordingRequests, verdict, wait_until
 from tests.plc.opcua_plc import node_ids
+from tools.bench.plc_latency import stop_process
 
 
 def free_port() -> int:

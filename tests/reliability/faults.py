@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from line.assembly import build_station, load_station_config
-from line.results import ResultLogReader, ResultRow
-from line.station import Station
+from line.app.assembly import build_station, load_station_config
+from line.loop.station import Station
+from line.results.log import ResultLogReader, ResultRow
 from plc.sink import ResultCode
 from tests.inference.onnx_models import constant_model
 

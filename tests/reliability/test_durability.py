@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from line.journal import journal_files, read_journal
-from line.results import connect, recover_journals
-from plc.latency import start_simulator, stop_process
+from line.results.journal import journal_files, read_journal
+from line.results.log import connect, recover_journals
 from tests.reliability.faults import db_path, pass_model, running_station, verdicts, wait_for
 from tests.reliability.station_env import linecheck, make_env
+from tools.bench.plc_latency import start_simulator, stop_process
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -249,7 +249,7 @@ def test_storage_full_every_part_decided_status_error_nothing_lost(tmp_path: Pat
 
 
 def test_stop_on_a_full_disk_completes_and_says_what_it_could_not_keep(tmp_path: Path) -> None:
-    from line.results import ResultLog
+    from line.results.log import ResultLog
 
     state = tmp_path / "state"
     state.mkdir()

@@ -16,7 +16,7 @@ import httpx
 import pytest
 import yaml
 
-from line.cli import DEMO_CONFIG
+from line import demo_station
 
 pytestmark = pytest.mark.slow
 
@@ -24,8 +24,8 @@ SECONDS = 12.0
 
 
 def demo_config(tmp_path: Path) -> Path:
-    data = yaml.safe_load(DEMO_CONFIG.read_text())
-    data["recipes"]["dir"] = str((DEMO_CONFIG.parent / data["recipes"]["dir"]).resolve())
+    data = yaml.safe_load(demo_station.config_path().read_text())
+    data["recipes"]["dir"] = str((demo_station.config_path().parent / data["recipes"]["dir"]).resolve())
     data["cameras"][0]["options"]["rate_hz"] = 50
     data["storage"]["dir"] = str(tmp_path / "state")
     data["opcua_server"]["state_dir"] = str(tmp_path / "opcua")

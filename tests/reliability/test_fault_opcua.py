@@ -1,6 +1,6 @@
 """An OPC UA client flood under a running station: 50 MES clients (40 ResultReady subscribers,
 10 GetResults pollers, each its own Basic256Sha256 SignAndEncrypt session, from
-``plc.opcua_load`` in a process of its own) against the station's MES server process. The
+``tools.bench.opcua_load`` in a process of its own) against the station's MES server process. The
 station keeps deciding: every part one verdict, all logged, the verdict rate holds; the flood's
 clients get their events and pages."""
 
@@ -10,11 +10,16 @@ import socket
 import time
 from pathlib import Path
 
-from plc.opcua_config import hash_password
-from plc.opcua_load import LoadSpec, create_client_certificate, start_load_process, trust_client_certificate
+from line.mes.config import hash_password
 from plc.sink import LinkState
 from tests.reliability.faults import assert_every_part_logged_once, running_station, verdicts, wait_for
 from tests.reliability.station_env import make_env
+from tools.bench.opcua_load import (
+    LoadSpec,
+    create_client_certificate,
+    start_load_process,
+    trust_client_certificate,
+)
 
 CLIENTS = 50
 FLOOD_S = 10.0

@@ -15,8 +15,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from plc.latency import start_simulator, stop_process
 from tests.reliability.station_env import linecheck, make_env
+from tools.bench.plc_latency import start_simulator, stop_process
 
 RUN_S = 12.0
 DOWN_S = 3.0

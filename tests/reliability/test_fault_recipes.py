@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-import line.assembly
-from line.recipe_watch import RecipeWatcher
-from line.recipes import RecipeBook
+import line.app.assembly
+from line.recipes.book import RecipeBook
+from line.recipes.watch import RecipeWatcher
 from tests.reliability.faults import (
     assert_every_part_logged_once,
     real_verdicts,
@@ -82,7 +82,7 @@ def test_switch_to_recipe_with_corrupt_onnx_is_refused(tmp_path: Path) -> None:
 
 def test_switch_with_failing_engine_build_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config = make_env(tmp_path)
-    real_open = line.assembly.open_engine
+    real_open = line.app.assembly.open_engine
 
     def open_engine(spec, options):  # type: ignore[no-untyped-def]
         if "beta" in str(getattr(spec, "name", "")) or _building_beta[0]:
@@ -90,7 +90,7 @@ def test_switch_with_failing_engine_build_is_refused(tmp_path: Path, monkeypatch
         return real_open(spec, options)
 
     _building_beta = [False]
-    monkeypatch.setattr(line.assembly, "open_engine", open_engine)
+    monkeypatch.setattr(line.app.assembly, "open_engine", open_engine)
     with running_station(config) as station:
         _more_verdicts(station)
         _building_beta[0] = True

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from line.archive import ImageArchive
+from line.results.archive import ImageArchive
 from tests.reliability.faults import (
     assert_every_part_logged_once,
     db_path,

@@ -1,4 +1,4 @@
-"""Soak: ``linecheck run`` as a real process at 50 parts/s, sampled by ``line.soak``.
+"""Soak: ``linecheck run`` as a real process at 50 parts/s, sampled by ``tools.soak``.
 
 Without ``LINECHECK_SOAK_S`` a 30-second run checks the mechanics (every part a verdict, no
 thread or fd growth, no gross memory growth); with it (CI sets ``LINECHECK_SOAK_S=600``) the
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from line.soak import RSS_LIMIT_MB_PER_H, run_soak
 from tests.reliability.station_env import make_env
+from tools.soak import RSS_LIMIT_MB_PER_H, run_soak
 
 LONG_S = float(os.environ.get("LINECHECK_SOAK_S") or 0)
 SHORT_S = 30.0

@@ -1,0 +1,1 @@
+"""The application: the command line, building a station from its config, running it."""

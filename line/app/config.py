@@ -1,0 +1,123 @@
+"""The station configuration (``configs/*.yaml``), parsed once into frozen models and passed
+in by constructor injection; nothing on the hot path reads files or the environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from camera.config import CameraConfig
+from inference.config import EngineOptions
+from line.mes.config import OpcUaServerConfig
+from line.passwords import parse_hash
+from plc.config import Host, ModbusClientConfig, ModbusServerConfig, OpcUaClientConfig
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)  # .inf/.nan never work here
+
+
+class StationSection(_Frozen):
+    id: str = Field(default="station-1", min_length=1)
+    queue_size: int = Field(default=4, ge=1, le=1024)
+    # what happens when inference falls behind acquisition; every drop is counted and becomes
+    # a fail-safe verdict for that part (a dropped frame is never a silent pass)
+    overflow_policy: Literal["drop_oldest", "drop_newest"] = "drop_oldest"
+    status_interval_s: float = Field(default=1.0, ge=0.01, le=3600)
+    # several cameras batched (engine.max_batch > 1): how long a batch may wait for the other
+    # cameras' frames of the same trigger before it runs without them
+    batch_wait_ms: float = Field(default=1.0, ge=0.0, le=50.0)
+    # one camera per engine call (no batching): the camera's thread starts the GPU on a frame
+    # the moment it is ready, when the engine is idle (saves the hand-over to the inference thread)
+    early_launch: bool = True
+
+
+class RecipesSection(_Frozen):
+    dir: Path = Path("../recipes")
+    # recipe id to start with; it must exist and be valid, or the station refuses to start.
+    # None: the valid recipe with the lowest code (the start-up log says so)
+    active: str | None = Field(default=None, min_length=1)
+    warm_max: int = Field(default=2, ge=1, le=64)
+
+
+class PlcSection(_Frozen):
+    modbus_server: ModbusServerConfig | None = ModbusServerConfig()
+    modbus_client: ModbusClientConfig | None = None
+    opcua_client: OpcUaClientConfig | None = None
+
+
+class StorageSection(_Frozen):
+    dir: Path = Path("../var/station")
+    archive_ng_images: bool = True
+    archive_max_images: int = Field(default=500, ge=0, le=10_000_000)
+    archive_format: Literal["png", "jpg"] = "png"
+    log_queue_size: int = Field(default=1024, ge=1, le=10_000_000)
+
+
+HmiRole = Literal["viewer", "operator", "admin"]
+
+
+class HmiUser(_Frozen):
+    """One HMI login: a scrypt hash from ``python -m line.passwords``, never a password."""
+
+    password_hash: str
+    role: HmiRole
+
+    @field_validator("password_hash")
+    @classmethod
+    def _hash_format(cls, value: str) -> str:
+        _, _, _, salt, digest = parse_hash(value)  # ValueError names what is wrong
+        if len(salt) < 8 or len(digest) < 16:
+            raise ValueError("password_hash is a placeholder, not a hash; make one with python -m line.passwords")
+        return value
+
+
+class HmiSection(_Frozen):
+    enabled: bool = False
+    host: Host = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    users: dict[str, HmiUser] = Field(default_factory=dict)
+    # additive (HMI helper): sessions, live view, shift boundaries, recipe folder watching
+    session_ttl_s: float = Field(default=8 * 3600.0, gt=0)
+    live_fps: float = Field(default=5.0, gt=0, le=30)
+    live_max_width: int = Field(default=640, ge=64, le=4096)
+    live_jpeg_quality: int = Field(default=80, ge=10, le=100)
+    shift_starts: tuple[str, ...] = ("06:00", "14:00", "22:00")  # local HH:MM; counters/yield since the latest
+    watch_recipes: bool = True
+    watch_interval_s: float = Field(default=1.0, gt=0)
+    # Host header names the HMI answers to (DNS-rebinding guard); empty: loopback names and
+    # ``host`` itself. List the names a reverse proxy forwards; "*" accepts any (docs/security.md)
+    allowed_hosts: tuple[str, ...] = ()
+
+
+class StationConfig(_Frozen):
+    station: StationSection = StationSection()
+    recipes: RecipesSection = RecipesSection()
+    cameras: tuple[CameraConfig, ...] = Field(min_length=1)
+    engine: EngineOptions = EngineOptions()
+    plc: PlcSection = PlcSection()
+    opcua_server: OpcUaServerConfig | None = None
+    storage: StorageSection = StorageSection()
+    hmi: HmiSection = HmiSection()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _mes_station_id(cls, data: Any) -> Any:
+        """The OPC UA server names the station as the station section does, unless told otherwise."""
+        if isinstance(data, dict) and isinstance(data.get("opcua_server"), dict):
+            station = data.get("station")
+            station_id = station.get("id") if isinstance(station, dict) else None
+            if isinstance(station_id, str) and "station_id" not in data["opcua_server"]:
+                data = {**data, "opcua_server": {"station_id": station_id, **data["opcua_server"]}}
+        return data
+
+    @field_validator("cameras")
+    @classmethod
+    def _unique_camera_ids(cls, value: tuple[CameraConfig, ...]) -> tuple[CameraConfig, ...]:
+        ids = [camera.id for camera in value]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"camera ids must be unique, repeated: {dupes}")
+        return value

@@ -1,0 +1,1 @@
+"""The OPC UA server for MES (northbound): its model, process, security and configuration."""

@@ -1,0 +1,1 @@
+"""Recipes: the schema, the book that switches the active recipe atomically, and the folder watch."""

@@ -1,0 +1,1 @@
+"""``linecheck bench``: the station against the naive loop and the raw engine."""
