@@ -58,6 +58,7 @@ def test_linecheck_run_on_viky(viky_cti: Path, tmp_path: Path) -> None:
     recipes.mkdir()
     (recipes / "demo-parts.yaml").write_text(yaml.safe_dump(recipe))
     station["recipes"]["dir"] = str(recipes)
+    station["recipes"]["active"] = "demo-parts"  # the one recipe this test writes
     station["cameras"][0]["options"]["cti"] = [str(viky_cti)]
     config = tmp_path / "genicam-viky.yaml"
     config.write_text(yaml.safe_dump(station))

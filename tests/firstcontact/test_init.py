@@ -31,7 +31,7 @@ def test_init_writes_the_demo_station_as_plain_editable_files(tmp_path: Path) ->
     station = load_station_config(config)
     assert station.recipes.dir == (target / "recipes").resolve()
     assert station.storage.dir == (target / "var" / "demo").resolve()
-    assert Path(station.opcua_server["state_dir"]) == (target / "var" / "demo" / "opcua").resolve()
+    assert Path(station.opcua_server.state_dir) == (target / "var" / "demo" / "opcua").resolve()
     recipe = load_recipe(target / "recipes" / "demo-parts.yaml")
     assert Path(recipe.model.onnx) == (target / "recipes" / "demo" / "demo-parts.onnx").resolve()
 
