@@ -50,6 +50,7 @@ from plc.opcua_mv_nodes import (
 )
 from plc.opcua_mv_results import (
     ResultFilter,
+    id_struct,
     ResultLookup,
     codes_of_state,
     job_id,
@@ -180,6 +181,15 @@ class MachineVisionFace:
         finally:
             ev.emitting_node = self.nodes.system.nodeid
 
+    def _job(self, recipe: str | None = None) -> Any:
+        """JobIdDataType of the continuous job of a recipe (the active one by default); ''
+        gives an empty id (no job started)."""
+        recipe = self._active_recipe if recipe is None else recipe
+        return id_struct(self._new, "JobIdDataType", job_id(self._station, recipe) if recipe else "")
+
+    def _id(self, structure: str, value: str = "") -> ua.Variant:
+        return ua.Variant(id_struct(self._new, structure, value), S.ExtensionObject)
+
     def _new(self, structure: str) -> Any:
         assert self.nodes is not None  # noqa: S101 - internal invariant
         return self.nodes.new(structure)
@@ -210,9 +220,9 @@ class MachineVisionFace:
             return
         label = f"{new.vision}/{new.automatic}" if new.automatic else new.vision
         await self._emit(STATE_CHANGED_EVENT_TYPE, f"state {label}: {new.description}")
-        job = ua.Variant(job_id(self._station, self._active_recipe), S.String)
+        job = ua.Variant(self._job(), S.ExtensionObject)
         if new.automatic == "ContinuousExecution" and old.automatic != "ContinuousExecution":
-            await self._emit(JOB_STARTED_EVENT_TYPE, f"job {job.Value} started", JobId=job)
+            await self._emit(JOB_STARTED_EVENT_TYPE, f"job {job.Value.Id} started", JobId=job)
         if new.automatic == "Ready" and old.automatic != "Ready":
             await self._emit(READY_EVENT_TYPE, "ready", JobId=job)
         if new.vision == "Error" and old.vision != "Error":
@@ -260,12 +270,12 @@ class MachineVisionFace:
             self._active_recipe = recipe
             self._prepared.add(recipe)
         ev = self._gens[RESULT_READY_EVENT_TYPE].event
-        ev.ResultId = ua.Variant(fields["ResultId"], S.String)
+        ev.ResultId = ua.Variant(fields["ResultId"], S.ExtensionObject)
         ev.IsPartial = ua.Variant(False, S.Boolean)
         ev.ResultState = ua.Variant(fields["ResultState"], S.Int32)
-        ev.JobId = ua.Variant(fields["JobId"], S.String)
+        ev.JobId = ua.Variant(fields["JobId"], S.ExtensionObject)
         ev.CreationTime = ua.Variant(fields["CreationTime"], S.DateTime)
-        ev.PartId = ua.Variant(fields["PartId"], S.String)
+        ev.PartId = ua.Variant(fields["PartId"], S.ExtensionObject)
         ev.InternalRecipeId = ua.Variant(fields["InternalRecipeId"], S.ExtensionObject)
         ev.InternalConfigurationId = ua.Variant(fields["InternalConfigurationId"], S.ExtensionObject)
         ev.ProcessingTimes = ua.Variant(fields["ProcessingTimes"], S.ExtensionObject)
@@ -315,7 +325,7 @@ class MachineVisionFace:
             return _status(ua.StatusCodes.BadUserAccessDenied)
         if not self._in("Ready"):
             return _status(ua.StatusCodes.BadInvalidState)
-        return [ua.Variant("", S.String), _err(ERR_NOT_SUPPORTED)]  # inline: continuous only
+        return [ua.Variant(self._job(""), S.ExtensionObject), _err(ERR_NOT_SUPPORTED)]  # inline: continuous only
 
     async def _m_start_continuous(self, parent: ua.NodeId, *args: ua.Variant) -> Any:
         """``StartContinuous(MeasId, PartId, RecipeId, ProductId, Parameters)``. The station
@@ -328,14 +338,15 @@ class MachineVisionFace:
             return _status(ua.StatusCodes.BadInvalidArgument)
         if not self._in("Ready", "ContinuousExecution"):
             return _status(ua.StatusCodes.BadInvalidState)
+        no_job = ua.Variant(self._job(""), S.ExtensionObject)
         if _text(args[3].Value):  # ProductId: no product management
-            return [ua.Variant("", S.String), _err(ERR_NOT_SUPPORTED)]
+            return [no_job, _err(ERR_NOT_SUPPORTED)]
         recipe = _text(args[2].Value)
         if recipe:
             code = await self._switch(recipe, user)
             if code != OK:
-                return [ua.Variant("", S.String), _err(code)]
-        return [ua.Variant(job_id(self._station, self._active_recipe), S.String), _err(OK)]
+                return [no_job, _err(code)]
+        return [ua.Variant(self._job(), S.ExtensionObject), _err(OK)]
 
     async def _switch(self, recipe: str, user: str) -> int:
         if recipe not in self._recipes:
@@ -419,12 +430,14 @@ class MachineVisionFace:
     async def _find(self, args: tuple[ua.Variant, ...]) -> Any:
         """(record dict | None, error) for GetResultById / GetResultComponentsById."""
         lookup = self._lookup()
-        result_id = args[0].Value if len(args) == 2 else None
-        if not isinstance(result_id, str) or not isinstance(args[1].Value, int):
+        if len(args) != 2 or not isinstance(args[1].Value, int):
+            return None, _status(ua.StatusCodes.BadInvalidArgument)
+        raw = args[0].Value
+        if not isinstance(raw, str) and not hasattr(raw, "Id"):  # ResultIdDataType (or a plain String)
             return None, _status(ua.StatusCodes.BadInvalidArgument)
         if lookup is None:
             return None, ERR_NOT_SUPPORTED
-        record = await asyncio.to_thread(lookup.by_id, result_id.strip())
+        record = await asyncio.to_thread(lookup.by_id, _text(raw))
         if record is None:
             return None, ERR_UNKNOWN_RESULT
         return record_dict(record, detail=True), OK
@@ -452,14 +465,14 @@ class MachineVisionFace:
             ua.Variant(False, S.Boolean),  # IsPartial
             ua.Variant(False, S.Boolean),  # IsSimulated
             ua.Variant(r.ResultState or 0, S.Int32),
-            ua.Variant("", S.String),  # MeasId
-            ua.Variant(r.PartId or "", S.String),
+            self._id("MeasIdDataType"),
+            ua.Variant(r.PartId or self._new("PartIdDataType"), x),
             ua.Variant(self._new("RecipeIdExternalDataType"), x),
             ua.Variant(r.InternalRecipeId or self._new("RecipeIdInternalDataType"), x),
-            ua.Variant("", S.String),  # ProductId
+            self._id("ProductIdDataType"),
             ua.Variant(self._new("ConfigurationIdDataType"), x),
             ua.Variant(r.InternalConfigurationId or self._new("ConfigurationIdDataType"), x),
-            ua.Variant(r.JobId or "", S.String),
+            ua.Variant(r.JobId or self._new("JobIdDataType"), x),
             ua.Variant(r.CreationTime, S.DateTime),
             ua.Variant(r.ProcessingTimes or self._new("ProcessingTimesDataType"), x),
             ua.Variant(list(r.ResultContent or []), S.Variant),

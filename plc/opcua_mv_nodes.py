@@ -39,6 +39,12 @@ ERROR_RESOLVED_EVENT_TYPE = 1020
 DIAGNOSTIC_INFO_EVENT_TYPE = 1037
 # structures linecheck fills in, by their DataType NodeIds
 STRUCTURES = {
+    # OPC 40100-1 1.00 makes even plain ids structures with one TrimmedString field, Id
+    "ProductIdDataType": 3003,
+    "PartIdDataType": 3004,
+    "MeasIdDataType": 3015,
+    "JobIdDataType": 3016,
+    "ResultIdDataType": 3021,
     "RecipeIdExternalDataType": 3002,
     "ProcessingTimesDataType": 3005,
     "ResultDataType": 3006,

@@ -4,9 +4,10 @@ from the JSON-ready dict of ``plc.opcua_history`` (``summary_dict`` for a live v
 
 Identities (documented in docs/opcua-machine-vision.md):
 
-- ``ResultId`` = the result log's ``result_id``; ``PartId`` = the part number as text.
+- ``ResultId.Id`` = the result log's ``result_id``; ``PartId.Id`` = the part number as text
+  (the id types of OPC 40100-1 1.00 are structures with one field, ``Id``).
 - ``InternalRecipeId.Id`` = the recipe id, ``Version`` = its PLC recipe code.
-- ``JobId`` = ``<station>/<recipe>``: a job is the continuous execution of one recipe.
+- ``JobId.Id`` = ``<station>/<recipe>``: a job is the continuous execution of one recipe.
 - ``InternalConfigurationId.Id`` = the station id (no configuration management).
 - ``ResultState``: 1 Completed for pass / reject / hold, 4 Failed for a fail-safe reject.
 - ``ResultContent`` = one String, the result's JSON (the ``plc.opcua_history`` encoding: the
@@ -70,6 +71,13 @@ def job_id(station_id: str, recipe_id: str) -> str:
     return f"{station_id}/{recipe_id}"
 
 
+def id_struct(new: NewStructure, structure: str, value: str) -> Any:
+    """ResultIdDataType, JobIdDataType, PartIdDataType, ...: a structure with one field, Id."""
+    out = new(structure)
+    out.Id = value
+    return out
+
+
 def recipe_id_internal(new: NewStructure, recipe_id: str, recipe_code: int | None = None) -> Any:
     rid = new("RecipeIdInternalDataType")
     rid.Id = recipe_id
@@ -97,13 +105,13 @@ def processing_times(new: NewStructure, d: dict[str, Any]) -> Any:
 def result_fields(new: NewStructure, d: dict[str, Any], station_id: str) -> dict[str, Any]:
     """The ``ResultDataType`` fields (and ``ResultReadyEventType`` properties) of one result."""
     return {
-        "ResultId": d["result_id"],
+        "ResultId": id_struct(new, "ResultIdDataType", d["result_id"]),
         "IsPartial": False,
         "ResultState": result_state(d["result_code"]),
-        "PartId": str(d["part_id"]),
+        "PartId": id_struct(new, "PartIdDataType", str(d["part_id"])),
         "InternalRecipeId": recipe_id_internal(new, d["recipe_id"], d["recipe_code"]),
         "InternalConfigurationId": configuration_id(new, station_id),
-        "JobId": job_id(station_id, d["recipe_id"]),
+        "JobId": id_struct(new, "JobIdDataType", job_id(station_id, d["recipe_id"])),
         "CreationTime": ns_to_datetime(int(d["t_verdict_ns"])),
         "ProcessingTimes": processing_times(new, d),
         "ResultContent": [ua.Variant(json.dumps(d, separators=(",", ":")), ua.VariantType.String)],

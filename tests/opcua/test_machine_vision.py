@@ -89,30 +89,35 @@ def int_recipe(recipe: str) -> ua.Variant:
     return ua.Variant(rid, ua.VariantType.ExtensionObject)
 
 
+def id_of(structure: str, value: str = "") -> ua.Variant:
+    out = mv_structure(structure)
+    out.Id = value
+    return ua.Variant(out, ua.VariantType.ExtensionObject)
+
+
 def cause() -> tuple[ua.Variant, ua.Variant]:
     return ua.Variant(0, ua.VariantType.Int32), ua.Variant("test", ua.VariantType.String)
 
 
 def start_args(recipe: str) -> list[Any]:
-    s = ua.VariantType.String
-    return [ua.Variant("", s), ua.Variant("", s), ext_recipe(recipe), ua.Variant("", s), ua.Variant([], ua.VariantType.Variant)]
+    return [id_of("MeasIdDataType"), id_of("PartIdDataType"), ext_recipe(recipe), id_of("ProductIdDataType"),
+            ua.Variant([], ua.VariantType.Variant)]  # fmt: skip
 
 
 def filter_args(
     state: int = 0, part: str = "", recipe: str = "", job: str = "", max_results: int = 0, start: int = 0
 ) -> list[Any]:
-    s, e = ua.VariantType.String, ua.VariantType.ExtensionObject
-    cfg = mv_structure("ConfigurationIdDataType")
+    cfg = ua.Variant(mv_structure("ConfigurationIdDataType"), ua.VariantType.ExtensionObject)
     return [
         ua.Variant(state, ua.VariantType.Int32),
-        ua.Variant("", s),
-        ua.Variant(part, s),
+        id_of("MeasIdDataType"),
+        id_of("PartIdDataType", part),
         ext_recipe(""),
         int_recipe(recipe),
-        ua.Variant(cfg, e),
-        ua.Variant(cfg, e),
-        ua.Variant("", s),
-        ua.Variant(job, s),
+        cfg,
+        cfg,
+        id_of("ProductIdDataType"),
+        id_of("JobIdDataType", job),
         ua.Variant(max_results, ua.VariantType.UInt32),
         ua.Variant(start, ua.VariantType.UInt32),
         ua.Variant(0, ua.VariantType.Int32),
@@ -202,9 +207,9 @@ def test_recipe_management_and_start_continuous(station: Station) -> None:
     assert r["prepare"] == ("cap-b", True, 0)
     assert r["prepare_unknown"] == ERR_UNKNOWN_RECIPE
     assert r["prepare_bad"] == "BadInvalidArgument"
-    assert r["start_b"] == [f"{station.config.station_id}/cap-b", 0]
-    assert r["start_refused"] == ["", ERR_REFUSED]
-    assert r["start_unknown"] == ["", ERR_UNKNOWN_RECIPE]
+    assert (r["start_b"][0].Id, r["start_b"][1]) == (f"{station.config.station_id}/cap-b", 0)
+    assert (r["start_refused"][0].Id, r["start_refused"][1]) == ("", ERR_REFUSED)
+    assert (r["start_unknown"][0].Id, r["start_unknown"][1]) == ("", ERR_UNKNOWN_RECIPE)
     assert r["unprepare_active"] == ERR_RECIPE_ACTIVE  # the refused switch left cap-b active
     assert r["unprepare_a"] == 0
     assert r["single"] == "BadInvalidState"  # continuous execution running: no single jobs
@@ -222,17 +227,17 @@ def test_result_methods_answer_from_the_log(station: Station) -> None:
         out: dict[str, Any] = {}
         async with vision_system(station) as (_, node, mv):
             rm = ["ResultManagement"]
-            got = await call(node, mv, [*rm, "GetResultById"], probe.result_id, ua.Variant(0, ua.VariantType.Int32))
+            got = await call(node, mv, [*rm, "GetResultById"], id_of("ResultIdDataType", probe.result_id), ua.Variant(0, ua.VariantType.Int32))
             out["by_id"] = got
-            out["fs"] = await call(node, mv, [*rm, "GetResultById"], fail_safe.result_id, ua.Variant(0, ua.VariantType.Int32))
-            out["unknown"] = await call(node, mv, [*rm, "GetResultById"], "no-such-id", ua.Variant(0, ua.VariantType.Int32))
+            out["fs"] = await call(node, mv, [*rm, "GetResultById"], id_of("ResultIdDataType", fail_safe.result_id), ua.Variant(0, ua.VariantType.Int32))
+            out["unknown"] = await call(node, mv, [*rm, "GetResultById"], id_of("ResultIdDataType", "no-such-id"), ua.Variant(0, ua.VariantType.Int32))
             out["bad"] = await call(node, mv, [*rm, "GetResultById"], 42, ua.Variant(0, ua.VariantType.Int32))
-            out["components"] = await call(node, mv, [*rm, "GetResultComponentsById"], probe.result_id, ua.Variant(0, ua.VariantType.Int32))
+            out["components"] = await call(node, mv, [*rm, "GetResultComponentsById"], id_of("ResultIdDataType", probe.result_id), ua.Variant(0, ua.VariantType.Int32))
             out["by_part"] = await call(node, mv, [*rm, "GetResultListFiltered"], *filter_args(part=str(probe.part_id)))
             pages: list[str] = []
             while True:
                 page = await call(node, mv, [*rm, "GetResultListFiltered"], *filter_args(state=4, max_results=70, start=len(pages)))
-                pages += [x.ResultId for x in page[3] or []]
+                pages += [x.ResultId.Id for x in page[3] or []]
                 if page[0]:
                     break
             out["failed"] = pages
@@ -242,16 +247,16 @@ def test_result_methods_answer_from_the_log(station: Station) -> None:
 
     r = run(main)
     handle, result, err = r["by_id"]
-    assert err == 0 and result.ResultId == probe.result_id and result.IsPartial is False
-    assert result.PartId == str(probe.part_id) and result.InternalRecipeId.Id == probe.recipe_id
+    assert err == 0 and result.ResultId.Id == probe.result_id and result.IsPartial is False
+    assert result.PartId.Id == str(probe.part_id) and result.InternalRecipeId.Id == probe.recipe_id
     assert result.ResultState == (4 if probe.result_code == 2 else 1)
-    assert json.loads(result.ResultContent[0]) == record_dict(probe, detail=True)
-    assert r["fs"][1].ResultState == 4 and json.loads(r["fs"][1].ResultContent[0])["verdict"] == "fail_safe_reject"
+    assert json.loads(result.ResultContent[0].Value) == record_dict(probe, detail=True)
+    assert r["fs"][1].ResultState == 4 and json.loads(r["fs"][1].ResultContent[0].Value)["verdict"] == "fail_safe_reject"
     assert r["unknown"][2] == ERR_UNKNOWN_RESULT
     assert r["bad"] == "BadInvalidArgument"
     comp = r["components"]
-    assert comp[-1] == 0 and comp[6] == str(probe.part_id) and comp[12] == f"{station.config.station_id}/{probe.recipe_id}"
-    assert [x.ResultId for x in r["by_part"][3]] == [x.result_id for x in rows if x.part_id == probe.part_id]
+    assert comp[-1] == 0 and comp[6].Id == str(probe.part_id) and comp[12].Id == f"{station.config.station_id}/{probe.recipe_id}"
+    assert [x.ResultId.Id for x in r["by_part"][3]] == [x.result_id for x in rows if x.part_id == probe.part_id]
     assert r["failed"] == [x.result_id for x in rows if x.result_code == 2]
     assert r["job"][1] == 0
     assert r["bad_part"] == "BadInvalidArgument"
