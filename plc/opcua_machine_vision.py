@@ -47,12 +47,13 @@ from plc.opcua_mv_nodes import (
     VISION_STATES,
     VisionSystemNodes,
     build_vision_system,
+    numeric_node_id,
 )
 from plc.opcua_mv_results import (
     ResultFilter,
-    id_struct,
     ResultLookup,
     codes_of_state,
+    id_struct,
     job_id,
     recipe_id_internal,
     result_data,
@@ -147,7 +148,9 @@ class MachineVisionFace:
             ERROR_RESOLVED_EVENT_TYPE,
             DIAGNOSTIC_INFO_EVENT_TYPE,
         ):
-            self._gens[event_type] = await server.get_event_generator(nodes.type_node(event_type), nodes.system)
+            self._gens[event_type] = await server.get_event_generator(
+                nodes.type_node(event_type), nodes.system.nodeid
+            )
         handlers: dict[str, Callable[..., Any]] = {
             "Halt": self._m_halt,
             "Reset": self._m_reset,
@@ -175,7 +178,7 @@ class MachineVisionFace:
             setattr(ev, name, value)
         ev.Severity = severity
         await gen.trigger(message=message)
-        ev.emitting_node = ua.NodeId(ua.ObjectIds.Server)
+        ev.emitting_node = numeric_node_id(ua.ObjectIds.Server)
         try:
             await gen.isession.subscription_service.trigger_event(ev)
         finally:
@@ -253,7 +256,9 @@ class MachineVisionFace:
                 await self._emit(DIAGNOSTIC_INFO_EVENT_TYPE, f"{name} cleared")
             self._alarms = now
         errors = frozenset(a for a in self._alarms if a in ERROR_ALARMS)
-        await self._apply_state(vision_state(self._status, errors) if self._status is not None or errors else PREOPERATIONAL)
+        await self._apply_state(
+            vision_state(self._status, errors) if self._status is not None or errors else PREOPERATIONAL
+        )
 
     def set_recipes(self, recipes: Sequence[str]) -> None:
         self._recipes = list(recipes)
@@ -294,7 +299,11 @@ class MachineVisionFace:
         user = _caller_may(ENGINEER_ROLES)
         if user is None:
             return _status(ua.StatusCodes.BadUserAccessDenied)
-        if len(args) != 2 or not isinstance(args[0].Value, int) or not isinstance(args[1].Value, (str, type(None))):
+        if (
+            len(args) != 2
+            or not isinstance(args[0].Value, int)
+            or not isinstance(args[1].Value, (str, type(None)))
+        ):
             return _status(ua.StatusCodes.BadInvalidArgument)
         if not self._in(*allowed):
             return _status(ua.StatusCodes.BadInvalidState)
@@ -302,7 +311,9 @@ class MachineVisionFace:
             _log.info("%s by %s: the station takes no remote %s", action, user, action)
             return [_err(ERR_NOT_SUPPORTED)]
         try:
-            ok, message = await asyncio.wait_for(self._control(action, user), self._config.select_recipe_timeout_s)
+            ok, message = await asyncio.wait_for(
+                self._control(action, user), self._config.select_recipe_timeout_s
+            )
         except asyncio.TimeoutError:
             return [_err(ERR_TIMEOUT)]
         _log.info("%s by %s: %s", action, user, message)
@@ -325,7 +336,10 @@ class MachineVisionFace:
             return _status(ua.StatusCodes.BadUserAccessDenied)
         if not self._in("Ready"):
             return _status(ua.StatusCodes.BadInvalidState)
-        return [ua.Variant(self._job(""), S.ExtensionObject), _err(ERR_NOT_SUPPORTED)]  # inline: continuous only
+        return [
+            ua.Variant(self._job(""), S.ExtensionObject),
+            _err(ERR_NOT_SUPPORTED),
+        ]  # inline: continuous only
 
     async def _m_start_continuous(self, parent: ua.NodeId, *args: ua.Variant) -> Any:
         """``StartContinuous(MeasId, PartId, RecipeId, ProductId, Parameters)``. The station
@@ -403,9 +417,17 @@ class MachineVisionFace:
         if recipe is None:
             return _status(ua.StatusCodes.BadInvalidArgument)
         if recipe not in self._recipes:
-            return [ua.Variant(recipe_id_internal(self._new, recipe), S.ExtensionObject), ua.Variant(False, S.Boolean), _err(ERR_UNKNOWN_RECIPE)]
+            return [
+                ua.Variant(recipe_id_internal(self._new, recipe), S.ExtensionObject),
+                ua.Variant(False, S.Boolean),
+                _err(ERR_UNKNOWN_RECIPE),
+            ]
         self._prepared.add(recipe)
-        return [ua.Variant(recipe_id_internal(self._new, recipe), S.ExtensionObject), ua.Variant(True, S.Boolean), _err(OK)]
+        return [
+            ua.Variant(recipe_id_internal(self._new, recipe), S.ExtensionObject),
+            ua.Variant(True, S.Boolean),
+            _err(OK),
+        ]
 
     async def _m_unprepare_recipe(self, parent: ua.NodeId, *args: ua.Variant) -> Any:
         if _caller_may(ENGINEER_ROLES) is None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from importlib import resources
-
 from typing import Any
 
 from asyncua import Node, Server, ua
@@ -112,12 +111,22 @@ class VisionSystemNodes:
     methods: dict[str, Node]
 
     def type_node(self, numeric_id: int) -> ua.NodeId:
-        return ua.NodeId(numeric_id, self.mv_idx)
+        return numeric_node_id(numeric_id, self.mv_idx)
 
     def new(self, structure: str) -> Any:
         """A new instance of a MachineVision structure, by DataType NodeId: the Id structures
         share their Python names with their base type in asyncua's ``ua`` module."""
         return ua.extension_objects_by_datatype[self.type_node(STRUCTURES[structure])]()
+
+
+def numeric_node_id(identifier: int, namespace: int = 0) -> ua.NodeId:
+    """asyncua's hints want its NewType wrappers; plain ints are what it uses at run time."""
+    return ua.NodeId(identifier, namespace)  # type: ignore[arg-type]
+
+
+async def _definition(node: Node) -> Any:
+    value = (await node.read_attribute(ua.AttributeIds.DataTypeDefinition)).Value
+    return value.Value if value is not None else None
 
 
 def nodeset_path() -> str:
@@ -131,16 +140,16 @@ async def _complete_structure_definitions(server: Server, mv_idx: int) -> None:
     ``DataTypeDefinition`` attributes (asyncua's ``load_data_type_definitions``) then cannot
     decode them, nor any structure that nests them (``ResultDataType``). OPC 10000-3 wants a
     subtype's definition to list all fields, inherited ones included: write that."""
-    base = ua.NodeId(ua.ObjectIds.Structure)
+    base = numeric_node_id(ua.ObjectIds.Structure)
     for dtype in await server.get_node(base).get_children(refs=ua.ObjectIds.HasSubtype):
         await _complete_subtypes(server, dtype, mv_idx)
 
 
 async def _complete_subtypes(server: Server, parent: Node, mv_idx: int) -> None:
-    parent_def = (await parent.read_attribute(ua.AttributeIds.DataTypeDefinition)).Value.Value
+    parent_def = await _definition(parent)
     for child in await parent.get_children(refs=ua.ObjectIds.HasSubtype):
         if child.nodeid.NamespaceIndex == mv_idx and isinstance(parent_def, ua.StructureDefinition):
-            own = (await child.read_attribute(ua.AttributeIds.DataTypeDefinition)).Value.Value
+            own = await _definition(child)
             if own is None or not own.Fields:
                 encodings = await child.get_referenced_nodes(refs=ua.ObjectIds.HasEncoding)
                 binary = [e for e in encodings if (await e.read_browse_name()).Name == "Default Binary"]
@@ -150,7 +159,9 @@ async def _complete_subtypes(server: Server, parent: Node, mv_idx: int) -> None:
                     StructureType=parent_def.StructureType,
                     Fields=list(parent_def.Fields),
                 )
-                await child.write_attribute(ua.AttributeIds.DataTypeDefinition, ua.DataValue(ua.Variant(sdef)))
+                await child.write_attribute(
+                    ua.AttributeIds.DataTypeDefinition, ua.DataValue(ua.Variant(sdef))
+                )
         await _complete_subtypes(server, child, mv_idx)
 
 
@@ -166,7 +177,7 @@ async def build_vision_system(server: Server, idx: int, station_id: str) -> Visi
     # classes (and encodings) for the completed structures
     await load_data_type_definitions(server, overwrite_existing=True)
     folder = await server.nodes.objects.add_folder(idx, FOLDER)
-    system = await folder.add_object(idx, station_id, objecttype=ua.NodeId(VISION_SYSTEM_TYPE, mv_idx))
+    system = await folder.add_object(idx, station_id, objecttype=numeric_node_id(VISION_SYSTEM_TYPE, mv_idx))
     doomed = [await _child(system, mv_idx, path) for path in _NOT_IMPLEMENTED]
     for machine in (("VisionStateMachine",), ("VisionStateMachine", "AutomaticModeStateMachine")):
         parent = await _child(system, mv_idx, machine)

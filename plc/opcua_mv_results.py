@@ -49,7 +49,9 @@ class ResultLookup(Protocol):
 
     def by_id(self, result_id: str) -> ResultRecord | None: ...
 
-    def filtered(self, flt: ResultFilter, start_index: int, max_results: int) -> tuple[list[ResultRecord], int]: ...
+    def filtered(
+        self, flt: ResultFilter, start_index: int, max_results: int
+    ) -> tuple[list[ResultRecord], int]: ...
 
 
 def result_state(result_code: int) -> int:

@@ -6,18 +6,23 @@ ResultReadyEvent on the Server object."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
+import pytest
 from asyncua import Client, Node, ua
 
+from line.mes import start_mes_server
 from plc.opcua_history import record_dict
 from plc.opcua_mv_nodes import AUTOMATIC_STATES, MV_NAMESPACE, STRUCTURES, VISION_STATES
 from plc.sink import StatusBits
 from tests.opcua.conftest import Station
-from tests.opcua.helpers import secure_client
+from tests.opcua.fake_log import FakeLogWriter
+from tests.opcua.helpers import RecipeCalls, make_config, secure_client, trust
 from tests.opcua.test_server import Collector, log_rows, run
 
 EVENT_TYPES = {"StateChangedEventType": 1018, "ErrorEventType": 1019, "ErrorResolvedEventType": 1020,
@@ -124,7 +129,24 @@ def filter_args(
     ]
 
 
-def test_vision_system_tree_and_state_machine_follow_the_station(station: Station) -> None:
+@pytest.fixture
+def own_station(tmp_path: Path, station: Station) -> Iterator[Station]:
+    """A server of its own: feeding the alarm set switches the shared server's link alarms off."""
+    cfg = make_config(tmp_path)
+    trust(cfg, station.cert)
+    db = tmp_path / "results.db"
+    log = FakeLogWriter(db)
+    sink = start_mes_server(cfg, db, ["cap-a"], RecipeCalls())
+    try:
+        yield dataclasses.replace(station, config=cfg, db=db, log=log, sink=sink)
+    finally:
+        sink.close()
+        log.close()
+
+
+def test_vision_system_tree_and_state_machine_follow_the_station(own_station: Station) -> None:
+    station = own_station
+
     async def main() -> dict[str, Any]:
         out: dict[str, Any] = {}
         async with vision_system(station) as (client, node, mv):
@@ -137,20 +159,26 @@ def test_vision_system_tree_and_state_machine_follow_the_station(station: Statio
             out["running"] = await wait_state(node, mv, "Operational", "ContinuousExecution")
             station.sink.set_status(StatusBits.READY, 3)
             out["ready"] = await wait_state(node, mv, "Operational", "Ready")
-            station.sink.update_state(status=int(StatusBits.READY | StatusBits.ERROR), alarms=(("camera_lost", "cam0 gone"),))
+            station.sink.update_state(
+                status=int(StatusBits.READY | StatusBits.ERROR), alarms=(("camera_lost", "cam0 gone"),)
+            )
             out["error"] = await wait_state(node, mv, "Error")
             station.sink.update_state(status=int(StatusBits.READY | StatusBits.RUNNING), alarms=())
             await wait_state(node, mv, "Operational", "ContinuousExecution")
             station.sink.set_status(StatusBits.NONE, 3)
             out["halted"] = await wait_state(node, mv, "Halted")
             names = {ua.NodeId(i, mv): t for t, i in EVENT_TYPES.items()}
-            await handler.wait_for(lambda evs: sum(names.get(e.EventType) == "StateChangedEventType" for e in evs) >= 5)
+            await handler.wait_for(
+                lambda evs: sum(names.get(e.EventType) == "StateChangedEventType" for e in evs) >= 5
+            )
             out["events"] = [names.get(e.EventType) for e in handler.events if e.EventType in names]
             # state methods: engineer role only, state checked, no remote stop in the station
             out["halt_reader"] = await call(node, mv, ["VisionStateMachine", "Halt"], *cause())
             async with vision_system(station, "op") as (_, op_node, _):
                 out["reset_halted"] = await call(op_node, mv, ["VisionStateMachine", "Reset"], *cause())
-                out["stop_halted"] = await call(op_node, mv, ["VisionStateMachine", "AutomaticModeStateMachine", "Stop"], *cause())
+                out["stop_halted"] = await call(
+                    op_node, mv, ["VisionStateMachine", "AutomaticModeStateMachine", "Stop"], *cause()
+                )
                 out["halt_bad_args"] = await call(op_node, mv, ["VisionStateMachine", "Halt"], "x")
             station.sink.set_status(StatusBits.READY | StatusBits.RUNNING, 3)
             await wait_state(node, mv, "Operational", "ContinuousExecution")
@@ -186,17 +214,36 @@ def test_recipe_management_and_start_continuous(station: Station) -> None:
                              ua.Variant(2, ua.VariantType.Int32), ua.Variant(0, ua.VariantType.UInt32),
                              ua.Variant(0, ua.VariantType.UInt32), ua.Variant(0, ua.VariantType.Int32))  # fmt: skip
             out["list"] = (lst[0], lst[1], [r.Id for r in lst[3]], lst[4])
-            prep = await call(node, mv, ["RecipeManagement", "PrepareRecipe"], ext_recipe(""), int_recipe("cap-b"))
+            prep = await call(
+                node, mv, ["RecipeManagement", "PrepareRecipe"], ext_recipe(""), int_recipe("cap-b")
+            )
             out["prepare"] = (prep[0].Id, prep[1], prep[2])
-            out["prepare_unknown"] = (await call(node, mv, ["RecipeManagement", "PrepareRecipe"], ext_recipe(""), int_recipe("nope")))[2]
+            out["prepare_unknown"] = (
+                await call(
+                    node, mv, ["RecipeManagement", "PrepareRecipe"], ext_recipe(""), int_recipe("nope")
+                )
+            )[2]
             out["prepare_bad"] = await call(node, mv, ["RecipeManagement", "PrepareRecipe"], "x")
             auto = ["VisionStateMachine", "AutomaticModeStateMachine", "StartContinuous"]
             out["start_b"] = await call(node, mv, auto, *start_args("cap-b"))
             out["start_refused"] = await call(node, mv, auto, *start_args("bad-recipe"))
             out["start_unknown"] = await call(node, mv, auto, *start_args("cap-zz"))
-            out["unprepare_active"] = (await call(node, mv, ["RecipeManagement", "UnprepareRecipe"], ext_recipe(""), int_recipe("cap-b")))[1]
-            out["unprepare_a"] = (await call(node, mv, ["RecipeManagement", "UnprepareRecipe"], ext_recipe(""), int_recipe("cap-a")))[1]
-            out["single"] = await call(node, mv, ["VisionStateMachine", "AutomaticModeStateMachine", "StartSingleJob"], *start_args(""))
+            out["unprepare_active"] = (
+                await call(
+                    node, mv, ["RecipeManagement", "UnprepareRecipe"], ext_recipe(""), int_recipe("cap-b")
+                )
+            )[1]
+            out["unprepare_a"] = (
+                await call(
+                    node, mv, ["RecipeManagement", "UnprepareRecipe"], ext_recipe(""), int_recipe("cap-a")
+                )
+            )[1]
+            out["single"] = await call(
+                node,
+                mv,
+                ["VisionStateMachine", "AutomaticModeStateMachine", "StartSingleJob"],
+                *start_args(""),
+            )
         async with vision_system(station, "mes") as (_, node, mv):
             out["reader"] = await call(node, mv, auto, *start_args("cap-a"))
         return out
@@ -227,16 +274,47 @@ def test_result_methods_answer_from_the_log(station: Station) -> None:
         out: dict[str, Any] = {}
         async with vision_system(station) as (_, node, mv):
             rm = ["ResultManagement"]
-            got = await call(node, mv, [*rm, "GetResultById"], id_of("ResultIdDataType", probe.result_id), ua.Variant(0, ua.VariantType.Int32))
+            got = await call(
+                node,
+                mv,
+                [*rm, "GetResultById"],
+                id_of("ResultIdDataType", probe.result_id),
+                ua.Variant(0, ua.VariantType.Int32),
+            )
             out["by_id"] = got
-            out["fs"] = await call(node, mv, [*rm, "GetResultById"], id_of("ResultIdDataType", fail_safe.result_id), ua.Variant(0, ua.VariantType.Int32))
-            out["unknown"] = await call(node, mv, [*rm, "GetResultById"], id_of("ResultIdDataType", "no-such-id"), ua.Variant(0, ua.VariantType.Int32))
+            out["fs"] = await call(
+                node,
+                mv,
+                [*rm, "GetResultById"],
+                id_of("ResultIdDataType", fail_safe.result_id),
+                ua.Variant(0, ua.VariantType.Int32),
+            )
+            out["unknown"] = await call(
+                node,
+                mv,
+                [*rm, "GetResultById"],
+                id_of("ResultIdDataType", "no-such-id"),
+                ua.Variant(0, ua.VariantType.Int32),
+            )
             out["bad"] = await call(node, mv, [*rm, "GetResultById"], 42, ua.Variant(0, ua.VariantType.Int32))
-            out["components"] = await call(node, mv, [*rm, "GetResultComponentsById"], id_of("ResultIdDataType", probe.result_id), ua.Variant(0, ua.VariantType.Int32))
-            out["by_part"] = await call(node, mv, [*rm, "GetResultListFiltered"], *filter_args(part=str(probe.part_id)))
+            out["components"] = await call(
+                node,
+                mv,
+                [*rm, "GetResultComponentsById"],
+                id_of("ResultIdDataType", probe.result_id),
+                ua.Variant(0, ua.VariantType.Int32),
+            )
+            out["by_part"] = await call(
+                node, mv, [*rm, "GetResultListFiltered"], *filter_args(part=str(probe.part_id))
+            )
             pages: list[str] = []
             while True:
-                page = await call(node, mv, [*rm, "GetResultListFiltered"], *filter_args(state=4, max_results=70, start=len(pages)))
+                page = await call(
+                    node,
+                    mv,
+                    [*rm, "GetResultListFiltered"],
+                    *filter_args(state=4, max_results=70, start=len(pages)),
+                )
                 pages += [x.ResultId.Id for x in page[3] or []]
                 if page[0]:
                     break
@@ -251,12 +329,21 @@ def test_result_methods_answer_from_the_log(station: Station) -> None:
     assert result.PartId.Id == str(probe.part_id) and result.InternalRecipeId.Id == probe.recipe_id
     assert result.ResultState == (4 if probe.result_code == 2 else 1)
     assert json.loads(result.ResultContent[0].Value) == record_dict(probe, detail=True)
-    assert r["fs"][1].ResultState == 4 and json.loads(r["fs"][1].ResultContent[0].Value)["verdict"] == "fail_safe_reject"
+    assert (
+        r["fs"][1].ResultState == 4
+        and json.loads(r["fs"][1].ResultContent[0].Value)["verdict"] == "fail_safe_reject"
+    )
     assert r["unknown"][2] == ERR_UNKNOWN_RESULT
     assert r["bad"] == "BadInvalidArgument"
     comp = r["components"]
-    assert comp[-1] == 0 and comp[6].Id == str(probe.part_id) and comp[12].Id == f"{station.config.station_id}/{probe.recipe_id}"
-    assert [x.ResultId.Id for x in r["by_part"][3]] == [x.result_id for x in rows if x.part_id == probe.part_id]
+    assert (
+        comp[-1] == 0
+        and comp[6].Id == str(probe.part_id)
+        and comp[12].Id == f"{station.config.station_id}/{probe.recipe_id}"
+    )
+    assert [x.ResultId.Id for x in r["by_part"][3]] == [
+        x.result_id for x in rows if x.part_id == probe.part_id
+    ]
     assert r["failed"] == [x.result_id for x in rows if x.result_code == 2]
     assert r["job"][1] == 0
     assert r["bad_part"] == "BadInvalidArgument"

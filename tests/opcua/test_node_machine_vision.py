@@ -120,7 +120,10 @@ def test_node_opcua_machine_vision_client(tmp_path: Path) -> None:
         fail_safes += failed
         assert ev["IsPartial"] is False and ev["ResultState"] == (4 if failed else 1)
         assert (ev["PartId"], ev["InternalRecipeId"]) == (str(m.part_id), m.recipe_id)
-        assert ev["JobId"] == f"{cfg.station_id}/{m.recipe_id}" and ev["InternalConfigurationId"] == cfg.station_id
+        assert (
+            ev["JobId"] == f"{cfg.station_id}/{m.recipe_id}"
+            and ev["InternalConfigurationId"] == cfg.station_id
+        )
         assert ev["ProcessingMs"] == m.processing_us / 1000
         content = json.loads(ev["ResultContent"][0])
         assert (content["verdict"], content["reason"], content["reject_mask"]) == (
@@ -134,7 +137,11 @@ def test_node_opcua_machine_vision_client(tmp_path: Path) -> None:
     assert fail_safes > 0
 
     m = result["methods"]
-    assert m["getRecipeList"]["status"] == "Good" and m["getRecipeList"]["outputs"][3] == ["bad-recipe", "cap-a", "cap-b"]
+    assert m["getRecipeList"]["status"] == "Good" and m["getRecipeList"]["outputs"][3] == [
+        "bad-recipe",
+        "cap-a",
+        "cap-b",
+    ]
     assert m["prepare"]["status"] == "Good" and m["prepare"]["outputs"][1:] == [True, 0]
     assert m["prepareUnknown"]["outputs"][2] == ERR_UNKNOWN_RECIPE
     assert m["prepareBadArgs"]["status"] == "BadInvalidArgument"
@@ -152,7 +159,11 @@ def test_node_opcua_machine_vision_client(tmp_path: Path) -> None:
     assert m["reset"]["status"] == "BadInvalidState"  # Reset only from Halted or Error
     assert m["haltReader"]["status"] == "BadUserAccessDenied"
     first = published[0]
-    assert m["components"]["outputs"] == {"partId": str(first.part_id), "jobId": f"{cfg.station_id}/{first.recipe_id}", "error": 0}
+    assert m["components"]["outputs"] == {
+        "partId": str(first.part_id),
+        "jobId": f"{cfg.station_id}/{first.recipe_id}",
+        "error": 0,
+    }
     assert m["unknownResult"]["outputs"] == [ERR_UNKNOWN_RESULT]
     assert m["resultBadArgs"]["status"] == "BadInvalidArgument"
     assert m["failedResults"] == [p.result_id for p in published if int(p.result_code) == 2]
