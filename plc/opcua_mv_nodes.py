@@ -16,6 +16,9 @@ client never finds a method that cannot work; the copied states are removed, so
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -129,6 +132,24 @@ async def _definition(node: Node) -> Any:
     return value.Value if value is not None else None
 
 
+class _KnownCollisions(logging.Filter):
+    """The Id structures share their names with their base type; asyncua warns about each on
+    every start. Expected and handled (``VisionSystemNodes.new`` goes by NodeId): not logged."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Browsename collision")
+
+
+@contextmanager
+def _quiet_collisions() -> Iterator[None]:
+    logger, known = logging.getLogger("asyncua.ua.uatypes"), _KnownCollisions()
+    logger.addFilter(known)
+    try:
+        yield
+    finally:
+        logger.removeFilter(known)
+
+
 def nodeset_path() -> str:
     return str(resources.files("plc") / "nodesets" / NODESET)
 
@@ -171,11 +192,12 @@ async def _child(node: Node, mv_idx: int, path: tuple[str, ...]) -> Node:
 
 async def build_vision_system(server: Server, idx: int, station_id: str) -> VisionSystemNodes:
     """Import the nodeset (once per server) and add ``Objects/<idx>:VisionSystems/<idx>:<station_id>``."""
-    await server.import_xml(nodeset_path())
-    mv_idx = await server.get_namespace_index(MV_NAMESPACE)
-    await _complete_structure_definitions(server, mv_idx)
-    # classes (and encodings) for the completed structures
-    await load_data_type_definitions(server, overwrite_existing=True)
+    with _quiet_collisions():
+        await server.import_xml(nodeset_path())
+        mv_idx = await server.get_namespace_index(MV_NAMESPACE)
+        await _complete_structure_definitions(server, mv_idx)
+        # classes (and encodings) for the completed structures
+        await load_data_type_definitions(server, overwrite_existing=True)
     folder = await server.nodes.objects.add_folder(idx, FOLDER)
     system = await folder.add_object(idx, station_id, objecttype=numeric_node_id(VISION_SYSTEM_TYPE, mv_idx))
     doomed = [await _child(system, mv_idx, path) for path in _NOT_IMPLEMENTED]

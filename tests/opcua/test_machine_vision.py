@@ -347,3 +347,35 @@ def test_result_methods_answer_from_the_log(station: Station) -> None:
     assert r["failed"] == [x.result_id for x in rows if x.result_code == 2]
     assert r["job"][1] == 0
     assert r["bad_part"] == "BadInvalidArgument"
+
+
+def test_result_ready_event_on_the_server_object(station: Station) -> None:
+    async def main() -> tuple[list[Any], list[Any], int]:
+        async with vision_system(station) as (client, node, mv):
+            handler = Collector()
+            sub = await client.create_subscription(20, handler)
+            await sub.subscribe_events(client.nodes.server, ua.NodeId(1024, mv), queuesize=1000)
+            msgs = []
+            for _ in range(20):
+                msg, defects = station.log.make()
+                station.log.write(msg, defects)
+                assert station.sink.publish(msg).delivered
+                msgs.append(msg)
+            await handler.wait_for(lambda evs: len(evs) >= len(msgs))
+            await asyncio.sleep(0.3)  # nothing beyond one event per part
+            await sub.delete()
+            return handler.events, msgs, mv
+
+    events, msgs, mv = run(main)
+    assert [e.ResultId.Id for e in events] == [m.result_id for m in msgs]
+    for e, m in zip(events, msgs, strict=True):
+        assert e.EventType == ua.NodeId(1024, mv) and e.IsPartial is False
+        assert e.ResultState == (4 if int(m.result_code) == 2 else 1)
+        assert (e.PartId.Id, e.InternalRecipeId.Id, e.JobId.Id) == (
+            str(m.part_id), m.recipe_id, f"{station.config.station_id}/{m.recipe_id}",
+        )  # fmt: skip
+        assert e.ProcessingTimes.ProcessingDuration == m.processing_us / 1000
+        content = json.loads(e.ResultContent[0].Value)
+        assert (content["result_id"], content["reason"], content["defect_classes"]) == (
+            m.result_id, m.reason, dict(m.defects),
+        )  # fmt: skip
