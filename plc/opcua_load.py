@@ -34,6 +34,8 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 LOAD_URI = "urn:linecheck:mes-load"
+MV_NAMESPACE = "http://opcfoundation.org/UA/MachineVision"
+MV_RESULT_READY = 1024  # ResultReadyEventType of OPC 40100-1
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,9 @@ class LoadSpec:
     # a loaded 2-core CI machine the 50 secure handshakes took most of a 10 s flood, and the last
     # subscribers subscribed just before its end and counted no event, from a healthy server
     min_listen_s: float = 2.0
+    # subscribe to the OPC 40100 ResultReadyEvent on the Server object (plc.opcua_machine_vision)
+    # instead of urn:linecheck's ResultReady on the station object
+    machine_vision: bool = False
 
 
 @dataclass
@@ -132,8 +137,12 @@ async def _station(client: Client, spec: LoadSpec) -> tuple[Any, int]:
 async def _subscriber(spec: LoadSpec, end: float, out: LoadResult, slot: int) -> None:
     client = await _client(spec)
     async with client:
-        node, idx = await _station(client, spec)
-        etype = await client.nodes.base_event_type.get_child(f"{idx}:ResultReadyEventType")
+        if spec.machine_vision:
+            mv = await client.get_namespace_index(MV_NAMESPACE)
+            node, etype = client.nodes.server, client.get_node(ua.NodeId(MV_RESULT_READY, mv))  # type: ignore[arg-type]
+        else:
+            node, idx = await _station(client, spec)
+            etype = await client.nodes.base_event_type.get_child(f"{idx}:ResultReadyEventType")
         counter = _Count()
         sub = await client.create_subscription(spec.publishing_interval_ms, counter)
         await sub.subscribe_events(node, etype, queuesize=10000)
