@@ -169,7 +169,9 @@ class MachineVisionFace:
             server.link_method(nodes.methods[name], handler)
         await self._apply_state(PREOPERATIONAL, emit=False)
 
-    async def _emit(self, event_type: int, message: str, severity: int = 100, **fields: Any) -> None:
+    async def _emit(
+        self, event_type: int, message: str, severity: int = 100, time: datetime | None = None, **fields: Any
+    ) -> None:
         """Fire on the VisionSystem object, then hand the same event to Server subscribers."""
         assert self.nodes is not None  # noqa: S101 - internal invariant
         gen = self._gens[event_type]
@@ -177,7 +179,7 @@ class MachineVisionFace:
         for name, value in fields.items():
             setattr(ev, name, value)
         ev.Severity = severity
-        await gen.trigger(message=message)
+        await gen.trigger(time_attr=time, message=message)
         ev.emitting_node = numeric_node_id(ua.ObjectIds.Server)
         try:
             await gen.isession.subscription_service.trigger_event(ev)
@@ -256,9 +258,7 @@ class MachineVisionFace:
                 await self._emit(DIAGNOSTIC_INFO_EVENT_TYPE, f"{name} cleared")
             self._alarms = now
         errors = frozenset(a for a in self._alarms if a in ERROR_ALARMS)
-        await self._apply_state(
-            vision_state(self._status, errors) if self._status is not None or errors else PREOPERATIONAL
-        )
+        await self._apply_state(vision_state(self._status, errors))
 
     def set_recipes(self, recipes: Sequence[str]) -> None:
         self._recipes = list(recipes)
@@ -285,9 +285,10 @@ class MachineVisionFace:
         ev.InternalConfigurationId = ua.Variant(fields["InternalConfigurationId"], S.ExtensionObject)
         ev.ProcessingTimes = ua.Variant(fields["ProcessingTimes"], S.ExtensionObject)
         ev.ResultContent = ua.Variant(fields["ResultContent"], S.Variant)
-        ev.Time = ts
         severity = 100 if summary["verdict"] == "pass" else 300
-        await self._emit(RESULT_READY_EVENT_TYPE, f"{summary['verdict']} part {summary['part_id']}", severity)
+        await self._emit(
+            RESULT_READY_EVENT_TYPE, f"{summary['verdict']} part {summary['part_id']}", severity, ts
+        )
 
     # ---- state machine methods -----------------------------------------------------------
 

@@ -32,13 +32,14 @@ PREOPERATIONAL = VisionState("Preoperational", None, SBY, "starting: cameras and
 
 
 def vision_state(status: int | None, error_alarms: frozenset[str] = frozenset()) -> VisionState:
-    """``status`` None: the station has not reported yet (starting, engines warming)."""
-    if status is None:
-        return PREOPERATIONAL
-    bits = StatusBits(status)
+    """``status`` None: the station has not reported yet (starting, engines warming). An error
+    alarm wins over every other state, also while starting."""
+    bits = StatusBits(status or 0)
     if StatusBits.ERROR in bits or error_alarms:
         what = ", ".join(sorted(error_alarms)) or "station error"
         return VisionState("Error", None, UDT, f"error: {what}")
+    if status is None:
+        return PREOPERATIONAL
     if bits == StatusBits.NONE:
         return VisionState("Halted", None, SDT, "stopped")
     if StatusBits.SWITCHING in bits:

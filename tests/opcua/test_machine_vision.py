@@ -17,7 +17,7 @@ import pytest
 from asyncua import Client, Node, ua
 
 from line.mes import start_mes_server
-from plc.opcua_history import record_dict
+from plc.opcua_history import ns_to_datetime, record_dict
 from plc.opcua_mv_nodes import AUTOMATIC_STATES, MV_NAMESPACE, STRUCTURES, VISION_STATES
 from plc.sink import StatusBits
 from tests.opcua.conftest import Station
@@ -370,6 +370,7 @@ def test_result_ready_event_on_the_server_object(station: Station) -> None:
     assert [e.ResultId.Id for e in events] == [m.result_id for m in msgs]
     for e, m in zip(events, msgs, strict=True):
         assert e.EventType == ua.NodeId(1024, mv) and e.IsPartial is False
+        assert e.Time == e.CreationTime == ns_to_datetime(m.timestamp_ns)  # the verdict's time
         assert e.ResultState == (4 if int(m.result_code) == 2 else 1)
         assert (e.PartId.Id, e.InternalRecipeId.Id, e.JobId.Id) == (
             str(m.part_id), m.recipe_id, f"{station.config.station_id}/{m.recipe_id}",

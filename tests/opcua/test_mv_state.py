@@ -23,6 +23,7 @@ from plc.sink import StatusBits as B
         (B.NONE, frozenset(), ("Halted", None, SDT)),
         (B.READY | B.RUNNING | B.ERROR, frozenset(), ("Error", None, UDT)),
         (B.READY | B.RUNNING, frozenset({"inference_error"}), ("Error", None, UDT)),
+        (None, frozenset({"camera_lost"}), ("Error", None, UDT)),
     ],
 )
 def test_station_state_in_40100_terms(
