@@ -35,6 +35,7 @@ from typing import Any
 from asyncua import Server, ua
 
 from line.mes.config import OpcUaServerConfig
+from line.mes.machine_vision import MachineVisionFace
 from line.mes.model import StationNodes, arg, build_station, datavalue, status
 from line.mes.security import (
     POLICY_TYPES,
@@ -121,6 +122,8 @@ class StationServer:
         self._dropped = 0
         self._result_gen: Any = None
         self._alarm_gen: Any = None
+        # the same station as OPC 40100-1 VisionSystemType (line.mes.machine_vision)
+        self.machine_vision = MachineVisionFace(config, history, recipes, select_recipe)
 
     @property
     def endpoint(self) -> str:
@@ -155,6 +158,7 @@ class StationServer:
         self._result_gen = await server.get_event_generator(nodes.result_ready_type, station)
         self._alarm_gen = await server.get_event_generator(nodes.alarm_type, station)
         await self._add_methods(nodes)
+        await self.machine_vision.build(server, nodes.idx)
         await server.start()
         self._server = server
         _log.info("OPC UA MES server on %s (%s)", cfg.endpoint, ", ".join(cfg.security_policies))
@@ -242,6 +246,7 @@ class StationServer:
 
     async def set_recipes(self, recipes: Sequence[str]) -> None:
         self._recipes = list(recipes)
+        self.machine_vision.set_recipes(recipes)
         if self.nodes is not None:
             await self._write("Recipes", self._recipes, ua.VariantType.String)
 
@@ -283,6 +288,7 @@ class StationServer:
             await self._write(name, count, ua.VariantType.UInt64)
         await self._write("LastResult", json.dumps(summary, separators=(",", ":")), ua.VariantType.String, ts)
         await self._fire_result(v, ts, classes)
+        await self.machine_vision.publish_verdict(summary, ts)
 
     async def _fire_result(self, v: VerdictMessage, ts: datetime, classes: dict[str, int]) -> None:
         ev = self._result_gen.event
@@ -342,6 +348,7 @@ class StationServer:
             await self._write("DeadlineMisses", int(u.deadline_misses), S.UInt64)
             if not self._fed_alarms:
                 await self._check_misses(int(u.deadline_misses))
+        await self.machine_vision.update_state(u.status, u.alarms, u.active_recipe)
 
     async def _apply_alarms(self, active: tuple[tuple[str, str], ...]) -> None:
         """The station's alarm set (line/loop/alarms.py): raise what it has, clear what it dropped.

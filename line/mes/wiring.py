@@ -1,4 +1,4 @@
-"""Wires the station's result log into the OPC UA server for MES (``plc.opcua_*``).
+"""Wires the station's result log into the OPC UA server for MES (``line.mes``).
 
 ``plc`` may not import ``line``, so the server reads the log through its own
 ``ResultHistory`` protocol; this module adapts ``line.results.log.ResultLogReader`` to it and
@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from line.mes.config import OpcUaServerConfig
+from line.mes.mv_results import ResultFilter
 from line.mes.process import HistoryFactory, OpcUaPublisherSink, SelectRecipeCallback
 from line.results.history import ResultHistory, ResultRecord
 
@@ -46,6 +47,36 @@ class ResultLogHistory:
 
     def count(self, from_ns: int, to_ns: int) -> int:
         return int(self._reader.count(from_ns, to_ns))
+
+    def by_id(self, result_id: str) -> ResultRecord | None:
+        """OPC 40100 GetResultById (``result_id`` is unique and indexed in the log)."""
+        row = self._conn.execute(
+            f"SELECT {', '.join(_RECORD_FIELDS)} FROM results WHERE result_id = ?", (result_id,)
+        ).fetchone()
+        return ResultRecord(*row) if row is not None else None
+
+    def filtered(self, flt: ResultFilter, start_index: int, max_results: int) -> tuple[list[ResultRecord], int]:
+        """OPC 40100 GetResultListFiltered: one page in time order and the number of matches."""
+        where, params = ["1 = 1"], []  # type: list[str], list[Any]
+        if flt.part_id is not None:
+            where.append("part_id = ?")
+            params.append(flt.part_id)
+        if flt.recipe_id is not None:
+            where.append("recipe_id = ?")
+            params.append(flt.recipe_id)
+        if flt.result_codes is not None:
+            where.append(f"result_code IN ({', '.join('?' * len(flt.result_codes))})")
+            params.extend(flt.result_codes)
+        cond = " AND ".join(where)
+        total = int(self._conn.execute(f"SELECT COUNT(*) FROM results WHERE {cond}", params).fetchone()[0])  # noqa: S608 - fixed column names
+        if start_index >= total:
+            return [], total
+        cur = self._conn.execute(
+            f"SELECT {', '.join(_RECORD_FIELDS)} FROM results WHERE {cond}"  # noqa: S608
+            " ORDER BY t_verdict_ns, rowid LIMIT ? OFFSET ?",
+            [*params, max_results, start_index],
+        )
+        return [ResultRecord(*r) for r in cur.fetchall()], total
 
     def close(self) -> None:
         self._reader.close()

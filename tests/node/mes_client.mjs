@@ -58,7 +58,9 @@ async function makeClient() {
     });
 }
 
-async function browseChildren(session, nodeId) {
+async function browseChildren(session, nodeId, ns = undefined) {
+    // ns: only children whose browse name is in that namespace (BaseEventType also has the
+    // OPC 40100 ResultReadyEventType, of the same name in the MachineVision namespace)
     const r = await session.browse({
         nodeId,
         browseDirection: BrowseDirection.Forward,
@@ -66,7 +68,9 @@ async function browseChildren(session, nodeId) {
         resultMask: 63,
     });
     const out = {};
-    for (const ref of r.references ?? []) out[ref.browseName.name] = ref.nodeId.toString();
+    for (const ref of r.references ?? []) {
+        if (ns === undefined || ref.browseName.namespaceIndex === ns) out[ref.browseName.name] = ref.nodeId.toString();
+    }
     return out;
 }
 
@@ -92,7 +96,7 @@ async function main() {
         const stationId = stations[opt.stationId];
         const children = await browseChildren(session, stationId);
         out.browse = Object.keys(children).sort();
-        const eventTypes = await browseChildren(session, "ns=0;i=2041");
+        const eventTypes = await browseChildren(session, "ns=0;i=2041", ns);
         const resultReadyType = eventTypes["ResultReadyEventType"];
 
         // subscribe to ResultReady (and alarms) on the station object

@@ -377,6 +377,9 @@ def main(args: argparse.Namespace) -> int:
         print(f"station t_ready->verdict alone p50 {m['alone_ms']['p50']:.2f} / p99 {m['alone_ms']['p99']:.2f} ms; with "
               f"{m['subscribers']} subscribers + {m['pollers']} GetResults pollers p50 {m['loaded_ms']['p50']:.2f} / "
               f"p99 {m['loaded_ms']['p99']:.2f} ms (p99 {m['p99_change_pct']:+.1f} %)")  # fmt: skip
+        print(f"alone again p99 {m['alone_again_ms']['p99']:.2f} ms (run-to-run {m['spread_p99_pct']:+.1f} %); with "
+              f"{m['subscribers']} OPC 40100 ResultReadyEvent subscribers on the Server object p99 "
+              f"{m['mv_loaded_ms']['p99']:.2f} ms ({m['mv_p99_change_pct']:+.1f} %)")  # fmt: skip
     if args.what in ("camera", "all"):
         result["camera"] = camera_bench(duration_s=args.duration or 5.0)
         print(f"camera acquisition: {result['camera']}")

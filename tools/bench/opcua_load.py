@@ -34,6 +34,8 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 LOAD_URI = "urn:linecheck:mes-load"
+MV_NAMESPACE = "http://opcfoundation.org/UA/MachineVision"
+MV_RESULT_READY = 1024  # ResultReadyEventType of OPC 40100-1
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,9 @@ class LoadSpec:
     # subscribers subscribed just before its end and counted no event, from a healthy server
     min_listen_s: float = 2.0
     max_first_event_s: float = 0.0  # a subscriber without an event waits this much longer for one
+    # subscribe to the OPC 40100 ResultReadyEvent on the Server object (line.mes.machine_vision)
+    # instead of urn:linecheck's ResultReady on the station object
+    machine_vision: bool = False
 
 
 @dataclass
@@ -136,8 +141,12 @@ async def _station(client: Client, spec: LoadSpec) -> tuple[Any, int]:
 async def _subscriber(spec: LoadSpec, end: float, out: LoadResult, slot: int) -> None:
     client = await _client(spec)
     async with client:
-        node, idx = await _station(client, spec)
-        etype = await client.nodes.base_event_type.get_child(f"{idx}:ResultReadyEventType")
+        if spec.machine_vision:
+            mv = await client.get_namespace_index(MV_NAMESPACE)
+            node, etype = client.nodes.server, client.get_node(ua.NodeId(MV_RESULT_READY, mv))  # type: ignore[arg-type]
+        else:
+            node, idx = await _station(client, spec)
+            etype = await client.nodes.base_event_type.get_child(f"{idx}:ResultReadyEventType")
         counter = _Count()
         sub = await client.create_subscription(spec.publishing_interval_ms, counter)
         await sub.subscribe_events(node, etype, queuesize=10000)
