@@ -28,6 +28,7 @@ from pydantic import BaseModel, Field
 
 from line.hmi.api_docs import add_api_docs
 from line.hmi.auth import SESSION_COOKIE, User
+from line.hmi.review import review_router
 from line.hmi.state import HmiContext
 from line.metrics import CONTENT_TYPE
 
@@ -85,6 +86,7 @@ def create_app(ctx: HmiContext) -> FastAPI:
         return user
 
     Viewer = Annotated[User, Depends(current_user)]
+    app.include_router(review_router(ctx, current_user))  # QA: captures, reviews, shadow, promotion
     Operator = Annotated[User, Depends(operator)]
 
     # --- page, probes --------------------------------------------------------------------

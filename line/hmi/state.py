@@ -20,6 +20,7 @@ import numpy as np
 
 from camera.source import CameraState
 from line.config import HmiSection
+from line.flywheel.service import Flywheel
 from line.hmi.auth import Sessions, UserStore
 from line.live import LiveView
 from line.metrics import StationMetrics
@@ -57,6 +58,7 @@ class HmiContext:
     live: LiveView | None = None
     metrics: StationMetrics | None = None
     watcher: RecipeWatcher | None = None
+    flywheel: Flywheel | None = None  # capture, review, shadow, promotion (line/flywheel/)
     sessions: Sessions = field(init=False)
     audits: deque[SwitchAudit] = field(default_factory=lambda: deque(maxlen=50))
     counters_reset_ns: int = 0
