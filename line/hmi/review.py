@@ -7,7 +7,6 @@ needs the ``qa`` or ``admin`` role: an operator runs the line, QA decides what i
 which model decides. Every such change is written with the user's name and time.
 """
 
-from __future__ import annotations
 
 import re
 from collections.abc import Callable
