@@ -138,22 +138,23 @@ class Flywheel:
         result = self.promoter.promote(runner.candidate.recipe, user)
         if result.ok:
             self.stop_shadow(recipe_id)
-        self._audit("model_promotion", recipe_id, user, before, runner.candidate.recipe, result)
+        self._audit("promote", recipe_id, user, before, runner.candidate.recipe, result)
         return result
 
     def rollback(self, recipe_id: str, user: str) -> PromotionResult:
         before = self.station.book.recipes.get(recipe_id)
         result = self.promoter.rollback(recipe_id, user)
-        self._audit("model_rollback", recipe_id, user, before, self.station.book.recipes.get(recipe_id), result)
+        self._audit("rollback", recipe_id, user, before, self.station.book.recipes.get(recipe_id), result)
         return result
 
-    def _audit(self, kind: str, recipe_id: str, user: str, before: Recipe | None, after: Recipe | None,
+    def _audit(self, action: str, recipe_id: str, user: str, before: Recipe | None, after: Recipe | None,
                result: PromotionResult) -> None:  # fmt: skip
         from_sha = self.hashes.of(before.model.onnx) if before else ""
         to_sha = self.hashes.of(after.model.onnx) if after and result.ok else from_sha
-        action = kind.removeprefix("model_") + ("" if result.ok else "_refused")
+        kind = f"model_{action}" + ("" if result.ok else "_refused")
+        action += "" if result.ok else "_refused"
         self.store.add_promotion(recipe_id, action, user, from_sha, to_sha)
-        self.station.result_log.event(kind if result.ok else f"{kind}_refused", "info" if result.ok else "warning",
+        self.station.result_log.event(kind, "info" if result.ok else "warning",
                                       f"{recipe_id}: {action} by {user}: {result.message}",
                                       {"recipe": recipe_id, "user": user, "from_sha256": from_sha, "to_sha256": to_sha})  # fmt: skip
 
