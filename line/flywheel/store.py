@@ -138,7 +138,8 @@ class FlywheelStore:
 
     def captures(self, *, recipe_id: str | None = None, unreviewed: bool = False, reviewed: bool = False,
                  limit: int = 50, ids: list[int] | None = None) -> list[Capture]:  # fmt: skip
-        where, params = ["1=1"], []
+        where: list[str] = ["1=1"]
+        params: list[Any] = []
         if recipe_id:
             where.append("c.recipe_id = ?")
             params.append(recipe_id)

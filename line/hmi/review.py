@@ -107,13 +107,13 @@ def review_router(ctx: HmiContext, current_user: Callable[..., User]) -> APIRout
         if found is None:
             raise HTTPException(404, f"no capture {capture_id}")
         classes = list(found.provenance.get("classes", []))
-        boxes = [{"class": b.class_, "box": list(b.box)} for b in body.boxes]
-        bad = [b["class"] for b in boxes if classes and b["class"] not in classes]
+        boxes: list[dict[str, Any]] = [{"class": b.class_, "box": list(b.box)} for b in body.boxes]
+        bad = [b.class_ for b in body.boxes if classes and b.class_ not in classes]
         if bad:
             raise HTTPException(422, f"unknown class(es) {bad}; classes are {classes}")
         if body.decision == "missed" and not boxes:
             raise HTTPException(422, "a missed defect needs at least one box with its class")
-        if any(not (0 <= x1 < x2 <= found.width and 0 <= y1 < y2 <= found.height) for x1, y1, x2, y2 in (b["box"] for b in boxes)):
+        if any(not (0 <= x1 < x2 <= found.width and 0 <= y1 < y2 <= found.height) for x1, y1, x2, y2 in (b.box for b in body.boxes)):
             raise HTTPException(422, f"boxes must lie inside the {found.width}x{found.height} frame with x1 < x2, y1 < y2")
         fly.store.add_review(capture_id, user.name, body.decision, boxes)
         ctx.station.result_log.event("capture_review", "info", f"capture {capture_id}: {body.decision} by {user.name}",
