@@ -43,10 +43,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     hmi = None
+    flywheel = None
     if config.hmi.enabled:
+        from inference.engine import open_engine
+        from line.flywheel.service import Flywheel
         from line.hmi.server import start_hmi
 
-        hmi = start_hmi(station, config.hmi)
+        # the quality loop (capture, review, shadow, promotion) is served by the HMI
+        flywheel = Flywheel(config.storage.dir / "flywheel", station, lambda r: open_engine(r.detector_spec(), config.engine))
+        flywheel.attach()
+        hmi = start_hmi(station, config.hmi, flywheel)
     notifier.notify("READY=1")
     try:
         result = run_foreground(station, args.duration, args.json, stop_event=stop,
@@ -54,6 +60,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     finally:
         if hmi is not None:
             hmi.close()
+        if flywheel is not None:
+            flywheel.close()
         notifier.notify("STOPPING=1")
         notifier.close()
     return 0 if result["verdicts"] == result["parts"] else 1

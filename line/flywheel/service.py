@@ -43,6 +43,7 @@ class Flywheel:
         self.shadows: dict[str, ShadowRunner] = {}
         self._shadow_lock = threading.Lock()
         self._decided: deque[tuple[str, str, Path, int]] = deque(maxlen=100_000)
+        self._flush_lock = threading.Lock()  # a caller's flush waits for the flusher thread's
         self._stop = threading.Event()
         self._flusher = threading.Thread(target=self._flush_loop, name="flywheel-flush", daemon=True)
         self._attached = False
@@ -71,12 +72,13 @@ class Flywheel:
         self.flush()
 
     def flush(self) -> None:
-        rows = []
-        while self._decided:
-            result_id, recipe_id, model, t_ns = self._decided.popleft()
-            rows.append((result_id, recipe_id, self.hashes.of(model), t_ns))
-        if rows:
-            self.store.add_decided_by(rows)
+        with self._flush_lock:
+            rows = []
+            while self._decided:
+                result_id, recipe_id, model, t_ns = self._decided.popleft()
+                rows.append((result_id, recipe_id, self.hashes.of(model), t_ns))
+            if rows:
+                self.store.add_decided_by(rows)
 
     # --- shadow ------------------------------------------------------------------------------
     def register_candidate(self, recipe_id: str, onnx: Path, thresholds: dict[str, float] | None, user: str) -> dict[str, Any]:
