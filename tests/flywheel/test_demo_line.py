@@ -51,8 +51,6 @@ def factory(recipe: Recipe):  # noqa: ANN201
 def _station(tmp: Path, parts: int) -> tuple[Station, RecordingSink, Flywheel, Path]:
     folder = tmp / "recipes"
     shutil.copytree(DEMO, folder, ignore=shutil.ignore_patterns("demo-parts-strict.yaml"))
-    recipe = folder / "demo-parts.yaml"
-    recipe.write_text(recipe.read_text() + "capture: {rejects: true, uncertain_band: 0.1, pass_share: 0.1}\n")
     book = RecipeBook(folder, factory, warm_shape=(1024, 1280, "Mono8"))
     assert book.switch("demo-parts", "startup").ok
     camera = SyntheticSource("cam1", SyntheticSource.Options(rate_hz=4, defect_rate=0.5, seed=11, max_parts=parts))
