@@ -29,10 +29,23 @@ from line.recipe_model import Recipe  # noqa: E402
 from line.recipes import RecipeBook  # noqa: E402
 from line.results import ResultLog  # noqa: E402
 from line.station import Station  # noqa: E402
-from tests.flywheel.test_demo_line import weaker_copy  # noqa: E402
-from tests.hmi.helpers import RecordingSink  # noqa: E402
+from plc.sink import Delivery, ResultSink, VerdictMessage  # noqa: E402
+from tests.flywheel.weaker import weaker_copy  # noqa: E402
 
 DEMO = ROOT / "line" / "demo_station" / "recipes"
+
+
+class RecordingSink(ResultSink):
+    """The PLC stand-in: keeps every verdict message."""
+
+    name = "recorder"
+
+    def __init__(self) -> None:
+        self.messages: list[VerdictMessage] = []
+
+    def publish(self, verdict: VerdictMessage) -> Delivery:
+        self.messages.append(verdict)
+        return Delivery(True, self.name, seq=len(self.messages), ack_time=time.perf_counter())
 
 
 def run(tmp: Path, parts: int, rate_hz: float, shadow: bool, threads: int) -> dict[str, object]:

@@ -10,7 +10,6 @@ import hashlib
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from camera.synthetic import SyntheticSource
@@ -23,25 +22,11 @@ from line.recipes import RecipeBook
 from line.results import ResultLog
 from line.station import Station
 from plc.sink import ResultCode
+from tests.flywheel.weaker import weaker_copy
 from tests.hmi.helpers import RecordingSink
 
 DEMO = Path(__file__).resolve().parents[2] / "line" / "demo_station" / "recipes"
 pytestmark = pytest.mark.skipif(not (DEMO / "demo" / "demo-parts.onnx").exists(), reason="demo model not present")
-
-
-def weaker_copy(model: Path, out: Path, scale: float = 0.25, seed: int = 7) -> Path:
-    """The demo model with its last layers' weights shrunk and jittered: it sees less."""
-    import onnx
-    from onnx import numpy_helper
-
-    proto = onnx.load(str(model))
-    rng = np.random.default_rng(seed)
-    for init in list(proto.graph.initializer)[-6:]:
-        arr = numpy_helper.to_array(init).astype(np.float32)
-        new = arr * scale + rng.normal(0, float(arr.std()) * 0.2, arr.shape).astype(np.float32)
-        init.CopyFrom(numpy_helper.from_array(new.astype(arr.dtype), init.name))
-    onnx.save(proto, str(out))
-    return out
 
 
 def factory(recipe: Recipe):  # noqa: ANN201
