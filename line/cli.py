@@ -47,10 +47,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if config.hmi.enabled:
         from inference.engine import open_engine
         from line.flywheel.service import Flywheel
+        from line.flywheel.shadow import shadow_engine_options
         from line.hmi.server import start_hmi
 
         # the quality loop (capture, review, shadow, promotion) is served by the HMI
-        flywheel = Flywheel(config.storage.dir / "flywheel", station, lambda r: open_engine(r.detector_spec(), config.engine))
+        shadow_options = shadow_engine_options(config.engine)
+        flywheel = Flywheel(config.storage.dir / "flywheel", station, lambda r: open_engine(r.detector_spec(), shadow_options))
         flywheel.attach()
         hmi = start_hmi(station, config.hmi, flywheel)
     notifier.notify("READY=1")

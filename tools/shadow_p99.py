@@ -25,6 +25,7 @@ from inference.config import EngineOptions  # noqa: E402
 from inference.engine import open_engine  # noqa: E402
 from line.archive import ImageArchive  # noqa: E402
 from line.flywheel.service import Flywheel  # noqa: E402
+from line.flywheel.shadow import shadow_engine_options  # noqa: E402
 from line.recipe_model import Recipe  # noqa: E402
 from line.recipes import RecipeBook  # noqa: E402
 from line.results import ResultLog  # noqa: E402
@@ -61,7 +62,8 @@ def run(tmp: Path, parts: int, rate_hz: float, shadow: bool, threads: int) -> di
     camera = SyntheticSource("cam1", SyntheticSource.Options(rate_hz=rate_hz, defect_rate=0.3, seed=5, max_parts=parts))
     sink = RecordingSink()
     station = Station("demo", book, [camera], [sink], ResultLog(tmp / "state" / "results.db", ImageArchive(tmp / "state" / "ng", 50)))
-    fly = Flywheel(tmp / "state" / "flywheel", station, factory)
+    shadow_options = shadow_engine_options(options)
+    fly = Flywheel(tmp / "state" / "flywheel", station, lambda r: open_engine(r.detector_spec(), shadow_options))
     fly.attach()
     if shadow:
         fly.register_candidate("demo-parts", weaker_copy(folder / "demo" / "demo-parts.onnx", tmp / "weaker.onnx"), None, "bench")

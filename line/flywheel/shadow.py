@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from camera.frame import Frame
+from inference.config import EngineOptions
 from inference.engine import Engine, ImageInput
 from line.decision import DecisionPolicy, Verdict
 from line.flywheel.capture import VERDICT_TEXT
@@ -33,7 +34,7 @@ from line.stats import LatencyRing
 
 log = logging.getLogger(__name__)
 
-SHADOW_NICE = 10  # below the station's threads: the production deadline always wins
+SHADOW_NICE = 19  # the lowest priority short of SCHED_IDLE (see ``_lower_priority``)
 MAX_DISAGREEMENT_IMAGES = 500
 
 
@@ -93,10 +94,7 @@ class ShadowRunner:
 
     # --- shadow thread ----------------------------------------------------------------------
     def _run(self) -> None:
-        try:
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), SHADOW_NICE)
-        except (OSError, AttributeError):  # not Linux, or not permitted: still a separate thread
-            log.info("shadow thread runs at normal priority")
+        _lower_priority()
         while True:
             with self._cond:
                 while self._job is None and not self._stop:
@@ -172,6 +170,25 @@ class ShadowRunner:
             self._cond.notify_all()
         self._thread.join(timeout=10)
         self.engine.close()
+
+
+def shadow_engine_options(options: EngineOptions) -> EngineOptions:
+    """The station's engine settings for a candidate: on the CPU one intra-op thread that does
+    not spin, so the whole inference runs on the shadow's own low-priority thread (ONNX Runtime's
+    worker pool would run at normal priority and spin between calls, taking the cores the
+    production engine needs). A GPU candidate keeps the station's settings."""
+    if options.device != "cpu":
+        return options
+    return options.model_copy(update={"intra_op_threads": 1, "cpu_spin": False})
+
+
+def _lower_priority() -> None:
+    """Nice 19 for the calling thread (Linux: per thread). SCHED_IDLE would be lower still, but a
+    thread that holds the GIL and is never scheduled stalls every production thread waiting on it."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), SHADOW_NICE)
+    except (OSError, AttributeError):  # not Linux, or not permitted: still a separate thread
+        log.info("shadow thread runs at normal priority")
 
 
 def _json_classes(prod: Verdict, cand: Verdict) -> str:
