@@ -20,7 +20,7 @@ from inference.engine import Engine
 from line.flywheel.capture import CaptureTap, ModelHashes
 from line.flywheel.promotion import Promoter, PromotionResult
 from line.flywheel.quality import estimate, review_summary
-from line.flywheel.shadow import Candidate, ShadowRunner, read_capture
+from line.flywheel.shadow import Candidate, ShadowRunner, lower_priority, read_capture
 from line.flywheel.store import FlywheelStore
 from line.recipe_model import Recipe
 from line.station import Outcome, Station
@@ -41,6 +41,10 @@ class Flywheel:
         self.capture = CaptureTap(self.store, self.hashes, self._engine_name, serials)
         self.promoter = Promoter(station.book, station.request_switch)
         self.shadows: dict[str, ShadowRunner] = {}
+        # the candidate judged again over the reviewed set, per (candidate, last review): computed
+        # on a low-priority thread, never in an HMI request
+        self._estimates: dict[str, tuple[tuple[str, int], dict[str, Any]]] = {}
+        self._estimating: set[str] = set()
         self._shadow_lock = threading.Lock()
         self._decided: deque[tuple[str, str, Path, int]] = deque(maxlen=100_000)
         self._flush_lock = threading.Lock()  # a caller's flush waits for the flusher thread's
@@ -127,9 +131,25 @@ class Flywheel:
         recipe = self.station.book.recipes.get(recipe_id)
         report = runner.report(recipe.cycle_budget_ms if recipe else 0.0)
         report["disagreement_images"] = self.store.disagreements(recipe_id, runner.candidate.sha256, limit=48)
-        reviewed = self.store.captures(recipe_id=recipe_id, reviewed=True, limit=REVIEWED_FOR_ESTIMATE)
-        report["estimated_vs_reviewed"] = estimate(reviewed, lambda c: runner.judge(read_capture(self.store.images / c.image)))
+        key = (runner.candidate.sha256, self.store.last_review_id())
+        cached = self._estimates.get(recipe_id)
+        report["estimated_vs_reviewed"] = cached[1] if cached else None
+        report["estimate_current"] = bool(cached and cached[0] == key)
+        if not report["estimate_current"] and recipe_id not in self._estimating:
+            self._estimating.add(recipe_id)
+            threading.Thread(target=self._estimate, args=(recipe_id, runner, key), name="shadow-estimate", daemon=True).start()
         return report
+
+    def _estimate(self, recipe_id: str, runner: ShadowRunner, key: tuple[str, int]) -> None:
+        lower_priority()
+        try:
+            reviewed = self.store.captures(recipe_id=recipe_id, reviewed=True, limit=REVIEWED_FOR_ESTIMATE)
+            result = estimate(reviewed, lambda c: runner.judge(read_capture(self.store.images / c.image)))
+            self._estimates[recipe_id] = (key, result)
+        except Exception:
+            log.exception("shadow estimate over the reviewed set failed")
+        finally:
+            self._estimating.discard(recipe_id)
 
     # --- promotion ---------------------------------------------------------------------------
     def promote(self, recipe_id: str, user: str) -> PromotionResult:

@@ -34,7 +34,7 @@ from line.stats import LatencyRing
 
 log = logging.getLogger(__name__)
 
-SHADOW_NICE = 19  # the lowest priority short of SCHED_IDLE (see ``_lower_priority``)
+SHADOW_NICE = 19  # the lowest priority short of SCHED_IDLE (see ``lower_priority``)
 MAX_DISAGREEMENT_IMAGES = 500
 
 
@@ -94,7 +94,7 @@ class ShadowRunner:
 
     # --- shadow thread ----------------------------------------------------------------------
     def _run(self) -> None:
-        _lower_priority()
+        lower_priority()
         while True:
             with self._cond:
                 while self._job is None and not self._stop:
@@ -169,7 +169,8 @@ class ShadowRunner:
             self._stop = True
             self._cond.notify_all()
         self._thread.join(timeout=10)
-        self.engine.close()
+        with self.engine_lock:  # an estimate over the reviewed set may be judging
+            self.engine.close()
 
 
 def shadow_engine_options(options: EngineOptions) -> EngineOptions:
@@ -182,7 +183,7 @@ def shadow_engine_options(options: EngineOptions) -> EngineOptions:
     return options.model_copy(update={"intra_op_threads": 1, "cpu_spin": False})
 
 
-def _lower_priority() -> None:
+def lower_priority() -> None:
     """Nice 19 for the calling thread (Linux: per thread). SCHED_IDLE would be lower still, but a
     thread that holds the GIL and is never scheduled stalls every production thread waiting on it."""
     try:

@@ -178,6 +178,10 @@ class FlywheelStore:
                                    (capture_id, time.time_ns(), user, decision, json.dumps(boxes), source))  # fmt: skip
             return int(cur.lastrowid or 0)
 
+    def last_review_id(self) -> int:
+        """Changes with every review: what a cached evaluation over the reviewed set is keyed by."""
+        return int(self._q("SELECT COALESCE(MAX(id), 0) FROM reviews")[0][0])
+
     def review_history(self, capture_id: int) -> list[dict[str, Any]]:
         rows = self._q("SELECT t_ns, user, decision, boxes_json, source FROM reviews WHERE capture_id = ? ORDER BY id", (capture_id,))
         return [{"t_ns": r[0], "user": r[1], "decision": r[2], "boxes": json.loads(r[3]), "source": r[4]} for r in rows]

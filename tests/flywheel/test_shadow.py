@@ -38,6 +38,8 @@ def test_shadow_disagrees_promotion_switches_and_rollback_restores(tmp_path: Pat
         assert qa.post("/api/shadow/candidate", json={**body, "thresholds": {"rust": 0.9}}).status_code == 422
         assert qa.post("/api/shadow/candidate", json=body).json()["candidate_sha256"] == CAND_SHA
         rig.wait(lambda: rig.flywheel.shadows["r1"].by_kind["REJECT->PASS"] >= 3)
+        viewer.get("/api/shadow/r1")  # starts the estimate over the reviewed set (its own thread)
+        rig.wait(lambda: viewer.get("/api/shadow/r1").json()["estimate_current"])
         report = viewer.get("/api/shadow/r1").json()
         assert report["parts_judged"] >= 3 and report["agreement"] < 1.0 and report["disagreements_by_class"]["scratch"] >= 3
         assert report["disagreement_images"][0]["production"] == "REJECT" and report["disagreement_images"][0]["image"]

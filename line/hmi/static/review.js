@@ -29,6 +29,7 @@ async function start() {
   document.querySelectorAll(".reviewer-only").forEach((el) => { el.hidden = !reviewer; });
   $("viewer-hint").hidden = reviewer;
   await Promise.all([loadQueue(), loadSummary(), loadShadow()]);
+  setInterval(() => loadShadow().catch(() => {}), 3000);  // shadow counts and estimates move on their own
 }
 
 async function loadQueue() {
@@ -140,11 +141,13 @@ async function loadShadow() {
   $("btn-promote").disabled = !(s.can_promote && running);
   if (!running) return;
   const r = await (await api(`/api/shadow/${encodeURIComponent(active)}`)).json();
-  const est = r.estimated_vs_reviewed;
+  const none = { false_reject_rate: null, escape_rate: null };
+  const est = r.estimated_vs_reviewed || { production: none, candidate: none };  // null: still computing
   kv($("shadow-report"), [["candidate", `${r.candidate_sha256.slice(0, 12)} (${r.candidate_model.split("/").pop()})`],
     ["parts seen / judged / skipped", `${r.parts_seen} / ${r.parts_judged} / ${r.parts_skipped}`],
     ["agreement", pct(r.agreement)], ["disagreements", JSON.stringify(r.disagreements_by_kind)],
     ["by class", JSON.stringify(r.disagreements_by_class)],
+    ["estimates over the reviewed set", r.estimate_current ? "current" : "computing…"],
     ["false rejects prod → cand", `${pct(est.production.false_reject_rate)} → ${pct(est.candidate.false_reject_rate)}`],
     ["escapes prod → cand", `${pct(est.production.escape_rate)} → ${pct(est.candidate.escape_rate)}`],
     ["latency p99 / budget", `${r.latency_ms.p99 ?? "–"} ms / ${r.budget_ms} ms`]]);
