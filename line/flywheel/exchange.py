@@ -1,5 +1,5 @@
 """The reviewed set out (YOLO, Label Studio tasks with the model's pre-annotations) and
-corrected labels back in (Label Studio's JSON export, or YOLO label files).
+corrected labels back in (Label Studio's JSON export, or the exported zip's YOLO label files).
 
 Labels of a capture (what training should learn): after an imported correction, exactly the
 imported boxes; after a station review, the model's boxes unless the reject was marked false
@@ -125,3 +125,43 @@ def import_label_studio(store: FlywheelStore, data: bytes, user: str, classes: l
         store.add_review(cid, user, "confirm" if boxes else "good", boxes, source="import")
         imported += 1
     return {"imported": imported, "tasks": len(tasks)}
+
+
+def import_yolo(store: FlywheelStore, data: bytes, user: str, classes: list[str]) -> dict[str, int]:
+    """A zip with ``labels/<capture>.txt`` files (YOLO: ``class cx cy w h`` normalised), as
+    exported and corrected: each file becomes its capture's labels. All files or none."""
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(data))
+    except zipfile.BadZipFile as exc:
+        raise ConfigError([Problem("import", "", f"not a zip file: {exc}")]) from None
+    problems: list[Problem] = []
+    plans: list[tuple[int, list[dict[str, Any]]]] = []
+    names = [n for n in zf.namelist() if n.startswith("labels/") and n.endswith(".txt")]
+    if not names:
+        raise ConfigError([Problem("import", "", "no labels/*.txt in the zip")])
+    for name in names:
+        capture = store.capture_by_image(Path(name).stem + ".png")
+        if capture is None:
+            problems.append(Problem("import", name, "no capture of that name on this station"))
+            continue
+        boxes = []
+        for n, line in enumerate(zf.read(name).decode("utf-8", "replace").splitlines(), 1):
+            fields = line.split()
+            if not fields:
+                continue
+            try:
+                cls, cx, cy, w, h = int(fields[0]), *(float(v) for v in fields[1:5])
+                if len(fields) != 5 or not 0 <= cls < len(classes):
+                    raise ValueError
+            except ValueError:
+                problems.append(Problem("import", f"{name} line {n}", f"expected 'class cx cy w h' with class 0..{len(classes) - 1}"))
+                continue
+            W, H = capture.width, capture.height  # noqa: N806
+            boxes.append({"class": classes[cls], "box": [round((cx - w / 2) * W, 1), round((cy - h / 2) * H, 1),
+                                                          round((cx + w / 2) * W, 1), round((cy + h / 2) * H, 1)]})  # fmt: skip
+        plans.append((capture.id, boxes))
+    if problems:
+        raise ConfigError(problems)
+    for cid, boxes in plans:
+        store.add_review(cid, user, "confirm" if boxes else "good", boxes, source="import")
+    return {"imported": len(plans), "tasks": len(names)}

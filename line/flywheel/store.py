@@ -164,6 +164,10 @@ class FlywheelStore:
         found = self.captures(ids=[capture_id], limit=1)
         return found[0] if found else None
 
+    def capture_by_image(self, image: str) -> Capture | None:
+        rows = self._q("SELECT id FROM captures WHERE image = ?", (image,))
+        return self.capture(int(rows[0][0])) if rows else None
+
     def count(self) -> dict[str, int]:
         total, size = self._q("SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM captures")[0]
         reviewed = self._q("SELECT COUNT(DISTINCT capture_id) FROM reviews r JOIN captures c ON c.id = r.capture_id")[0][0]

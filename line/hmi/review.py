@@ -18,7 +18,7 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
 from line.errors import ConfigError
-from line.flywheel.exchange import export_zip, import_label_studio
+from line.flywheel.exchange import export_zip, import_label_studio, import_yolo
 from line.flywheel.service import Flywheel
 from line.hmi.auth import User
 from line.hmi.state import HmiContext
@@ -135,8 +135,10 @@ def review_router(ctx: HmiContext, current_user: Callable[..., User]) -> APIRout
                         headers={"Content-Disposition": f'attachment; filename="{recipe_id}-reviewed.zip"'})  # fmt: skip
 
     @router.post("/api/review/import")
-    async def import_labels(request: Request, user: Reviewer, fly: Fly, recipe_id: str) -> dict[str, Any]:
-        """Label Studio's JSON export of the exported tasks; all tasks or none are taken."""
+    async def import_labels(request: Request, user: Reviewer, fly: Fly, recipe_id: str,
+                            format: Literal["label_studio", "yolo"] = "label_studio") -> dict[str, Any]:  # noqa: A002
+        """Label Studio's JSON export of the exported tasks, or (``format=yolo``) a zip with the
+        exported ``labels/*.txt`` corrected; all of it or nothing is taken."""
         recipe = ctx.station.book.recipes.get(recipe_id)
         if recipe is None:
             raise HTTPException(404, f"unknown recipe {recipe_id!r}")
@@ -144,7 +146,8 @@ def review_router(ctx: HmiContext, current_user: Callable[..., User]) -> APIRout
         if len(data) > MAX_IMPORT_BYTES:
             raise HTTPException(413, f"import is over {MAX_IMPORT_BYTES >> 20} MiB")
         try:
-            result = import_label_studio(fly.store, data, user.name, list(recipe.classes))
+            reader = import_yolo if format == "yolo" else import_label_studio
+            result = reader(fly.store, data, user.name, list(recipe.classes))
         except ConfigError as exc:
             raise HTTPException(422, [str(p) for p in exc.problems]) from None
         ctx.station.result_log.event("labels_import", "info", f"{result['imported']} capture labels imported by {user.name}",

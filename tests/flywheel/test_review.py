@@ -135,3 +135,17 @@ def test_review_queue_by_role_metrics_export_and_import(tmp_path: Path) -> None:
         assert latest["source"] == "import" and latest["boxes"][0]["class"] == "dent" and latest["boxes"][0]["box"][0] == 16.0
         again = zipfile.ZipFile(io.BytesIO(viewer.get("/api/review/export", params={"recipe_id": "r1"}).content))
         assert again.read(f"labels/{stem(rejects[0])}.txt").decode().startswith("1 ")
+        # YOLO round trip: the exported label files, one corrected, back as a zip
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as out:
+            out.writestr(f"labels/{stem(rejects[1])}.txt", "0 0.5 0.5 0.25 0.5\n")
+        yolo = {"recipe_id": "r1", "format": "yolo"}
+        assert qa.post("/api/review/import", params=yolo, content=buf.getvalue()).json()["imported"] == 1
+        fixed = qa.get(f"/api/review/captures/{rejects[1]['id']}").json()["review"]
+        assert fixed["source"] == "import" and fixed["boxes"] == [{"class": "scratch", "box": [24.0, 12.0, 40.0, 36.0]}]
+        bad_zip = io.BytesIO()
+        with zipfile.ZipFile(bad_zip, "w") as out:
+            out.writestr(f"labels/{stem(rejects[2])}.txt", "7 0.5 0.5 0.1 0.1\n")
+        refused = qa.post("/api/review/import", params=yolo, content=bad_zip.getvalue())
+        assert refused.status_code == 422 and "line 1" in refused.text
+        assert qa.post("/api/review/import", params=yolo, content=b"not a zip").status_code == 422
