@@ -23,7 +23,7 @@ from line.flywheel.quality import estimate, review_summary
 from line.flywheel.shadow import Candidate, ShadowRunner, lower_priority, read_capture
 from line.flywheel.store import FlywheelStore
 from line.recipe_model import Recipe
-from line.station import Outcome, Station
+from line.station import LiveTap, Outcome, Station
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +58,18 @@ class Flywheel:
 
     # --- wiring ------------------------------------------------------------------------------
     def attach(self) -> None:
-        self.station.frame_taps.append(self.capture)
+        self._add_tap(self.capture)
         self.station.observers.append(self.observe)
         self._attached = True
         self._flusher.start()
+
+    # the station's lanes iterate ``frame_taps`` on the hot path: the list is replaced, never
+    # changed in place, so a lane sees either the old or the new list whole
+    def _add_tap(self, tap: LiveTap) -> None:
+        self.station.frame_taps = [*self.station.frame_taps, tap]
+
+    def _remove_tap(self, tap: LiveTap) -> None:
+        self.station.frame_taps = [t for t in self.station.frame_taps if t is not tap]
 
     def observe(self, outcome: Outcome) -> None:
         """Station observer: which model file judged this result (none for a fail-safe)."""
@@ -109,7 +117,7 @@ class Flywheel:
         self.stop_shadow(recipe_id)
         with self._shadow_lock:
             self.shadows[recipe_id] = runner
-            self.station.frame_taps.append(runner)
+            self._add_tap(runner)
         self.station.result_log.event("shadow_start", "info", f"candidate {onnx.name} in shadow for {recipe_id} by {user}",
                                       {"recipe": recipe_id, "model": str(onnx), "sha256": runner.candidate.sha256, "user": user})  # fmt: skip
         return {"recipe_id": recipe_id, "candidate_sha256": runner.candidate.sha256}
@@ -119,8 +127,7 @@ class Flywheel:
             runner = self.shadows.pop(recipe_id, None)
             if runner is None:
                 return False
-            if runner in self.station.frame_taps:
-                self.station.frame_taps.remove(runner)
+            self._remove_tap(runner)
         runner.close()
         return True
 
@@ -192,8 +199,7 @@ class Flywheel:
 
     def close(self) -> None:
         if self._attached:
-            if self.capture in self.station.frame_taps:
-                self.station.frame_taps.remove(self.capture)
+            self._remove_tap(self.capture)
             if self.observe in self.station.observers:
                 self.station.observers.remove(self.observe)
             self._stop.set()
