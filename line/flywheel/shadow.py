@@ -34,6 +34,10 @@ from line.stats import LatencyRing
 
 log = logging.getLogger(__name__)
 
+# The production path always wins: a frame is not taken while the part it belongs to has used
+# more than this share of the recipe's budget (the line is busy), and after each frame the
+# shadow rests as long as it worked, so it takes at most half of one core.
+BUSY_SHARE = 0.5
 SHADOW_NICE = 19  # the lowest priority short of SCHED_IDLE (see ``lower_priority``)
 MAX_DISAGREEMENT_IMAGES = 500
 
@@ -87,6 +91,9 @@ class ShadowRunner:
         if self._job is not None:  # busy: a racy read is fine, the worst case is one more skip
             self.skipped += 1
             return
+        if (time.perf_counter() - frame.t_ready) * 1000 > BUSY_SHARE * recipe.cycle_budget_ms:
+            self.skipped += 1  # the line itself is late on this part: no copy, no competition
+            return
         job = _Job(frame.data.copy(), frame.pixel_format, frame.camera_id, frame.part_id, verdict)
         with self._cond:
             self._job = job
@@ -103,6 +110,7 @@ class ShadowRunner:
                     return
                 job = self._job
             assert job is not None  # noqa: S101
+            t0 = time.perf_counter()
             try:
                 self._judge(job)
             except Exception:
@@ -110,6 +118,8 @@ class ShadowRunner:
                 log.exception("shadow inference failed")
             finally:
                 with self._cond:
+                    if not self._stop:  # rest as long as it worked (frames offered meanwhile are skipped)
+                        self._cond.wait(time.perf_counter() - t0)
                     self._job = None
 
     def _judge(self, job: _Job) -> None:
