@@ -165,3 +165,15 @@ def import_yolo(store: FlywheelStore, data: bytes, user: str, classes: list[str]
     for cid, boxes in plans:
         store.add_review(cid, user, "confirm" if boxes else "good", boxes, source="import")
     return {"imported": len(plans), "tasks": len(names)}
+
+
+def golden_set(folder: Path, limit: int = 500) -> list[tuple[Path, bool]]:
+    """A labelled folder in the export's YOLO layout (``images/*.png``, ``labels/*.txt``): each
+    picture with whether it shows a defect (a label file with at least one box). A picture
+    without a label file is not part of the set."""
+    found = []
+    for image in sorted((folder / "images").glob("*.png"))[:limit]:
+        label = folder / "labels" / f"{image.stem}.txt"
+        if label.is_file():
+            found.append((image, any(line.split() for line in label.read_text().splitlines())))
+    return found

@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from inference.engine import Engine
+from line.decision import DecisionPolicy
 from line.flywheel.capture import CaptureTap, ModelHashes
+from line.flywheel.exchange import golden_set
 from line.flywheel.promotion import Promoter, PromotionResult
-from line.flywheel.quality import estimate, review_summary
+from line.flywheel.quality import estimate, rates, review_summary
 from line.flywheel.shadow import Candidate, ShadowRunner, lower_priority, read_capture
 from line.flywheel.store import FlywheelStore
 from line.recipe_model import Recipe
@@ -45,6 +47,8 @@ class Flywheel:
         # on a low-priority thread, never in an HMI request
         self._estimates: dict[str, tuple[tuple[str, int], dict[str, Any]]] = {}
         self._estimating: set[str] = set()
+        self._golden: dict[str, Path] = {}  # recipe -> labelled folder registered with its candidate
+        self._golden_results: dict[str, tuple[str, dict[str, Any]]] = {}  # recipe -> (candidate sha, rates)
         self._shadow_lock = threading.Lock()
         self._decided: deque[tuple[str, str, Path, int]] = deque(maxlen=100_000)
         self._flush_lock = threading.Lock()  # a caller's flush waits for the flusher thread's
@@ -93,16 +97,20 @@ class Flywheel:
                 self.store.add_decided_by(rows)
 
     # --- shadow ------------------------------------------------------------------------------
-    def register_candidate(self, recipe_id: str, onnx: Path, thresholds: dict[str, float] | None, user: str) -> dict[str, Any]:
+    def register_candidate(self, recipe_id: str, onnx: Path, thresholds: dict[str, float] | None, user: str,
+                           golden: Path | None = None) -> dict[str, Any]:  # fmt: skip
         """Load ``onnx`` as a candidate for ``recipe_id`` and start its shadow (replacing one
-        that ran for this recipe). Raises ``KeyError`` for an unknown recipe and ``ValueError``
-        for a model or thresholds that cannot work."""
+        that ran for this recipe); ``golden``: a labelled folder (the export's YOLO layout) both
+        models are also measured on. Raises ``KeyError`` for an unknown recipe and
+        ``ValueError`` for a model, thresholds or golden set that cannot work."""
         book = self.station.book
         recipe = book.recipes.get(recipe_id)
         if recipe is None:
             raise KeyError(f"unknown recipe {recipe_id!r}")
         if not onnx.is_file():
             raise ValueError(f"candidate model not found: {onnx}")
+        if golden is not None and not golden_set(golden):
+            raise ValueError(f"golden set {golden}: no images/*.png with a labels/*.txt")
         data = recipe.model_dump()
         data["model"]["onnx"] = onnx
         if thresholds is not None:
@@ -118,6 +126,9 @@ class Flywheel:
         with self._shadow_lock:
             self.shadows[recipe_id] = runner
             self._add_tap(runner)
+            self._golden.pop(recipe_id, None)
+            if golden is not None:
+                self._golden[recipe_id] = golden
         self.station.result_log.event("shadow_start", "info", f"candidate {onnx.name} in shadow for {recipe_id} by {user}",
                                       {"recipe": recipe_id, "model": str(onnx), "sha256": runner.candidate.sha256, "user": user})  # fmt: skip
         return {"recipe_id": recipe_id, "candidate_sha256": runner.candidate.sha256}
@@ -142,6 +153,8 @@ class Flywheel:
         cached = self._estimates.get(recipe_id)
         report["estimated_vs_reviewed"] = cached[1] if cached else None
         report["estimate_current"] = bool(cached and cached[0] == key)
+        golden = self._golden_results.get(recipe_id)
+        report["estimated_vs_golden"] = golden[1] if golden and golden[0] == runner.candidate.sha256 else None
         if not report["estimate_current"] and recipe_id not in self._estimating:
             self._estimating.add(recipe_id)
             threading.Thread(target=self._estimate, args=(recipe_id, runner, key), name="shadow-estimate", daemon=True).start()
@@ -152,11 +165,29 @@ class Flywheel:
         try:
             reviewed = self.store.captures(recipe_id=recipe_id, reviewed=True, limit=REVIEWED_FOR_ESTIMATE)
             result = estimate(reviewed, lambda c: runner.judge(read_capture(self.store.images / c.image)))
-            self._estimates[recipe_id] = (key, result)
+            golden = self._golden.get(recipe_id)
+            done = self._golden_results.get(recipe_id)
+            if golden is not None and (done is None or done[0] != runner.candidate.sha256):
+                self._golden_results[recipe_id] = (runner.candidate.sha256, self._on_golden(recipe_id, runner, golden))
+            self._estimates[recipe_id] = (key, result)  # last: "current" means both are there
         except Exception:
             log.exception("shadow estimate over the reviewed set failed")
         finally:
             self._estimating.discard(recipe_id)
+
+    def _on_golden(self, recipe_id: str, runner: ShadowRunner, folder: Path) -> dict[str, Any]:
+        """Both models over the golden set: production on an engine of its own (the station's
+        is busy on the line), loaded for this and closed after."""
+        production = self.station.book.recipes[recipe_id]
+        engine = self._engine_factory(production)
+        policy = DecisionPolicy(production)
+        try:
+            items = [(bad, read_capture(path)) for path, bad in golden_set(folder)]
+            prod = [(bad, policy.decide(engine.detect([image])[0].detections).result_code) for bad, image in items]
+        finally:
+            engine.close()
+        cand = [(bad, runner.judge(image).result_code) for bad, image in items]
+        return {"folder": str(folder), "images": len(items), "production": rates(prod), "candidate": rates(cand)}
 
     # --- promotion ---------------------------------------------------------------------------
     def promote(self, recipe_id: str, user: str) -> PromotionResult:

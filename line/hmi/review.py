@@ -44,6 +44,7 @@ class CandidateBody(BaseModel):
     recipe_id: str = Field(min_length=1, max_length=128)
     onnx: str = Field(min_length=1, max_length=4096)  # a path on the station (the model is copied there first)
     thresholds: dict[str, float] | None = None
+    golden: str | None = Field(default=None, max_length=4096)  # a labelled folder on the station (YOLO layout)
 
 
 class RecipeBody(BaseModel):
@@ -158,7 +159,8 @@ def review_router(ctx: HmiContext, current_user: Callable[..., User]) -> APIRout
     @router.post("/api/shadow/candidate")
     def candidate(body: CandidateBody, user: Reviewer, fly: Fly) -> dict[str, Any]:
         try:
-            return fly.register_candidate(body.recipe_id, Path(body.onnx), body.thresholds, user.name)
+            golden = Path(body.golden) if body.golden else None
+            return fly.register_candidate(body.recipe_id, Path(body.onnx), body.thresholds, user.name, golden)
         except KeyError as exc:
             raise HTTPException(404, str(exc.args[0])) from None
         except ValueError as exc:

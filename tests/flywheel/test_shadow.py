@@ -6,6 +6,9 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import cv2
+import numpy as np
+
 from plc.sink import ResultCode
 from tests.flywheel.helpers import FlyRig, fly_rig
 
@@ -31,11 +34,19 @@ def test_shadow_disagrees_promotion_switches_and_rollback_restores(tmp_path: Pat
         qa, operator, viewer = rig.login("qa"), rig.login("operator"), rig.login("viewer")
         for c in qa.get("/api/review/queue", params={"limit": 8}).json()["items"]:
             qa.post(f"/api/review/captures/{c['id']}", json={"decision": "confirm" if c["verdict"] == "REJECT" else "good"})
-        body = {"recipe_id": "r1", "onnx": str(rig.folder / "candidate.onnx"), "thresholds": {"default": 0.95}}
+        golden = tmp_path / "golden"
+        for sub in ("images", "labels"):
+            (golden / sub).mkdir(parents=True)
+        for i, value in enumerate((255, 255, 255, 10, 10)):  # 3 defective, 2 good parts
+            cv2.imwrite(str(golden / "images" / f"g{i}.png"), np.full((48, 64), value, np.uint8))
+            (golden / "labels" / f"g{i}.txt").write_text("0 0.3 0.3 0.2 0.2\n" if value == 255 else "")
+        body = {"recipe_id": "r1", "onnx": str(rig.folder / "candidate.onnx"), "thresholds": {"default": 0.95},
+                "golden": str(golden)}
         assert operator.post("/api/shadow/candidate", json=body).status_code == 403
         missing = qa.post("/api/shadow/candidate", json={**body, "onnx": str(rig.folder / "nope.onnx")})
         assert missing.status_code == 422 and "not found" in missing.text
         assert qa.post("/api/shadow/candidate", json={**body, "thresholds": {"rust": 0.9}}).status_code == 422
+        assert qa.post("/api/shadow/candidate", json={**body, "golden": str(tmp_path)}).status_code == 422
         assert qa.post("/api/shadow/candidate", json=body).json()["candidate_sha256"] == CAND_SHA
         rig.wait(lambda: rig.flywheel.shadows["r1"].by_kind["REJECT->PASS"] >= 3)
         viewer.get("/api/shadow/r1")  # starts the estimate over the reviewed set (its own thread)
@@ -45,6 +56,9 @@ def test_shadow_disagrees_promotion_switches_and_rollback_restores(tmp_path: Pat
         assert report["disagreement_images"][0]["production"] == "REJECT" and report["disagreement_images"][0]["image"]
         est = report["estimated_vs_reviewed"]
         assert est["production"]["escape_rate"] == 0.0 and est["candidate"]["escape_rate"] == 1.0  # the weaker model misses them
+        gold = report["estimated_vs_golden"]
+        assert gold["images"] == 5 and gold["production"]["escapes"] == 0 and gold["candidate"]["escapes"] == 3
+        assert gold["production"]["false_rejects"] == gold["candidate"]["false_rejects"] == 0
         assert report["latency_ms"]["p99"] is not None and report["within_budget"] is True
         # nothing the candidate said reached the PLC: every REJECT on a defective part stays
         assert all(code == int(ResultCode.REJECT) for part, code in _verdicts(rig) if part in DEFECTIVE)

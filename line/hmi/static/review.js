@@ -150,6 +150,10 @@ async function loadShadow() {
     ["estimates over the reviewed set", r.estimate_current ? "current" : "computing…"],
     ["false rejects prod → cand", `${pct(est.production.false_reject_rate)} → ${pct(est.candidate.false_reject_rate)}`],
     ["escapes prod → cand", `${pct(est.production.escape_rate)} → ${pct(est.candidate.escape_rate)}`],
+    ...(r.estimated_vs_golden ? [["golden set escapes prod → cand",
+      `${pct(r.estimated_vs_golden.production.escape_rate)} → ${pct(r.estimated_vs_golden.candidate.escape_rate)} (${r.estimated_vs_golden.images} images)`],
+      ["golden set false rejects prod → cand",
+      `${pct(r.estimated_vs_golden.production.false_reject_rate)} → ${pct(r.estimated_vs_golden.candidate.false_reject_rate)}`]] : []),
     ["latency p99 / budget", `${r.latency_ms.p99 ?? "–"} ms / ${r.budget_ms} ms`]]);
   $("disagreements").replaceChildren(...r.disagreement_images.filter((d) => d.image).slice(0, 12).map((d) => {
     const f = document.createElement("figure");
