@@ -46,10 +46,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     hmi = None
+    flywheel = None
     if config.hmi.enabled:
+        from inference.engine import open_engine
+        from line.flywheel.service import Flywheel
+        from line.flywheel.shadow import shadow_engine_options
         from line.hmi.server import start_hmi
 
-        hmi = start_hmi(station, config.hmi)
+        # the quality loop (capture, review, shadow, promotion) is served by the HMI
+        shadow_options = shadow_engine_options(config.engine)
+        flywheel = Flywheel(config.storage.dir / "flywheel", station, lambda r: open_engine(r.detector_spec(), shadow_options))
+        flywheel.attach()
+        hmi = start_hmi(station, config.hmi, flywheel=flywheel)
     notifier.notify("READY=1")
     told: list[bool] = []
 
@@ -64,6 +72,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     finally:
         if hmi is not None:
             hmi.close()
+        if flywheel is not None:
+            flywheel.close()
         notifier.notify("STOPPING=1")
         notifier.close()
     # counted from the station's own start: an operator's counter reset changes nothing here

@@ -56,7 +56,7 @@ class StorageSection(_Frozen):
     log_queue_size: int = Field(default=1024, ge=1, le=10_000_000)
 
 
-HmiRole = Literal["viewer", "operator", "admin"]
+HmiRole = Literal["viewer", "qa", "operator", "admin"]
 
 
 class HmiUser(_Frozen):

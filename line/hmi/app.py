@@ -37,6 +37,7 @@ from line.hmi.api_docs import add_api_docs
 from line.hmi.auth import SESSION_COOKIE, User
 from line.hmi.login_guard import LoginRefused, LoginThrottle
 from line.hmi.metrics import CONTENT_TYPE
+from line.hmi.review import review_router
 from line.hmi.state import HmiContext
 
 STATIC = Path(__file__).parent / "static"
@@ -114,6 +115,7 @@ def create_app(ctx: HmiContext) -> FastAPI:
         return user
 
     Viewer = Annotated[User, Depends(current_user)]
+    app.include_router(review_router(ctx, current_user))  # QA: captures, reviews, shadow, promotion
     Operator = Annotated[User, Depends(operator)]
     Admin = Annotated[User, Depends(admin)]
 

@@ -22,8 +22,10 @@ from pydantic import BaseModel
 from line.errors import ConfigError, Problem
 from line.passwords import dummy_hash, parse_hash, verify_password
 
-Role = Literal["viewer", "operator", "admin"]
-ROLE_RANK: dict[str, int] = {"viewer": 0, "operator": 1, "admin": 2}
+Role = Literal["viewer", "qa", "operator", "admin"]
+# qa: a viewer who may also review captures and promote models (line/hmi/review.py); it
+# ranks with viewer so that it never gains an operator's rights by the ordering
+ROLE_RANK: dict[str, int] = {"viewer": 0, "qa": 0, "operator": 1, "admin": 2}
 SESSION_COOKIE = "linecheck_session"
 
 

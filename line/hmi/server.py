@@ -16,6 +16,7 @@ import uvicorn
 
 from line.app.config import HmiSection
 from line.errors import ConfigError, Problem
+from line.flywheel.service import Flywheel
 from line.hmi.app import create_app
 from line.hmi.auth import UserStore
 from line.hmi.live import LiveView
@@ -70,13 +71,14 @@ class HmiServer:
 
 
 class HmiService:
-    def __init__(self, station: Station, config: HmiSection, login_policy: ThrottlePolicy = DEFAULT_POLICY) -> None:
+    def __init__(self, station: Station, config: HmiSection, login_policy: ThrottlePolicy = DEFAULT_POLICY,
+                 flywheel: Flywheel | None = None) -> None:
         self.station = station
         self.config = config
         self.live = LiveView(config.live_fps, config.live_max_width, config.live_jpeg_quality)
         self.metrics = StationMetrics(station, self.live)
         self.watcher = RecipeWatcher(station.book, config.watch_interval_s) if config.watch_recipes else None
-        self.ctx = HmiContext(station, config, UserStore(config.users), self.live, self.metrics, self.watcher,
+        self.ctx = HmiContext(station, config, UserStore(config.users), self.live, self.metrics, self.watcher, flywheel,
                               login_policy=login_policy)  # fmt: skip
         self.server = HmiServer(create_app(self.ctx), config.host, config.port)
         self._wired = False
@@ -127,7 +129,8 @@ def _remove(items: list[Any], item: Any) -> None:
         items.remove(item)
 
 
-def start_hmi(station: Station, config: HmiSection, login_policy: ThrottlePolicy = DEFAULT_POLICY) -> HmiService:
-    service = HmiService(station, config, login_policy)
+def start_hmi(station: Station, config: HmiSection, login_policy: ThrottlePolicy = DEFAULT_POLICY,
+              flywheel: Flywheel | None = None) -> HmiService:
+    service = HmiService(station, config, login_policy, flywheel)
     service.start()
     return service

@@ -21,6 +21,7 @@ import numpy as np
 
 from camera.source import CameraState
 from line.app.config import HmiSection
+from line.flywheel.service import Flywheel
 from line.hmi.auth import Sessions, UserStore
 from line.hmi.live import LiveView
 from line.hmi.login_guard import DEFAULT_POLICY, LoginGuard, LoginThrottle, PasswordGate, ThrottlePolicy
@@ -61,6 +62,7 @@ class HmiContext:
     live: LiveView | None = None
     metrics: StationMetrics | None = None
     watcher: RecipeWatcher | None = None
+    flywheel: Flywheel | None = None  # capture, review, shadow, promotion (line/flywheel/)
     sessions: Sessions = field(init=False)
     guard: LoginGuard = field(init=False)
     audits: deque[SwitchAudit] = field(default_factory=lambda: deque(maxlen=50))

@@ -126,6 +126,8 @@ class Station:
         # optional live-view tap (the HMI): ``offer`` is called on the hot path and must return
         # at once (it throttles, and copies a downscaled image only when one is due)
         self.live_tap: LiveTap | None = None
+        # more taps with the same contract (the flywheel's capture and shadow, line/flywheel/)
+        self.frame_taps: list[LiveTap] = []
         book.listeners.append(self._on_switch)
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -268,6 +270,11 @@ class Station:
                 self.live_tap.offer(frame, verdict, prepared.recipe)
             except Exception:
                 log.exception("live view tap failed")
+        for tap in self.frame_taps:
+            try:
+                tap.offer(frame, verdict, prepared.recipe)
+            except Exception:
+                log.exception("frame tap failed")
         late = t_decided > ticket.deadline
         if late:  # judged too late: the part gets the fail-safe verdict
             self.stats.count("late_discarded")

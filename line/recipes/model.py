@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from camera.config import CameraSettings
 from inference.config import ModelConfig, NmsConfig
 from inference.engine import DetectorSpec
+from line.flywheel.policy import CapturePolicy
 
 
 class _Frozen(BaseModel):
@@ -48,6 +49,7 @@ class Recipe(_Frozen):
     camera: CameraSettings = CameraSettings()
     cycle_budget_ms: float = Field(default=40.0, ge=MIN_BUDGET_MS, le=MAX_BUDGET_MS)
     fail_safe: Literal["reject", "hold"] = "reject"
+    capture: CapturePolicy | None = None  # what to keep for review (docs/quality-loop.md)
 
     @field_validator("thresholds")
     @classmethod

@@ -32,8 +32,9 @@ function showLogin() {
 
 async function showMain(user) {
   me = user;
-  document.body.classList.toggle("viewer", user.role === "viewer");
-  $("recipe-select").disabled = user.role === "viewer";  // a viewer cannot change the recipe at all
+  const watcher = user.role === "viewer" || user.role === "qa";  // qa reviews, it does not run the line
+  document.body.classList.toggle("viewer", watcher);
+  $("recipe-select").disabled = watcher;  // a viewer cannot change the recipe at all
   $("who").textContent = `${user.user} (${user.role})`;
   $("logout").hidden = false; $("login-view").hidden = true; $("main-view").hidden = false;
   await Promise.allSettled([refreshStatus(), refreshRecipes(), refreshLatency(), refreshRejects()]);
@@ -163,7 +164,7 @@ async function refreshRecipes() {
     sel.dataset.ids = ids;
     sel.value = chosen || r.active;
   }
-  if (me && me.role === "viewer") sel.value = r.active;  // the viewer's selector only shows the active recipe
+  if (me && (me.role === "viewer" || me.role === "qa")) sel.value = r.active;  // the viewer's selector only shows the active recipe
   const p = $("prepare-progress");
   if (r.preparing && r.switching) { p.hidden = false; p.value = r.preparing.step;
     text("switch-status", `preparing ${r.preparing.recipe_id}: ${r.preparing.stage}…`); } else { p.hidden = true; }
