@@ -286,6 +286,10 @@ def build_station(config: StationConfig, *, active: str | None = None, file: str
         book.listeners.append(lambda new, old, source, user: _apply_camera(station, new.recipe))
         _persist_active(saved, start.recipe_id)
         station.sinks.extend(build_sinks(config, station))
+        if config.uplink is not None and config.uplink.enabled:
+            from line.uplink.attach import attach_uplink
+
+            station.sinks.append(attach_uplink(config.uplink, station, storage))
         return station
     except BaseException:
         for source in sources:

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from camera.config import CameraConfig
 from inference.config import EngineOptions
 from line.passwords import parse_hash
+from line.uplink.config import UplinkConfig
 from plc.config import Host, ModbusClientConfig, ModbusServerConfig, OpcUaClientConfig
 from plc.opcua_config import OpcUaServerConfig
 
@@ -98,6 +99,7 @@ class StationConfig(_Frozen):
     opcua_server: OpcUaServerConfig | None = None
     storage: StorageSection = StorageSection()
     hmi: HmiSection = HmiSection()
+    uplink: UplinkConfig | None = None  # the plant MQTT broker (docs/mqtt-uplink.md); None: off
 
     @model_validator(mode="before")
     @classmethod
