@@ -96,7 +96,9 @@ class Mosquitto:
         (folder / "data").mkdir(exist_ok=True)
         self.log = folder / "mosquitto.log"
         self.conf = folder / "mosquitto.conf"
-        self.conf.write_text(f"""
+        # started as root, mosquitto would drop to its own user, which cannot enter pytest's 0700 folders
+        run_as = "user root\n" if os.geteuid() == 0 else ""
+        self.conf.write_text(f"""{run_as}
 per_listener_settings false
 allow_anonymous false
 password_file {passwd}
@@ -111,10 +113,6 @@ cafile {self.ca_file}
 certfile {cert}
 keyfile {key}
 """)  # fmt: skip
-        # mosquitto started as root drops to its own user: it must read these and write its log and data
-        for path in folder.iterdir():
-            os.chmod(path, 0o777 if path.is_dir() else 0o644)
-        os.chmod(folder, 0o777)
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Mosquitto:
@@ -176,8 +174,8 @@ class Collector:
         self.client.on_message = self._on_message
 
     def start(self) -> Collector:
-        from paho.mqtt.properties import Properties
         from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
 
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = 3600  # queued for us while we or the broker are away
