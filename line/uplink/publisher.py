@@ -73,9 +73,10 @@ class Uplink:
         self.refused = 0
         self.last_refusal = ""
         self.status_bits: int | None = None
-        self._inflight: dict[int, int] = {}  # mid -> outbox seq
-        self._acked: list[int] = []
-        self._ack_lock = threading.Lock()
+        self._inflight: dict[int, tuple[int, int]] = {}  # mid -> (outbox seq, acks noted before its publish)
+        self._acks: list[tuple[int, int, str | None]] = []  # (index, mid, refusal) from paho's thread
+        self._ack_count = 0
+        self._ack_lock = threading.Lock()  # only around _acks/_ack_count: never held while calling paho
         self._wake = threading.Event()
         self._stop = threading.Event()
         will = encode(state_payload(self.station, "offline", time.time_ns()))
@@ -216,17 +217,34 @@ class Uplink:
 
     # --- sender thread ---------------------------------------------------------------------
     def _on_ack(self, mid: int, refusal: str | None) -> None:
+        """From paho's network thread, which holds its own message lock here: note it and
+        return (never call into paho or wait for the sender from here)."""
         with self._ack_lock:
-            seq = self._inflight.pop(mid, None)
-            if seq is None:
-                return  # a retained state, the counters, or a copy paho re-sent from an earlier connection
-            self._acked.append(seq)
+            self._ack_count += 1
+            self._acks.append((self._ack_count, mid, refusal))
+        self._wake.set()
+
+    def _take_acks(self) -> None:
+        """Match acknowledgements to outbox rows and remove those rows. An ack noted before a
+        row's publish started belongs to an earlier message with the same (reused) id."""
+        with self._ack_lock:
+            acks, self._acks = self._acks, []
+        done = []
+        for index, mid, refusal in acks:
+            entry = self._inflight.get(mid)
+            if entry is None or index <= entry[1]:
+                continue  # a state or counters message, or a copy paho re-sent from an earlier connection
+            del self._inflight[mid]
+            done.append(entry[0])
             if refusal is not None:
                 self.refused += 1
                 self.last_refusal = f"{refusal} on {self.topics.root}"
             else:
                 self.acked += 1
-        self._wake.set()
+        try:
+            self.outbox.remove(done)
+        except Exception:
+            log.exception("MQTT outbox: acknowledged rows not removed")
 
     def _state(self, state: str) -> dict[str, Any]:
         return state_payload(self.station, state, time.time_ns(), self._active_recipe(), self.status_bits)
@@ -239,12 +257,7 @@ class Uplink:
         while not self._stop.is_set():
             self._wake.wait(0.1)
             self._wake.clear()
-            with self._ack_lock:
-                done, self._acked = self._acked, []
-            try:
-                self.outbox.remove(done)
-            except Exception:
-                log.exception("MQTT outbox: acknowledged rows not removed")
+            self._take_acks()
             now = time.monotonic()
             if now >= next_check:
                 next_check = now + 1.0
@@ -253,8 +266,7 @@ class Uplink:
                 continue
             if self.link.generation != generation:  # (re)connected: start again from the oldest row
                 generation = self.link.generation
-                with self._ack_lock:
-                    self._inflight.clear()
+                self._inflight.clear()
                 last_seq, shown_state = 0, None
             current = (self._active_recipe(), self.status_bits)
             if current != shown_state:
@@ -269,10 +281,11 @@ class Uplink:
                 continue
             for row in self.outbox.after(last_seq, room):
                 with self._ack_lock:
-                    mid = self.link.publish(row.topic, row.payload, qos=1, retain=row.retain)
-                    if mid is None:
-                        break
-                    self._inflight[mid] = row.seq
+                    started = self._ack_count
+                mid = self.link.publish(row.topic, row.payload, qos=1, retain=row.retain)
+                if mid is None:
+                    break
+                self._inflight[mid] = (row.seq, started)
                 last_seq = row.seq
                 self.sent += 1
 

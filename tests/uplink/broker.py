@@ -83,11 +83,12 @@ def make_ca(folder: Path, hosts: Iterable[str]) -> tuple[Path, Path, Path]:
 
 class Mosquitto:
     def __init__(self, folder: Path, host: str = "127.0.0.1", port: int | None = None,
-                 hosts: Iterable[str] = ("127.0.0.1", "localhost"), netns: str | None = None) -> None:  # fmt: skip
+                 hosts: Iterable[str] = ("127.0.0.1", "localhost"), netns: str | None = None,
+                 also_listen: tuple[str, ...] = ()) -> None:  # fmt: skip
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
         self.host, self.port, self.netns = host, port or free_port(), netns
-        self.ca_file, cert, key = make_ca(folder, hosts)
+        self.ca_file, cert, key = make_ca(folder, {*hosts, host, *also_listen})
         passwd = folder / "passwd"
         passwd.write_text("")
         for user, password in PASSWORDS.items():
@@ -108,14 +109,17 @@ persistence_location {folder / "data"}/
 autosave_interval 1
 log_dest file {self.log}
 log_type all
-listener {self.port} {host}
+""" + "".join(f"""
+listener {self.port} {address}
 cafile {self.ca_file}
 certfile {cert}
 keyfile {key}
-""")  # fmt: skip
+""" for address in (host, *also_listen)))  # fmt: skip
         self.proc: subprocess.Popen[bytes] | None = None
+        self._log_mark = 0
 
     def start(self) -> Mosquitto:
+        self._log_mark = len(self.log_text())  # a restart must wait for its own "running"
         cmd = ["mosquitto", "-c", str(self.conf)]
         if self.netns:
             cmd = ["ip", "netns", "exec", self.netns, *cmd]
@@ -130,7 +134,8 @@ keyfile {key}
         return self
 
     def _listening(self) -> bool:
-        return f"Opening ipv4 listen socket on port {self.port}" in self.log_text() and "running" in self.log_text()
+        text = self.log_text()[self._log_mark:]
+        return f"Opening ipv4 listen socket on port {self.port}" in text and " running" in text
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
@@ -203,3 +208,34 @@ class Collector:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+class SubCollector:
+    """The plant side as Debian ``mosquitto_sub`` (optionally inside the broker's network
+    namespace, so cutting the station's link does not cut the plant's): a persistent session,
+    QoS 1, one ``topic payload`` line per message in a file."""
+
+    def __init__(self, broker: Mosquitto, host: str, out: Path, topic: str = "acme/#") -> None:
+        self.out = out
+        cmd = ["mosquitto_sub", "-h", host, "-p", str(broker.port), "--cafile", str(broker.ca_file),
+               "-u", "plant", "-P", PASSWORDS["plant"], "-t", topic, "-q", "1", "-c", "-i", f"plant-sub-{out.stem}",
+               "-V", "mqttv5", "-x", "3600", "-v", "-k", "5"]  # fmt: skip
+        if broker.netns:
+            cmd = ["ip", "netns", "exec", broker.netns, *cmd]
+        self._file = out.open("wb")
+        self.proc = subprocess.Popen(cmd, stdout=self._file, stderr=subprocess.PIPE)
+
+    def messages(self) -> list[tuple[str, bytes]]:
+        lines = self.out.read_bytes().splitlines()
+        return [(t.decode(), p) for t, _, p in (line.partition(b" ") for line in lines if line)]
+
+    def close(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        if self.proc.stderr is not None:
+            self.proc.stderr.close()
+        self._file.close()
