@@ -126,9 +126,12 @@ def alarm_payload(station: str, kind: str, title: str, message: str, active: boo
             "active": active, "time": iso_time(t_ns), "count": count}  # fmt: skip
 
 
+BASE_COUNTS = ("verdicts", "passed", "rejected", "fail_safe")  # always present, 0 before the first part
+
+
 def counters_payload(station: str, t_ns: int, counts: dict[str, int], uplink: dict[str, Any]) -> dict[str, Any]:
-    return {"schema": "linecheck/counters/v1", "station": station, "time": iso_time(t_ns), "counts": counts,
-            "uplink": uplink}  # fmt: skip
+    return {"schema": "linecheck/counters/v1", "station": station, "time": iso_time(t_ns),
+            "counts": {**dict.fromkeys(BASE_COUNTS, 0), **counts}, "uplink": uplink}  # fmt: skip
 
 
 def command_result_payload(station: str, t_ns: int, request_id: str | None, recipe_id: str | None,
