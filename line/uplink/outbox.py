@@ -62,6 +62,8 @@ class DiskOutbox:
         self._depth = int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
         self.recovered = self._depth  # undelivered rows found at start (an earlier run's)
         self.dropped = 0
+        self._closed = False
+        self._age_at_close = 0.0
 
     def add(self, messages: list[OutgoingMessage]) -> int:
         """Append in order, one transaction; returns how many rows the policy dropped."""
@@ -115,10 +117,18 @@ class DiskOutbox:
         return self._depth
 
     def oldest_age_s(self) -> float:
+        """Age of the oldest undelivered message (after ``close``: as it was then; a stopped
+        station's snapshot is still read)."""
         with self._lock:
+            if self._closed:
+                return self._age_at_close
             row = self._db.execute("SELECT t_enqueued FROM outbox ORDER BY seq LIMIT 1").fetchone()
         return max(0.0, self._clock() - float(row[0])) if row else 0.0
 
     def close(self) -> None:
+        age = self.oldest_age_s()
         with self._lock:
+            if self._closed:
+                return
+            self._age_at_close, self._closed = age, True
             self._db.close()

@@ -63,7 +63,9 @@ def test_oldest_age_follows_the_injected_clock(tmp_path: Path) -> None:
     assert box.oldest_age_s() == pytest.approx(42.0)
     box.remove([r.seq for r in box.after(0, 1)])
     assert box.oldest_age_s() == pytest.approx(0.0)
+    now[0] += 5.0
     box.close()
+    assert box.oldest_age_s() == pytest.approx(5.0) and box.depth == 1  # a stopped station is still read
 
 
 def _facts(**changes: object) -> PartFacts:

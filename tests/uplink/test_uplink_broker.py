@@ -47,6 +47,7 @@ def test_every_verdict_arrives_in_order_and_every_message_fits_its_schema(tmp_pa
         snap = sink.uplink.snapshot()
         assert snap["link"] == "connected" and snap["dropped"] == 0
         assert station.snapshot()["sinks"]["mqtt_uplink"]["link"] == "connected"  # type: ignore[index]
+    assert station.snapshot()["sinks"]["mqtt_uplink"]["link"] == "closed"  # type: ignore[index]  # still readable
     logged = _logged_ids(config)
     wait_for(lambda: len(first_occurrences(validate_all(collector.messages).get("part", []))) >= len(logged), 30,
              "every logged verdict at the plant")  # fmt: skip
