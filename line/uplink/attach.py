@@ -6,8 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from line.errors import ConfigError
 from line.uplink.commands import RecipeCommands
-from line.uplink.config import UplinkConfig
+from line.uplink.config import UplinkConfig, uplink_problems
 from line.uplink.payload import Topics
 from line.uplink.publisher import Uplink
 from line.uplink.sink import UplinkSink, part_facts
@@ -16,8 +17,12 @@ if TYPE_CHECKING:
     from line.station import Outcome, Station
 
 
-def attach_uplink(config: UplinkConfig, station: Station, storage_dir: Path) -> UplinkSink:
-    """Build the uplink for ``station`` and hook it in (the caller appends the sink)."""
+def attach_uplink(config: UplinkConfig, station: Station, storage_dir: Path, file: str = "station config") -> UplinkSink:
+    """Build the uplink for ``station`` and hook it in (the caller appends the sink). A file
+    it needs that cannot be read (password, CA) is a :class:`ConfigError` naming the key."""
+    problems = uplink_problems(file, config)  # check_station reported these already; a file may go meanwhile
+    if problems:
+        raise ConfigError(problems)
     topics = Topics.of(config.topic, station.station_id)
     commands: RecipeCommands | None = None
     if config.commands_enabled:

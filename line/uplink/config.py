@@ -14,6 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from line.errors import Problem
 from plc.config import Host
 
 # an MQTT topic level: no wildcards, no separators, no leading '$' (reserved for the broker)
@@ -96,7 +97,31 @@ class UplinkConfig(_Frozen):
             raise ValueError("outbox_alarm_rows must not exceed outbox_max_rows")
         return self
 
+    def file_problems(self) -> list[tuple[str, str]]:
+        """(key, reason) for each file the uplink needs that cannot be read: told at start-up,
+        before a connection is tried, not as a traceback from the TLS layer."""
+        files = [("password_file", self.password_file)]
+        if self.tls is not None:
+            files += [("tls.ca_file", self.tls.ca_file), ("tls.cert_file", self.tls.cert_file),
+                      ("tls.key_file", self.tls.key_file)]  # fmt: skip
+        problems = []
+        for key, path in files:
+            if path is None:
+                continue
+            try:
+                path.read_bytes()
+            except OSError as exc:
+                problems.append((key, f"cannot read {path}: {exc.strerror or exc}"))
+        return problems
+
     def read_password(self) -> str | None:
         if self.password_file is None:
             return None
         return self.password_file.read_text().strip()
+
+
+def uplink_problems(file: str, config: UplinkConfig | None) -> list[Problem]:
+    """What ``run`` and ``validate`` report about the ``uplink:`` section before anything opens."""
+    if config is None or not config.enabled:
+        return []
+    return [Problem(file, f"uplink.{key}", reason) for key, reason in config.file_problems()]

@@ -10,11 +10,16 @@ reports whether the uplink can still take parts, and returns at once.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from line.uplink.commands import RecipeCommands
 from line.uplink.link import Link
 from line.uplink.payload import PartFacts
 from line.uplink.publisher import Uplink
 from plc.sink import Delivery, LinkState, ResultSink, StatusBits, VerdictMessage
+
+if TYPE_CHECKING:
+    from line.results import ResultRecord
 
 _LINK_STATES = {Link.CONNECTING: LinkState.CONNECTING, Link.CONNECTED: LinkState.CONNECTED,
                 Link.DISCONNECTED: LinkState.RECONNECTING, Link.REFUSED: LinkState.FAILED,
@@ -53,9 +58,8 @@ class UplinkSink(ResultSink):
         self.uplink.close()
 
 
-def part_facts(record: object, reject_bin: int) -> PartFacts:
+def part_facts(r: ResultRecord, reject_bin: int) -> PartFacts:
     """Plain values from the station's result record (read once, on the hot path)."""
-    r = record
-    return PartFacts(r.result_id, r.camera_id, r.part_id, r.frame_id, r.recipe_id, r.recipe_code,  # type: ignore[attr-defined]
-                     r.result_code, reject_bin, r.reject_mask, r.reason, r.defects_json, r.timings_json,  # type: ignore[attr-defined]
-                     r.processing_us, r.t_verdict_ns, r.image_ref)  # type: ignore[attr-defined]  # fmt: skip
+    return PartFacts(r.result_id, r.camera_id, r.part_id, r.frame_id, r.recipe_id, r.recipe_code, r.result_code,
+                     reject_bin, r.reject_mask, r.reason, r.defects_json, r.timings_json, r.processing_us,
+                     r.t_verdict_ns, r.image_ref)  # fmt: skip

@@ -124,3 +124,25 @@ def test_bad_uplink_sections_are_refused_with_a_reason(section: dict[str, object
 ])  # fmt: skip
 def test_recipe_commands_are_parsed_or_refused_with_a_reason(payload: bytes, expected: tuple[object, ...]) -> None:
     assert parse_command(payload) == expected
+
+
+def test_uplink_files_resolve_from_the_config_folder_and_a_missing_one_is_a_problem(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.reliability.station_env import REPO, make_env
+
+    uplink = {"username": "st", "password_file": "secrets/st.password", "tls": {"ca_file": "plant-ca.pem"}}
+    config = make_env(tmp_path, server_port=None, extra={"uplink": uplink})
+    result = subprocess.run([sys.executable, "-m", "line", "validate", str(config)], cwd=REPO,
+                            capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
+    assert result.returncode == 1, result.stdout + result.stderr  # validate: 1 = the file has problems
+    assert f"uplink.password_file: cannot read {tmp_path / 'secrets' / 'st.password'}" in result.stderr
+    assert f"uplink.tls.ca_file: cannot read {tmp_path / 'plant-ca.pem'}" in result.stderr
+    assert "Traceback" not in result.stderr
+    (tmp_path / "secrets").mkdir()
+    (tmp_path / "secrets" / "st.password").write_text("pw\n")
+    (tmp_path / "plant-ca.pem").write_text("not opened by validate\n")
+    result = subprocess.run([sys.executable, "-m", "line", "validate", str(config)], cwd=REPO,
+                            capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
+    assert "uplink" not in result.stderr, result.stderr
