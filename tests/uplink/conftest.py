@@ -11,9 +11,6 @@ import pytest
 
 from tests.uplink.broker import Collector, Mosquitto
 
-needs_mosquitto = pytest.mark.skipif(shutil.which("mosquitto") is None,
-                                     reason="Debian mosquitto (tests/setup/install-system-deps.sh)")  # fmt: skip
-
 
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[Mosquitto]:
