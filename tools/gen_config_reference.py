@@ -52,6 +52,7 @@ NOTES: dict[tuple[str, str], str] = {
     ("PlcSection", "modbus_client"): "linecheck writes to the PLC's registers (see plc.md)",
     ("PlcSection", "modbus_server"): "the PLC polls linecheck's registers (see plc.md); null: off",
     ("StationConfig", "opcua_server"): "see the `opcua_server:` section below; absent: no OPC UA server",
+    ("StationConfig", "uplink"): "see the `uplink:` section below and mqtt-uplink.md; absent: no MQTT uplink",
     ("StorageSection", "dir"): "result log (SQLite), journal and NG images",
     ("StorageSection", "archive_max_images"): "newest NG images kept",
     ("StorageSection", "log_queue_size"): "verdicts waiting for the result log's writer; overflow is counted and alarmed, the journal keeps them",
@@ -103,12 +104,14 @@ def _sections() -> list[tuple[str, str, type[BaseModel]]]:
     from line.app.config import StationConfig
     from line.mes.config import OpcUaServerConfig
     from line.recipes.model import Recipe
+    from line.uplink.config import UplinkConfig
     from plc.config import OpcUaClientConfig
 
     sections: list[tuple[str, str, type[BaseModel]]] = [
         ("station", "Station file (`configs/*.yaml`)", StationConfig),
         ("opcua_server", "`opcua_server:` (OPC UA server for MES, station file)", OpcUaServerConfig),
         ("plc.opcua_client", "`plc.opcua_client:` (verdicts to a PLC's OPC UA server, station file)", OpcUaClientConfig),
+        ("uplink", "`uplink:` (plant MQTT broker, station file; see mqtt-uplink.md)", UplinkConfig),
     ]
     for kind in ("synthetic", "replay", "genicam", "aravis"):
         options = source_class(kind).Options

@@ -23,6 +23,7 @@ from line.recipes.book import RecipeBook, absolute, budget_problem, engine_laten
 from line.recipes.model import Recipe
 from line.results.archive import ImageArchive
 from line.results.log import ResultLog
+from line.uplink.config import uplink_problems
 from plc.sink import ResultSink
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,10 @@ def load_station_config(path: Path) -> StationConfig:
             mes[key] = _resolve_paths(mes.get(key), base)
         for key in [k for k in ("state_dir", "trust_dir") if mes.get(k) is None]:
             mes.pop(key)
+    uplink: dict[str, Any] = data["uplink"] if isinstance(data.get("uplink"), dict) else {}  # its files: from the config's folder
+    for owner, key in ((uplink, "password_file"), *((uplink.get("tls"), k) for k in ("ca_file", "cert_file", "key_file"))):
+        if isinstance(owner, dict) and isinstance(owner.get(key), str) and not Path(owner[key]).is_absolute():
+            owner[key] = str(absolute(base, owner[key]))
     for section, default in (("recipes", "../recipes"), ("storage", "../var/station")):
         if data.get(section) is None:  # absent, or a section whose keys are all commented out
             data[section] = {}
@@ -226,7 +231,7 @@ def check_station(file: str, config: StationConfig, requested: str | None = None
     """Everything ``run`` checks before it opens a camera or a port: the recipes folder, the
     recipe to start on, the folders it writes. ``validate`` calls the same function, so the
     two refuse the same files with the same reasons."""
-    problems = recipes_folder_problems(file, config) + storage_problems(file, config)
+    problems = recipes_folder_problems(file, config) + storage_problems(file, config) + uplink_problems(file, config.uplink)
     if problems:
         raise ConfigError(problems)
 
@@ -287,6 +292,10 @@ def build_station(config: StationConfig, *, active: str | None = None, file: str
         book.listeners.append(lambda new, old, source, user: _apply_camera(station, new.recipe))
         _persist_active(saved, start.recipe_id)
         station.sinks.extend(build_sinks(config, station))
+        if config.uplink is not None and config.uplink.enabled:
+            from line.uplink.attach import attach_uplink
+
+            station.sinks.append(attach_uplink(config.uplink, station, storage, file))
         return station
     except BaseException:
         for source in sources:

@@ -12,6 +12,7 @@ from camera.config import CameraConfig
 from inference.config import EngineOptions
 from line.mes.config import OpcUaServerConfig
 from line.passwords import parse_hash
+from line.uplink.config import UplinkConfig
 from plc.config import Host, ModbusClientConfig, ModbusServerConfig, OpcUaClientConfig
 
 
@@ -101,6 +102,7 @@ class StationConfig(_Frozen):
     opcua_server: OpcUaServerConfig | None = None
     storage: StorageSection = StorageSection()
     hmi: HmiSection = HmiSection()
+    uplink: UplinkConfig | None = None  # the plant MQTT broker (docs/mqtt-uplink.md); None: off
 
     @model_validator(mode="before")
     @classmethod

@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 HISTOGRAM_EDGES_MS = (0, 2, 5, 10, 15, 20, 25, 30, 40, 50, 75, 100, 200, 500)
 CHART_BUCKETS = 48  # reject-rate chart: at most this many bars over the shift
 CHART_REFRESH_S = 10.0  # the chart scans the shift's rows: not at every status poll
+WAITING_FOR = {"mes": "waiting for MES", "broker": "waiting for the plant broker", "plc": "waiting for PLC"}
 FAIL_SAFE_CODES = (int(ResultCode.FAIL_SAFE_REJECT), int(ResultCode.HOLD))
 
 
@@ -172,11 +173,11 @@ class HmiContext:
                 state = sink.link_state
             except Exception:
                 state = LinkState.FAILED
-            kind = "mes" if "mes" in sink.name else "plc"
+            kind = "mes" if "mes" in sink.name else "broker" if sink.name == "mqtt_uplink" else "plc"
             shown = state.value
             status = "ok" if state is LinkState.CONNECTED else "bad"
             if status == "bad" and state is not LinkState.FAILED and not monitor.ever_connected(sink.name):
-                shown, status = ("waiting for MES" if kind == "mes" else "waiting for PLC"), "waiting"
+                shown, status = WAITING_FOR[kind], "waiting"
             out.append({"kind": kind, "name": sink.name, "state": shown, "ok": str(state is LinkState.CONNECTED).lower(), "status": status})
         return out
 

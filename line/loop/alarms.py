@@ -40,6 +40,10 @@ class AlarmKind(str, Enum):
     INFERENCE_ERROR = "inference_error"
     RECIPE_REQUEST_REFUSED = "recipe_request_refused"
     STATION = "station_alarm"  # a free-text alarm of no other kind
+    # the plant MQTT uplink (line/uplink): the broker unreachable or refusing the login; the
+    # outbox past its threshold, or messages dropped by its policy or refused by the broker
+    MQTT_LINK_LOST = "mqtt_link_lost"
+    MQTT_OUTBOX = "mqtt_outbox"
 
 
 # kinds that stop the station from doing its job as promised: they also set the ERROR bit
@@ -56,6 +60,8 @@ TITLES = {
     AlarmKind.INFERENCE_ERROR: "Inspection error",
     AlarmKind.RECIPE_REQUEST_REFUSED: "Recipe request refused",
     AlarmKind.STATION: "Station alarm",
+    AlarmKind.MQTT_LINK_LOST: "Plant MQTT broker unreachable",
+    AlarmKind.MQTT_OUTBOX: "Plant MQTT messages waiting or lost",
 }
 
 

@@ -2,7 +2,7 @@
 
 A reader copies these blocks into real files, so each block is parsed by the model that would
 read it: a whole station file, a recipe, a recipe's ``camera:`` block, a ``cameras:`` list
-(each camera's options by its kind's own model) or an ``opcua_server:`` section.
+(each camera's options by its kind's own model), an ``opcua_server:`` or an ``uplink:`` section.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from camera.source import validate_options
 from inference.config import InputProfile
 from line.app.config import StationConfig
 from line.recipes.model import Recipe
+from line.uplink.config import UplinkConfig
 
 REPO = Path(__file__).resolve().parents[2]
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
@@ -53,6 +54,9 @@ def _check(data: dict[str, Any]) -> str:
     if set(data) == {"camera"}:
         CameraSettings.model_validate(data["camera"])
         return "camera settings"
+    if set(data) == {"uplink"}:
+        UplinkConfig.model_validate(data["uplink"])
+        return "uplink section"
     raise AssertionError(f"an example of unknown shape: {sorted(data)}")
 
 

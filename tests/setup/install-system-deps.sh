@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Debian packages the test suite talks to as real peers: libmodbus' mbpoll, Aravis' fake GigE
-# Vision camera and its GObject typelib (+ headers to build PyGObject), Chromium for the HMI,
-# shellcheck for the deploy scripts, stress-ng for tests/busy/run-busy.sh. Idempotent; skips apt when everything is present.
+# Debian packages the test suite talks to as real peers: libmodbus' mbpoll, mosquitto (the plant
+# MQTT broker), Aravis' fake GigE Vision camera and its GObject typelib (+ headers to build
+# PyGObject), Chromium for the HMI, shellcheck for the deploy scripts, stress-ng for
+# tests/busy/run-busy.sh. Idempotent; skips apt when everything is present.
 set -euo pipefail
-packages=(mbpoll aravis-tools gir1.2-aravis-0.8 libgirepository1.0-dev libcairo2-dev pkg-config
+packages=(mbpoll mosquitto aravis-tools gir1.2-aravis-0.8 libgirepository1.0-dev libcairo2-dev pkg-config
           chromium chromium-driver shellcheck stress-ng)
 missing=()
 for p in "${packages[@]}"; do
