@@ -102,7 +102,7 @@ try {
   // a viewer sees no switch button and the API refuses the switch
   const viewerContext = await browser.newContext({ viewport: { width: 1280, height: 900 } });
   const viewer = await viewerContext.newPage();
-  viewer.setDefaultTimeout(20000);
+  viewer.setDefaultTimeout(60000);
   await viewer.goto(url);
   await viewer.fill("#username", "viewer");
   await viewer.fill("#password", env("VIEWER_PASSWORD"));

@@ -24,7 +24,7 @@ try {
   const page = await context.newPage();
   page.on("pageerror", (e) => result.errors.push(String(e)));
   page.on("response", (r) => { if (r.status() >= 400) result.failed.push(`${r.status()} ${r.url()}`); });
-  page.setDefaultTimeout(30000);
+  page.setDefaultTimeout(60000);
   await page.goto(url.href);
   await page.locator(".swagger-ui .info .title").waitFor({ state: "visible" });
   await page.locator(".swagger-ui .opblock").first().waitFor({ state: "visible" });
