@@ -7,7 +7,7 @@ for round in 1 2; do
   for env in "LINECHECK_GC_FREEZE=1 LINECHECK_CUDA_KEEP_GIL=1" "LINECHECK_GC_FREEZE=0 LINECHECK_CUDA_KEEP_GIL=1" \
              "LINECHECK_GC_FREEZE=1 LINECHECK_CUDA_KEEP_GIL=0"; do
     # shellcheck disable=SC2086  # the switches are meant to split into words
-    out=$(env $env python3 -m line bench --backend onnxruntime-cuda --model yolov8n --fp16 --cameras 8 --frames 4000 \
+    out=$(env $env python3 -m tools.bench --backend onnxruntime-cuda --model yolov8n --fp16 --cameras 8 --frames 4000 \
           --rate-hz 50 --budget-ms 20 --plc server --no-naive --json 2>/dev/null | tail -1)
     echo "round $round $env: $(echo "$out" | python3 -c 'import json,sys; d=json.load(sys.stdin)["pipeline"]; print(f"saturated {d["fps"]:.0f} fps, sat p50 {d["saturated_latency_ms"]["p50"]:.1f} ms, stages total p50 {d["stages_ms"]["total"]["p50"]:.2f}")')"
   done

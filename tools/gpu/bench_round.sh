@@ -11,7 +11,7 @@ mkdir -p "$OUT"
 steps=("$@")
 [ ${#steps[@]} -gt 0 ] || steps=(tests one one nchw eight)
 [ -f var/models/yolov8n.onnx ] || python3 recipes/models/export_yolov8n.py --out var/models/yolov8n.onnx 2>&1 | tail -1
-one=(python3 -m line bench --backend onnxruntime-cuda --model yolov8n --fp16 --frames 1000 --plc client --json)
+one=(python3 -m tools.bench --backend onnxruntime-cuda --model yolov8n --fp16 --frames 1000 --plc client --json)
 summary() {  # the table and the stage line, without ORT's provider warnings; the host's jitter meanwhile
   grep -E "^(machine|raw engine|naive loop|pipeline|stages|paced run|GC pauses|process during|host during|busiest threads|after the paced run)|^  (engine|naive|pipeline|same, at|\(the network)" "$1" | cut -c1-400
   grep -E "^(late parts|cam[0-9]+ part )|^      (ms after|engine:)" "$1" | cut -c1-400  # where late parts spent their time
@@ -25,7 +25,7 @@ eight() {  # eight PHASE [TAG [bench flags...]]: 8 cameras x 190 Hz, 20 ms budge
   shift; [ $# -gt 0 ] && shift
   out="$OUT/bench_8cam_${phase}${tag:+_$tag}.txt"
   echo "== 8 cameras x 190 Hz, $phase${tag:+, $tag}"; watch_host
-  python3 -m line bench --backend onnxruntime-cuda --model yolov8n --fp16 --cameras 8 --frames 8000 \
+  python3 -m tools.bench --backend onnxruntime-cuda --model yolov8n --fp16 --cameras 8 --frames 8000 \
     --rate-hz 190 --budget-ms 20 --plc server --phase "$phase" --no-naive --json "$@" > "$out" 2>&1
   summary "$out"
 }

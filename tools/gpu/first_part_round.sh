@@ -12,7 +12,7 @@ mkdir -p "$OUT"
 steps=("$@")
 [ ${#steps[@]} -gt 0 ] || steps=(machine steady idle switch)
 [ -f var/models/yolov8n.onnx ] || python3 recipes/models/export_yolov8n.py --out var/models/yolov8n.onnx 2>&1 | tail -1
-gpu=(python3 -m line bench --backend onnxruntime-cuda --model yolov8n --fp16 --plc server)
+gpu=(python3 -m tools.bench --backend onnxruntime-cuda --model yolov8n --fp16 --plc server)
 first_part() {  # first_part NAME [bench flags...]: the phase's table, its JSON kept whole
   local name=$1 out
   shift

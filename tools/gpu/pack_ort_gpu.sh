@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Pack onnxruntime-gpu for a GPU host without a package index, in FOUR parts instead of six:
-# the unpacked wheel as an xz tarball (204 MB vs the 256 MB wheel), cut into 58 MiB parts
+# Pack onnxruntime-gpu for a GPU host without a package index, in five parts:
+# the unpacked wheel as an xz tarball (204 MB vs the 256 MB wheel), cut into 50 MiB parts
 # under the git-ignored .gpuwheel/partNN (each part + the working tree fits one 64 MiB call).
 #
 #   bash tools/gpu/pack_ort_gpu.sh [VERSION]       # default 1.31.1 (built for CUDA 13)
@@ -23,7 +23,7 @@ python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 -
   --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 -d "$work" "onnxruntime-gpu==$version"
 (cd "$work" && unzip -q ./*.whl -d x && tar -C x -cf - . | xz -T0 -6 > ort.tar.xz)
 rm -rf .gpuwheel && mkdir -p .gpuwheel
-split -b 58M -d -a 2 "$work/ort.tar.xz" .gpuwheel/ort.part
+split -b 50M -d -a 2 "$work/ort.tar.xz" .gpuwheel/ort.part
 for f in .gpuwheel/ort.part*; do n=${f##*part}; mkdir -p ".gpuwheel/part$n"; mv "$f" ".gpuwheel/part$n/"; done
 last=$(ls -d .gpuwheel/part* | sort | tail -1)
 sha256sum "$work/ort.tar.xz" > "$last/sha256"

@@ -56,7 +56,7 @@ if [ "${1:-}" = "--profile" ]; then
   echo "== gpu path profile"
   python3 -m tools.gpu.gpu_profile var/models/yolov8n.onnx --fp16 --batch 1 8 --json "$OUT/gpu_profile.json"
   echo "== 1 camera"
-  python3 -m line bench --backend onnxruntime-cuda --model yolov8n --fp16 --frames 1000 --plc client --json \
+  python3 -m tools.bench --backend onnxruntime-cuda --model yolov8n --fp16 --frames 1000 --plc client --json \
     --plot "$OUT/bench_yolov8n_fp16_cuda.png" | tee "$OUT/bench_1cam.txt"
   exit 0
 fi
@@ -65,7 +65,7 @@ if [ "${1:-}" = "--eight" ]; then
   rate=${2:-190}
   for phase in aligned free; do
     echo "== 8 cameras x $rate Hz, $phase"
-    cmd=(python3 -m line bench --backend onnxruntime-cuda --model yolov8n --fp16 --cameras 8 --frames 8000
+    cmd=(python3 -m tools.bench --backend onnxruntime-cuda --model yolov8n --fp16 --cameras 8 --frames 8000
          --rate-hz "$rate" --budget-ms 20 --plc server --phase "$phase" --no-naive --json)
     if [ -n "$SPY" ] && [ "$phase" = aligned ]; then  # --gil: only the thread holding the GIL
       "$SPY" record --gil --nonblocking --threads -r 250 -f raw -o "$OUT/spy_8cam_gil.txt" -- "${cmd[@]}" \
@@ -76,18 +76,18 @@ if [ "${1:-}" = "--eight" ]; then
   done
   [ "${3:-}" = "--one" ] || exit 0
   echo "== 1 camera"
-  python3 -m line bench --backend onnxruntime-cuda --model yolov8n --fp16 --frames 1000 --plc client --json \
+  python3 -m tools.bench --backend onnxruntime-cuda --model yolov8n --fp16 --frames 1000 --plc client --json \
     --plot "$OUT/bench_yolov8n_fp16_cuda.png" | tee "$OUT/bench_1cam.txt"
   exit 0
 fi
 if [ "${1:-}" = "--station-bench" ]; then
   # issue "Benchmarks": the real station (`linecheck bench`) on the GPU, pipeline vs naive vs raw engine
   echo "== linecheck bench on $(nvidia-smi --query-gpu=name --format=csv,noheader)"
-  python3 -m line bench --backend onnxruntime-cuda --model demo --frames 600 --plc client --json \
+  python3 -m tools.bench --backend onnxruntime-cuda --model demo --frames 600 --plc client --json \
     --plot "$OUT/bench_demo_cuda.png" | tee "$OUT/bench_demo_cuda.txt"
-  python3 -m line bench --backend onnxruntime-cuda --model yolov8n --fp16 --frames 1000 --plc client --json \
+  python3 -m tools.bench --backend onnxruntime-cuda --model yolov8n --fp16 --frames 1000 --plc client --json \
     --plot "$OUT/bench_yolov8n_fp16_cuda.png" | tee "$OUT/bench_yolov8n_fp16_cuda.txt"
-  python3 -m line bench --backend onnxruntime-cuda --model yolov8n --fp16 --cameras 8 --frames 8000 \
+  python3 -m tools.bench --backend onnxruntime-cuda --model yolov8n --fp16 --cameras 8 --frames 8000 \
     --budget-ms 20 --plc server --json | tee "$OUT/bench_yolov8n_fp16_cuda_8cam.txt"
   exit 0
 fi
