@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -100,6 +100,26 @@ class Engine(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def detect_in_batches(
+    images: Sequence[ImageInput],
+    batch_limit: int,
+    detect_batch: Callable[[Sequence[ImageInput]], list[DetectionResult]],
+) -> list[DetectionResult]:
+    """``detect`` for any mix of images: those of one shape and pixel format are stacked into
+    runs of at most ``batch_limit`` (a network runs one input shape per call); results come
+    back in the order of ``images``. Every engine's ``detect`` goes through here."""
+    results: list[DetectionResult | None] = [None] * len(images)
+    groups: dict[tuple[tuple[int, ...], str], list[int]] = {}
+    for i, image in enumerate(images):
+        groups.setdefault((image.data.shape, image.pixel_format), []).append(i)
+    for indices in groups.values():
+        for start in range(0, len(indices), batch_limit):
+            chunk = indices[start : start + batch_limit]
+            for i, result in zip(chunk, detect_batch([images[i] for i in chunk]), strict=True):
+                results[i] = result
+    return [r for r in results if r is not None]
 
 
 _BACKENDS: dict[tuple[str, str], str] = {

@@ -7,7 +7,15 @@ station passes in.
 """
 
 from plc.errors import PlcError, PlcFatalError, PlcRetryableError
-from plc.sink import Delivery, LinkState, PlcRequests, ResultCode, ResultSink, StatusBits, VerdictMessage
+from plc.vocabulary import (
+    Delivery,
+    LinkState,
+    PlcRequests,
+    ResultCode,
+    ResultSink,
+    StatusBits,
+    VerdictMessage,
+)
 
 __all__ = [
     "Delivery",

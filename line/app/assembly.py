@@ -23,7 +23,7 @@ from line.recipes.book import RecipeBook, absolute, budget_problem, engine_laten
 from line.recipes.model import Recipe
 from line.results.archive import ImageArchive
 from line.results.log import ResultLog
-from plc.sink import ResultSink
+from plc.vocabulary import ResultSink
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ import pytest
 from inference.detections import Detections
 from line.loop.decision import DecisionPolicy
 from line.recipes.model import Recipe
-from plc.sink import ResultCode
+from plc.vocabulary import ResultCode
 
 BASE = {
     "id": "t", "code": 1, "model": {"onnx": "m.onnx"}, "classes": ["scratch", "dent", "missing_cap"],

@@ -16,7 +16,7 @@ from plc.registers import (
     next_seq,
     plan_result_writes,
 )
-from plc.sink import ResultCode, StatusBits
+from plc.vocabulary import ResultCode, StatusBits
 from tests.plc.conftest import verdict
 
 M = ModbusMap()
