@@ -8,7 +8,7 @@ pixels with per-stage timings. ``infer_raw`` runs the network alone (bench's upp
 
 from __future__ import annotations
 
-import importlib
+import pkgutil
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -136,6 +136,5 @@ def open_engine(spec: DetectorSpec, options: EngineOptions | None = None) -> Eng
         target = _BACKENDS[key]
     except KeyError:
         raise EngineLoadError(f"no engine for backend={options.backend} device={options.device}") from None
-    module_name, _, class_name = target.partition(":")
-    cls: type[Engine] = getattr(importlib.import_module(module_name), class_name)
+    cls: type[Engine] = pkgutil.resolve_name(target)
     return cls(spec, options)
