@@ -258,13 +258,8 @@ class ModbusClientSink(ResultSink):
         return self._state
 
     def counters(self) -> dict[str, int]:
-        c = self._c
         return {
-            "delivered": c.delivered,
-            "undelivered": c.undelivered,
-            "late_dropped": c.late_dropped,
-            "reconnects": c.reconnects,
-            "missing_acks": c.missing_acks,
+            **self._c.link_counts(),
             "requests_dropped": self._worker.dropped,
             "result_seq": self._seq,
             **self._extra,

@@ -247,11 +247,7 @@ class OpcUaClientSink(ResultSink):
         return self._state
 
     def counters(self) -> dict[str, int]:
-        c = self._c
-        return {
-            "delivered": c.delivered, "undelivered": c.undelivered, "late_dropped": c.late_dropped,
-            "reconnects": c.reconnects, "missing_acks": c.missing_acks, "result_seq": self._seq, **self._extra,
-        }
+        return {**self._c.link_counts(), "result_seq": self._seq, **self._extra}
 
     # ---------------------------------------------------------------- supervisor
     def _drop(self, exc: BaseException) -> None:

@@ -92,6 +92,11 @@ class SinkCounters:
     missing_acks: int = 0
     extra: dict[str, int] = field(default_factory=dict)
 
+    def link_counts(self) -> dict[str, int]:
+        """The counts every PLC client reports first, by name (``ResultSink.counters``)."""
+        return {"delivered": self.delivered, "undelivered": self.undelivered, "late_dropped": self.late_dropped,
+                "reconnects": self.reconnects, "missing_acks": self.missing_acks}  # fmt: skip
+
 
 class PlcRequests(Protocol):
     """Callbacks for requests that come from the PLC; implemented by the station."""
