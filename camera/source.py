@@ -7,7 +7,7 @@ demo never imports harvesters or GObject.
 
 from __future__ import annotations
 
-import importlib
+import pkgutil
 import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -123,8 +123,7 @@ def source_class(kind: str) -> type[FrameSource]:
         target = _REGISTRY[kind]
     except KeyError:
         raise ValueError(f"unknown camera kind {kind!r}; known: {', '.join(sorted(_REGISTRY))}") from None
-    module_name, _, class_name = target.partition(":")
-    cls: type[FrameSource] = getattr(importlib.import_module(module_name), class_name)
+    cls: type[FrameSource] = pkgutil.resolve_name(target)
     return cls
 
 

@@ -23,6 +23,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+from camera.backoff import CappedBackoff
 from camera.config import CameraSettings, SupervisorOptions
 from camera.errors import CameraError, CameraFatalError, CameraRetryableError, FetchTimeout
 from camera.frame import Frame, FrameStatus
@@ -337,18 +338,18 @@ class SupervisedSource(FrameSource):
         reaper.start()
 
     def _supervise(self) -> None:
-        backoff = self._sup.backoff_initial_s
+        backoff = CappedBackoff(self._sup.backoff_initial_s, self._sup.backoff_max_s)
         while not self._closing.is_set():
             state = self.state
             if state is CameraState.RECONNECTING:
                 if self._try_reconnect():
-                    backoff = self._sup.backoff_initial_s
+                    backoff.reset()
                     continue
                 if self.state is CameraState.FAILED:
                     return
-                self.backoff_waits.append(backoff)
-                self._closing.wait(backoff)
-                backoff = min(backoff * 2, self._sup.backoff_max_s)
+                wait = backoff.next_wait()
+                self.backoff_waits.append(wait)
+                self._closing.wait(wait)
                 continue
             self._wake.wait(self._sup.probe_interval_s)
             self._wake.clear()

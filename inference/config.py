@@ -9,6 +9,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class _Frozen(BaseModel):
+    """Base of the configuration models here: the same settings as ``line.config_model.ConfigModel``
+    (why: see there). A copy per package, because camera, inference and plc never import each
+    other (tests/architecture/test_shared_copies.py keeps the copies in step)."""
+
     # .inf / .nan parse as YAML floats; no size, threshold or timeout works with them
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
@@ -84,6 +88,10 @@ class EngineOptions(_Frozen):
     # how host threads wait for the GPU (process-wide): CUDA's default ("auto") spins a core per
     # waiting thread; "block" sleeps instead, for hosts where busy cores cost more than a wake-up
     cuda_wait: Literal["auto", "spin", "yield", "block"] = "auto"
+    # enqueue-only CUDA calls through libcuda holding the GIL (inference.gpu.enqueue): cheaper than
+    # cuda-python's release and re-take in a process of many threads; off: cuda-python for every
+    # call (process-wide, like cuda_wait; for A/B measurements)
+    cuda_keep_gil: bool = True
     # extra ONNX Runtime CUDA provider options, passed as given; they win over the fields above
     # (e.g. {"prefer_nhwc": "0"} for an A/B)
     cuda_provider_options: dict[str, str] = Field(default_factory=dict)

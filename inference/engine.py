@@ -8,9 +8,9 @@ pixels with per-stage timings. ``infer_raw`` runs the network alone (bench's upp
 
 from __future__ import annotations
 
-import importlib
+import pkgutil
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -102,6 +102,26 @@ class Engine(ABC):
         self.close()
 
 
+def detect_in_batches(
+    images: Sequence[ImageInput],
+    batch_limit: int,
+    detect_batch: Callable[[Sequence[ImageInput]], list[DetectionResult]],
+) -> list[DetectionResult]:
+    """``detect`` for any mix of images: those of one shape and pixel format are stacked into
+    runs of at most ``batch_limit`` (a network runs one input shape per call); results come
+    back in the order of ``images``. Every engine's ``detect`` goes through here."""
+    results: list[DetectionResult | None] = [None] * len(images)
+    groups: dict[tuple[tuple[int, ...], str], list[int]] = {}
+    for i, image in enumerate(images):
+        groups.setdefault((image.data.shape, image.pixel_format), []).append(i)
+    for indices in groups.values():
+        for start in range(0, len(indices), batch_limit):
+            chunk = indices[start : start + batch_limit]
+            for i, result in zip(chunk, detect_batch([images[i] for i in chunk]), strict=True):
+                results[i] = result
+    return [r for r in results if r is not None]
+
+
 _BACKENDS: dict[tuple[str, str], str] = {
     ("onnxruntime", "cpu"): "inference.onnxruntime:OnnxRuntimeEngine",
     ("onnxruntime", "cuda"): "inference.gpu.onnxruntime_cuda:OnnxRuntimeCudaEngine",
@@ -116,6 +136,5 @@ def open_engine(spec: DetectorSpec, options: EngineOptions | None = None) -> Eng
         target = _BACKENDS[key]
     except KeyError:
         raise EngineLoadError(f"no engine for backend={options.backend} device={options.device}") from None
-    module_name, _, class_name = target.partition(":")
-    cls: type[Engine] = getattr(importlib.import_module(module_name), class_name)
+    cls: type[Engine] = pkgutil.resolve_name(target)
     return cls(spec, options)

@@ -35,7 +35,14 @@ import numpy as np
 from inference.config import EngineOptions
 from inference.decode import Candidates, decode
 from inference.detections import Detections
-from inference.engine import DetectionResult, DetectorSpec, Engine, EngineLoadError, ImageInput
+from inference.engine import (
+    DetectionResult,
+    DetectorSpec,
+    Engine,
+    EngineLoadError,
+    ImageInput,
+    detect_in_batches,
+)
 from inference.letterbox import (
     LetterboxCanvas,
     LetterboxGeometry,
@@ -93,17 +100,7 @@ class OnnxRuntimeEngine(Engine):
         """Images of one shape and format are stacked into one run (up to the batch limit)."""
         if len(images) == 1:  # the unbatched lane's call: straight through (every step costs on cold caches)
             return self._detect_batch(images)
-        results: list[DetectionResult | None] = [None] * len(images)
-        groups: dict[tuple[tuple[int, ...], str], list[int]] = {}
-        for i, image in enumerate(images):
-            groups.setdefault((image.data.shape, image.pixel_format), []).append(i)
-        step = self._info.static_batch or self.options.max_batch
-        for indices in groups.values():
-            for start in range(0, len(indices), step):
-                chunk = indices[start : start + step]
-                for i, result in zip(chunk, self._detect_batch([images[i] for i in chunk]), strict=True):
-                    results[i] = result
-        return [r for r in results if r is not None]
+        return detect_in_batches(images, self._info.static_batch or self.options.max_batch, self._detect_batch)
 
     def infer_raw(self, tensor: np.ndarray) -> list[np.ndarray]:
         if self._session is None:

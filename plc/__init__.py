@@ -1,5 +1,6 @@
-"""Industrial protocols: Modbus TCP (server and client roles), OPC UA client (PLC) and
-OPC UA server (MES). Everything that receives a verdict is a ``ResultSink``.
+"""Industrial protocols facing the PLC: Modbus TCP (server and client roles) and the OPC UA client.
+Everything that receives a verdict is a ``ResultSink``; the words shared
+with ``line`` (result codes, fail-safe reasons, the verdict message) are in ``plc.vocabulary``.
 
 Nothing here imports ``line``, ``camera`` or ``inference``; requests that flow back from the
 PLC (recipe select, commands) are delivered through the ``PlcRequests`` callbacks that the
@@ -7,10 +8,20 @@ station passes in.
 """
 
 from plc.errors import PlcError, PlcFatalError, PlcRetryableError
-from plc.sink import Delivery, LinkState, PlcRequests, ResultCode, ResultSink, StatusBits, VerdictMessage
+from plc.vocabulary import (
+    Delivery,
+    FailSafeReason,
+    LinkState,
+    PlcRequests,
+    ResultCode,
+    ResultSink,
+    StatusBits,
+    VerdictMessage,
+)
 
 __all__ = [
     "Delivery",
+    "FailSafeReason",
     "LinkState",
     "PlcError",
     "PlcFatalError",

@@ -30,6 +30,10 @@ Host = Annotated[str, AfterValidator(check_host)]
 
 
 class _Frozen(BaseModel):
+    """Base of the configuration models here: the same settings as ``line.config_model.ConfigModel``
+    (why: see there). A copy per package, because camera, inference and plc never import each
+    other (tests/architecture/test_shared_copies.py keeps the copies in step)."""
+
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)  # .inf/.nan never work here
 
 

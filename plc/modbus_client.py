@@ -38,6 +38,7 @@ from typing import Any
 from pymodbus.client import ModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
+from plc.backoff import CappedBackoff
 from plc.config import ModbusClientConfig
 from plc.errors import PlcFatalError, PlcRetryableError
 from plc.modbus_server import RequestDispatcher
@@ -49,7 +50,7 @@ from plc.registers import (
     next_seq,
     plan_result_writes,
 )
-from plc.sink import (
+from plc.vocabulary import (
     Delivery,
     LinkState,
     PlcRequests,
@@ -257,13 +258,8 @@ class ModbusClientSink(ResultSink):
         return self._state
 
     def counters(self) -> dict[str, int]:
-        c = self._c
         return {
-            "delivered": c.delivered,
-            "undelivered": c.undelivered,
-            "late_dropped": c.late_dropped,
-            "reconnects": c.reconnects,
-            "missing_acks": c.missing_acks,
+            **self._c.link_counts(),
             "requests_dropped": self._worker.dropped,
             "result_seq": self._seq,
             **self._extra,
@@ -271,15 +267,14 @@ class ModbusClientSink(ResultSink):
 
     # ---------------------------------------------------------------- supervisor
     def _supervise(self) -> None:
-        backoff = self._cfg.reconnect_min_ms / 1000.0
+        backoff = CappedBackoff(self._cfg.reconnect_min_ms / 1000.0, self._cfg.reconnect_max_ms / 1000.0)
         while not self._stopping:
             if self._state != LinkState.CONNECTED:
                 if self._connect():
-                    backoff = self._cfg.reconnect_min_ms / 1000.0
+                    backoff.reset()
                 else:
-                    self._wake.wait(backoff)
+                    self._wake.wait(backoff.next_wait())
                     self._wake.clear()
-                    backoff = min(backoff * 2, self._cfg.reconnect_max_ms / 1000.0)
                 continue
             try:
                 self._cyclic()

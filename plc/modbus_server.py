@@ -42,7 +42,15 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 from plc.config import ModbusServerConfig
 from plc.errors import PlcFatalError
 from plc.registers import encode_result, encode_state, next_heartbeat, next_seq
-from plc.sink import Delivery, LinkState, PlcRequests, ResultSink, SinkCounters, StatusBits, VerdictMessage
+from plc.vocabulary import (
+    Delivery,
+    LinkState,
+    PlcRequests,
+    ResultSink,
+    SinkCounters,
+    StatusBits,
+    VerdictMessage,
+)
 
 log = logging.getLogger(__name__)
 

@@ -34,10 +34,19 @@ from typing import Any
 from asyncua import Client, Node, ua
 from asyncua.crypto import uacrypto
 
+from plc.backoff import CappedBackoff
 from plc.config import OPCUA_READ_FIELDS, OPCUA_RESULT_FIELDS, OPCUA_STATE_FIELDS, OpcUaClientConfig
 from plc.modbus_server import RequestDispatcher
 from plc.registers import next_heartbeat, next_seq
-from plc.sink import Delivery, LinkState, PlcRequests, ResultSink, SinkCounters, StatusBits, VerdictMessage
+from plc.vocabulary import (
+    Delivery,
+    LinkState,
+    PlcRequests,
+    ResultSink,
+    SinkCounters,
+    StatusBits,
+    VerdictMessage,
+)
 
 __all__ = ["OpcUaClientConfig", "OpcUaClientSink"]
 
@@ -238,11 +247,7 @@ class OpcUaClientSink(ResultSink):
         return self._state
 
     def counters(self) -> dict[str, int]:
-        c = self._c
-        return {
-            "delivered": c.delivered, "undelivered": c.undelivered, "late_dropped": c.late_dropped,
-            "reconnects": c.reconnects, "missing_acks": c.missing_acks, "result_seq": self._seq, **self._extra,
-        }
+        return {**self._c.link_counts(), "result_seq": self._seq, **self._extra}
 
     # ---------------------------------------------------------------- supervisor
     def _drop(self, exc: BaseException) -> None:
@@ -274,7 +279,7 @@ class OpcUaClientSink(ResultSink):
     async def _supervise(self) -> None:
         self._stop = asyncio.Event()
         self._write_lock = asyncio.Lock()
-        backoff = self._cfg.reconnect_min_ms / 1000.0
+        backoff = CappedBackoff(self._cfg.reconnect_min_ms / 1000.0, self._cfg.reconnect_max_ms / 1000.0)
         while not self._stop.is_set():
             self._state = LinkState.RECONNECTING if self._was_connected else LinkState.CONNECTING
             client: Client | None = None
@@ -291,10 +296,9 @@ class OpcUaClientSink(ResultSink):
                 log.debug("OPC UA connect to %s failed: %r", self._cfg.endpoint, exc)
                 await self._disconnect(client)
                 with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), backoff)
-                backoff = min(backoff * 2, self._cfg.reconnect_max_ms / 1000.0)
+                    await asyncio.wait_for(self._stop.wait(), backoff.next_wait())
                 continue
-            backoff = self._cfg.reconnect_min_ms / 1000.0
+            backoff.reset()
             if self._was_connected:
                 self._c.reconnects += 1
             self._was_connected = True

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from typing import Literal
 
 from plc.config import ModbusMap
-from plc.sink import StatusBits, VerdictMessage
+from plc.vocabulary import StatusBits, VerdictMessage
 
 U16 = 0xFFFF
 U32 = 0xFFFFFFFF

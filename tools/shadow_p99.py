@@ -30,7 +30,7 @@ from line.recipes.book import RecipeBook  # noqa: E402
 from line.recipes.model import Recipe  # noqa: E402
 from line.results.archive import ImageArchive  # noqa: E402
 from line.results.log import ResultLog  # noqa: E402
-from plc.sink import Delivery, ResultSink, VerdictMessage  # noqa: E402
+from plc.vocabulary import Delivery, ResultSink, VerdictMessage  # noqa: E402
 from tests.flywheel.weaker import weaker_copy  # noqa: E402
 
 DEMO = ROOT / "line" / "demo_station" / "recipes"

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from inference.gpu import enqueue as cuda_enqueue
+from inference.gpu.errors import GpuError
 
 try:  # cuda-python 12.6+ / 13
     from cuda.bindings import driver, nvrtc, runtime
@@ -28,11 +29,8 @@ except ImportError:  # pragma: no cover - only on hosts without cuda-python
     driver = nvrtc = runtime = None
 
 
-class GpuError(RuntimeError):
-    """A CUDA / NVRTC call failed; the message names the call and CUDA's error string."""
-
-
-def _error_string(err: Any) -> str:
+def error_string(err: Any) -> str:
+    """CUDA's name and text for a cuda-python / NVRTC error code (best effort)."""
     try:
         if runtime is not None and isinstance(err, runtime.cudaError_t):
             text = runtime.cudaGetErrorString(err)[1]
@@ -60,13 +58,14 @@ def check(result: Any, call: str) -> Any:
     else:
         err, values = result, ()
     if int(err) != 0:
-        raise GpuError(f"{call} failed: {_error_string(err)}")
+        raise GpuError(f"{call} failed: {error_string(err)}")
     if not values:
         return None
     return values[0] if len(values) == 1 else values
 
 
-def _require() -> None:
+def require_cuda() -> None:
+    """Raise :class:`GpuError` saying how to install cuda-python when it is missing."""
     if runtime is None:
         raise GpuError("cuda-python is not installed (pip install 'cuda-python>=12.6')")
 
@@ -94,7 +93,7 @@ class Device:
     """One GPU; ``activate`` makes its primary context current on the calling thread."""
 
     def __init__(self, device_id: int = 0) -> None:
-        _require()
+        require_cuda()
         self.id = device_id
         check(runtime.cudaSetDevice(device_id), "cudaSetDevice")
         _current.device = device_id
@@ -143,7 +142,7 @@ class Stream:
     """A non-blocking stream we own; ``handle`` is the integer the runtimes want."""
 
     def __init__(self) -> None:
-        _require()
+        require_cuda()
         self._stream = check(
             runtime.cudaStreamCreateWithFlags(runtime.cudaStreamNonBlocking), "cudaStreamCreateWithFlags"
         )
@@ -199,7 +198,7 @@ class DeviceBuffer:
     """cudaMalloc'd memory; ``ptr`` goes to set_tensor_address / bind_input / kernels."""
 
     def __init__(self, nbytes: int) -> None:
-        _require()
+        require_cuda()
         self.nbytes = max(int(nbytes), 1)
         self.ptr: int = int(check(runtime.cudaMalloc(self.nbytes), "cudaMalloc"))
 
@@ -233,7 +232,7 @@ class PinnedBuffer:
     """Page-locked host memory with a numpy view (results come back into these)."""
 
     def __init__(self, nbytes: int) -> None:
-        _require()
+        require_cuda()
         self.nbytes = max(int(nbytes), 1)
         self.ptr: int = int(check(runtime.cudaMallocHost(self.nbytes), "cudaMallocHost"))
         self.array: np.ndarray = np.ctypeslib.as_array((ctypes.c_uint8 * self.nbytes).from_address(self.ptr))

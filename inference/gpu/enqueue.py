@@ -8,43 +8,54 @@ station against 0.29 ms alone (the GPU idled between our enqueues). These wrappe
 through ``ctypes.PyDLL``, which holds the GIL for the call. Anything that can block
 (synchronize, allocate) stays on cuda-python, which releases it.
 
-``LINECHECK_CUDA_KEEP_GIL=0`` switches back to cuda-python for every call (A/B measurements).
+``EngineOptions.cuda_keep_gil`` (on by default) switches them off: every call then goes
+through cuda-python (an A/B, or a driver whose libcuda cannot be loaded this way). The switch
+is process-wide, like ``EngineOptions.cuda_wait``: the last engine opened sets it.
 """
 
 from __future__ import annotations
 
 import ctypes
-import os
 from typing import Any
+
+from inference.gpu.errors import GpuError
 
 _c = ctypes
 _lib: Any = None
 _tried = False
+_keep_gil = True
+
+
+def keep_gil(enabled: bool) -> None:
+    """Use the GIL-holding calls (True, the default) or cuda-python for every call (False)."""
+    global _keep_gil
+    _keep_gil = enabled
 
 
 def _load() -> Any:
     global _lib, _tried
+    if not _keep_gil:
+        return None
     if not _tried:
         _tried = True
-        if os.environ.get("LINECHECK_CUDA_KEEP_GIL", "1") != "0":
-            try:
-                lib = _c.PyDLL("libcuda.so.1")
-                sig = {
-                    "cuMemcpyHtoDAsync_v2": [_c.c_uint64, _c.c_void_p, _c.c_size_t, _c.c_void_p],
-                    "cuMemcpyDtoHAsync_v2": [_c.c_void_p, _c.c_uint64, _c.c_size_t, _c.c_void_p],
-                    "cuMemsetD8Async": [_c.c_uint64, _c.c_ubyte, _c.c_size_t, _c.c_void_p],
-                    "cuEventRecord": [_c.c_void_p, _c.c_void_p],
-                    "cuLaunchKernel": [_c.c_void_p] + [_c.c_uint] * 7 + [_c.c_void_p] * 3,
-                    "cuEventElapsedTime": [_c.POINTER(_c.c_float), _c.c_void_p, _c.c_void_p],
-                    "cuGraphLaunch": [_c.c_void_p, _c.c_void_p],
-                }
-                for name, argtypes in sig.items():
-                    fn = getattr(lib, name)
-                    fn.argtypes = argtypes
-                    fn.restype = _c.c_int
-                _lib = lib
-            except (OSError, AttributeError):
-                _lib = None
+        try:
+            lib = _c.PyDLL("libcuda.so.1")
+            sig = {
+                "cuMemcpyHtoDAsync_v2": [_c.c_uint64, _c.c_void_p, _c.c_size_t, _c.c_void_p],
+                "cuMemcpyDtoHAsync_v2": [_c.c_void_p, _c.c_uint64, _c.c_size_t, _c.c_void_p],
+                "cuMemsetD8Async": [_c.c_uint64, _c.c_ubyte, _c.c_size_t, _c.c_void_p],
+                "cuEventRecord": [_c.c_void_p, _c.c_void_p],
+                "cuLaunchKernel": [_c.c_void_p] + [_c.c_uint] * 7 + [_c.c_void_p] * 3,
+                "cuEventElapsedTime": [_c.POINTER(_c.c_float), _c.c_void_p, _c.c_void_p],
+                "cuGraphLaunch": [_c.c_void_p, _c.c_void_p],
+            }
+            for name, argtypes in sig.items():
+                fn = getattr(lib, name)
+                fn.argtypes = argtypes
+                fn.restype = _c.c_int
+            _lib = lib
+        except (OSError, AttributeError):
+            _lib = None
     return _lib
 
 
@@ -54,8 +65,6 @@ def available() -> bool:
 
 def _check(status: int, call: str) -> None:
     if status != 0:
-        from inference.gpu.cuda import GpuError
-
         raise GpuError(f"{call} failed with CUresult {status}")
 
 

@@ -11,12 +11,16 @@ import ctypes
 import hashlib
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from inference.gpu import enqueue as cuda_enqueue
-from inference.gpu.cuda import Device, GpuError, Stream, _error_string, _require, check, driver, nvrtc
+from inference.gpu.cuda import Device, GpuError, Stream, check, driver, error_string, nvrtc, require_cuda
 
 _MODULES: dict[tuple[str, str], Kernels] = {}  # (source sha, device:arch)
+# headers every kernel source may #include by name (NVRTC has no include path of its own here)
+HEADERS: dict[str, str] = {name: (Path(__file__).parent / "cu" / name).read_text() for name in ("fp16.cuh",)}
+_HEADERS_DIGEST = hashlib.sha256("".join(HEADERS.values()).encode()).hexdigest()
 _MODULES_LOCK = threading.Lock()
 
 
@@ -24,11 +28,13 @@ class Kernels:
     """A compiled NVRTC module and its functions (compiled once per process and GPU arch)."""
 
     def __init__(self, source: str, names: Sequence[str], arch: tuple[int, int], options: Sequence[str] = ()):
-        _require()
-        self.source_hash = hashlib.sha256(source.encode()).hexdigest()[:16]
+        require_cuda()
+        self.source_hash = _source_key(source)[:16]
         prog = check(
-            nvrtc.nvrtcCreateProgram(source.encode(), b"linecheck.cu", 0, [], []), "nvrtcCreateProgram"
-        )
+            nvrtc.nvrtcCreateProgram(source.encode(), b"linecheck.cu", len(HEADERS),
+                                     [h.encode() for h in HEADERS.values()], [n.encode() for n in HEADERS]),
+            "nvrtcCreateProgram",
+        )  # fmt: skip
         opts = [f"--gpu-architecture=sm_{arch[0]}{arch[1]}".encode(), b"--std=c++17", b"-default-device"]
         opts += [o.encode() for o in options]
         err = nvrtc.nvrtcCompileProgram(prog, len(opts), opts)
@@ -37,7 +43,7 @@ class Kernels:
             log = b" " * size
             nvrtc.nvrtcGetProgramLog(prog, log)
             raise GpuError(
-                f"nvrtcCompileProgram failed: {_error_string(err[0])}\n{log.decode(errors='replace')}"
+                f"nvrtcCompileProgram failed: {error_string(err[0])}\n{log.decode(errors='replace')}"
             )
         size = check(nvrtc.nvrtcGetCUBINSize(prog), "nvrtcGetCUBINSize")
         cubin = b" " * size
@@ -54,12 +60,17 @@ class Kernels:
     def get(cls, source: str, names: Sequence[str], device: Device) -> Kernels:
         """The module for ``source`` on ``device`` (modules belong to one device's context)."""
         arch = device.compute_capability
-        key = (hashlib.sha256(source.encode()).hexdigest(), f"{device.id}:{arch[0]}{arch[1]}")
+        key = (_source_key(source), f"{device.id}:{arch[0]}{arch[1]}")
         with _MODULES_LOCK:
             mod = _MODULES.get(key)
             if mod is None:
                 mod = _MODULES[key] = cls(source, names, arch)
             return mod
+
+
+def _source_key(source: str) -> str:
+    """What a compiled module depends on: the source and the headers it may include."""
+    return hashlib.sha256((source + _HEADERS_DIGEST).encode()).hexdigest()
 
 
 class KernelArgs:

@@ -24,7 +24,8 @@ import numpy as np
 from inference.config import EngineOptions, InputProfile
 from inference.decode import Candidates
 from inference.detections import Detections
-from inference.engine import DetectionResult, DetectorSpec, Engine, ImageInput
+from inference.engine import DetectionResult, DetectorSpec, Engine, ImageInput, detect_in_batches
+from inference.gpu import enqueue as cuda_enqueue
 from inference.gpu.cuda import BufferPool, Device, Event, Stream, check, driver
 from inference.gpu.decode import DecodePlan, GpuDecoder
 from inference.gpu.fused import CapturableNetwork, FusedGraph, FusedKey, capture
@@ -59,6 +60,7 @@ class GpuPipelineEngine(Engine):
         super().__init__(spec, options)
         self.device = Device(options.device_id)
         self.device.set_wait(options.cuda_wait)
+        cuda_enqueue.keep_gil(options.cuda_keep_gil)
         self.stream = Stream()
         self.pool = BufferPool()
         self.registry = HostRegistry.shared(options.device_id)
@@ -157,17 +159,7 @@ class GpuPipelineEngine(Engine):
 
     def _detect(self, images: Sequence[ImageInput]) -> list[DetectionResult]:
         self.device.activate()
-        results: list[DetectionResult | None] = [None] * len(images)
-        groups: dict[tuple[tuple[int, ...], str], list[int]] = {}
-        for i, image in enumerate(images):
-            groups.setdefault((image.data.shape, image.pixel_format), []).append(i)
-        step = self._static_batch or self.options.max_batch
-        for indices in groups.values():
-            for start in range(0, len(indices), step):
-                chunk = indices[start : start + step]
-                for i, result in zip(chunk, self._detect_batch([images[i] for i in chunk]), strict=True):
-                    results[i] = result
-        return [r for r in results if r is not None]
+        return detect_in_batches(images, self._static_batch or self.options.max_batch, self._detect_batch)
 
     def infer_raw(self, tensor: np.ndarray) -> list[np.ndarray]:
         """Host NCHW tensor → host output: upload, run on our buffers, download (bench, tests)."""

@@ -24,7 +24,7 @@ from line.recipes.model import Recipe
 from line.results.archive import ImageArchive
 from line.results.log import ResultLog
 from line.uplink.config import uplink_problems
-from plc.sink import ResultSink
+from plc.vocabulary import ResultSink
 
 log = logging.getLogger(__name__)
 

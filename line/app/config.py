@@ -6,21 +6,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from camera.config import CameraConfig
 from inference.config import EngineOptions
+from line.config_model import ConfigModel
 from line.mes.config import OpcUaServerConfig
 from line.passwords import parse_hash
 from line.uplink.config import UplinkConfig
 from plc.config import Host, ModbusClientConfig, ModbusServerConfig, OpcUaClientConfig
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)  # .inf/.nan never work here
-
-
-class StationSection(_Frozen):
+class StationSection(ConfigModel):
     id: str = Field(default="station-1", min_length=1)
     queue_size: int = Field(default=4, ge=1, le=1024)
     # what happens when inference falls behind acquisition; every drop is counted and becomes
@@ -35,7 +32,7 @@ class StationSection(_Frozen):
     early_launch: bool = True
 
 
-class RecipesSection(_Frozen):
+class RecipesSection(ConfigModel):
     dir: Path = Path("../recipes")
     # recipe id to start with; it must exist and be valid, or the station refuses to start.
     # None: the valid recipe with the lowest code (the start-up log says so)
@@ -43,13 +40,13 @@ class RecipesSection(_Frozen):
     warm_max: int = Field(default=2, ge=1, le=64)
 
 
-class PlcSection(_Frozen):
+class PlcSection(ConfigModel):
     modbus_server: ModbusServerConfig | None = ModbusServerConfig()
     modbus_client: ModbusClientConfig | None = None
     opcua_client: OpcUaClientConfig | None = None
 
 
-class StorageSection(_Frozen):
+class StorageSection(ConfigModel):
     dir: Path = Path("../var/station")
     archive_ng_images: bool = True
     archive_max_images: int = Field(default=500, ge=0, le=10_000_000)
@@ -60,7 +57,7 @@ class StorageSection(_Frozen):
 HmiRole = Literal["viewer", "qa", "operator", "admin"]
 
 
-class HmiUser(_Frozen):
+class HmiUser(ConfigModel):
     """One HMI login: a scrypt hash from ``python -m line.passwords``, never a password."""
 
     password_hash: str
@@ -75,7 +72,7 @@ class HmiUser(_Frozen):
         return value
 
 
-class HmiSection(_Frozen):
+class HmiSection(ConfigModel):
     enabled: bool = False
     host: Host = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
@@ -93,7 +90,7 @@ class HmiSection(_Frozen):
     allowed_hosts: tuple[str, ...] = ()
 
 
-class StationConfig(_Frozen):
+class StationConfig(ConfigModel):
     station: StationSection = StationSection()
     recipes: RecipesSection = RecipesSection()
     cameras: tuple[CameraConfig, ...] = Field(min_length=1)

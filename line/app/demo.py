@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TextIO
 
 from line.loop.station import Outcome, Station
-from plc.sink import ResultCode
+from plc.vocabulary import ResultCode
 
 
 @dataclass

@@ -31,7 +31,7 @@ from line.flywheel.store import FlywheelStore
 from line.loop.decision import Verdict
 from line.loop.stats import LatencyRing
 from line.recipes.model import Recipe
-from plc.sink import ResultCode
+from plc.vocabulary import ResultCode
 
 log = logging.getLogger(__name__)
 

@@ -12,15 +12,14 @@ import time
 from collections.abc import Callable
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from plc.sink import ResultCode
+from line.config_model import ConfigModel
+from plc.vocabulary import ResultCode
 
 
-class CapturePolicy(BaseModel):
+class CapturePolicy(ConfigModel):
     """A recipe's ``capture:`` block (docs/quality-loop.md, "Capture policy")."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     rejects: bool = True  # every rejected part
     # a part whose best score lies within this distance above its class threshold

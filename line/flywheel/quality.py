@@ -16,7 +16,7 @@ from typing import Any
 
 from line.flywheel.store import Capture
 from line.loop.decision import Verdict
-from plc.sink import ResultCode
+from plc.vocabulary import ResultCode
 
 BAD = frozenset({"confirm", "missed"})
 CURVE_STEPS = tuple(round(i * 0.05, 2) for i in range(21))

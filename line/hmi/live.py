@@ -23,7 +23,7 @@ from camera.frame import Frame
 from line.loop.decision import Verdict
 from line.loop.stats import LatencyRing
 from line.recipes.model import Recipe
-from plc.sink import ResultCode
+from plc.vocabulary import ResultCode
 
 _VERDICT_TEXT = {ResultCode.PASS: "PASS", ResultCode.REJECT: "REJECT", ResultCode.FAIL_SAFE_REJECT: "FAIL-SAFE", ResultCode.HOLD: "HOLD"}
 FULL_COPY_MAX_BYTES = 8 << 20

@@ -23,7 +23,7 @@ from prometheus_client.registry import Collector
 from camera.source import CameraState
 from line.loop.alarms import AlarmKind
 from line.loop.station import Outcome, Station
-from plc.sink import LinkState, ResultCode
+from plc.vocabulary import LinkState, ResultCode
 
 LATENCY_BUCKETS_S = (0.001, 0.002, 0.005, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.075, 0.1, 0.2, 0.5, 1.0, 2.0)
 _RESULT = {ResultCode.PASS: "pass", ResultCode.REJECT: "reject", ResultCode.FAIL_SAFE_REJECT: "fail_safe_reject",

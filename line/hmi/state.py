@@ -30,7 +30,7 @@ from line.loop.station import Station
 from line.recipes.book import SwitchAudit
 from line.recipes.watch import RecipeWatcher
 from line.results.log import connect
-from plc.sink import LinkState, ResultCode
+from plc.vocabulary import LinkState, ResultCode
 
 log = logging.getLogger(__name__)
 

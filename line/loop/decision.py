@@ -13,7 +13,7 @@ import numpy as np
 
 from inference.detections import Detections
 from line.recipes.model import Recipe
-from plc.sink import ResultCode
+from plc.vocabulary import FailSafeReason, ResultCode
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,7 @@ class Verdict:
     reject_mask: int
     defects: Detections  # detections that count (inside ROI, outside ignore masks)
     class_names: tuple[str, ...]  # per detection in ``defects``
-    reason: str = ""  # fail-safe reason code
+    reason: FailSafeReason | str = ""  # a FailSafeReason when failed safe, "" when decided
 
     @property
     def defect_count(self) -> int:
@@ -34,9 +34,6 @@ class Verdict:
         for name in self.class_names:
             counts[name] = counts.get(name, 0) + 1
         return tuple(sorted(counts.items()))
-
-
-FAIL_SAFE_REASONS = ("timeout", "camera_error", "incomplete_frame", "inference_error", "dropped", "shutdown")
 
 
 @dataclass(frozen=True)
@@ -83,9 +80,11 @@ class DecisionPolicy:
                 return Verdict(ResultCode.REJECT, rule.bin, 1 << (rule.bin - 1), defects, names)
         return Verdict(ResultCode.PASS, 0, 0, defects, names)
 
-    def fail_safe(self, reason: str) -> Verdict:
+    def fail_safe(self, reason: FailSafeReason | str) -> Verdict:
+        """The recipe's fail-safe result; ``reason`` must name a :class:`FailSafeReason` (a
+        misspelt reason fails here, not as an unknown label in the log and on the PLC)."""
         code = ResultCode.FAIL_SAFE_REJECT if self.recipe.fail_safe == "reject" else ResultCode.HOLD
-        return Verdict(code, 0, 0, Detections.empty(), (), reason)
+        return Verdict(code, 0, 0, Detections.empty(), (), FailSafeReason(reason))
 
 
 def _class_lut(class_ids: list[int], n_classes: int) -> np.ndarray:

@@ -42,7 +42,7 @@ from line.loop.verdict_records import build_message, build_record
 from line.recipes.book import PreparedRecipe, RecipeBook, SwitchResult
 from line.recipes.model import Recipe
 from line.results.log import ResultLog, ResultRecord
-from plc.sink import Delivery, ResultCode, ResultSink, StatusBits, VerdictMessage
+from plc.vocabulary import Delivery, ResultCode, ResultSink, StatusBits, VerdictMessage
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ import time
 from line.loop.decision import Verdict
 from line.loop.lane import PartTicket
 from line.recipes.model import Recipe
-from line.results.log import ResultRecord
-from plc.sink import VerdictMessage
+from line.results.log import ResultRecord, verdict_message
+from plc.vocabulary import VerdictMessage
 
 FAIL_SAFE_WRITE_GRACE_S = 0.010  # a fail-safe decided at the deadline may still take this long to write
 
@@ -54,19 +54,5 @@ def build_message(
     """A real verdict must reach the PLC by the part's deadline; a fail-safe decided at the
     deadline gets a short grace to be written at all."""
     deadline = ticket.deadline if not verdict.reason else max(ticket.deadline, now) + FAIL_SAFE_WRITE_GRACE_S
-    return VerdictMessage(
-        result_id=record.result_id,
-        camera_id=ticket.camera_id,
-        part_id=ticket.part_id & 0xFFFF,
-        recipe_id=recipe.id,
-        recipe_code=recipe.code,
-        result_code=verdict.result_code,
-        reject_mask=verdict.reject_mask,
-        defect_count=verdict.defect_count,
-        processing_us=record.processing_us,
-        deadline=deadline,
-        reason=verdict.reason,
-        defects=verdict.defect_counts(),
-        image_ref=image_ref,
-        timestamp_ns=record.t_verdict_ns,
-    )
+    return verdict_message(record, verdict.defect_counts(), deadline=deadline, part_id=ticket.part_id & 0xFFFF,
+                           image_ref=image_ref)  # fmt: skip

@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlparse
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from line import passwords
+from line.config_model import ConfigModel
 
 SecurityPolicyName = Literal[
     "None",
@@ -55,11 +56,7 @@ def verify_password(password: str, stored: str) -> bool:
     return passwords.verify_password(password, stored)
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)  # .inf/.nan never work here
-
-
-class OpcUaUser(_Frozen):
+class OpcUaUser(ConfigModel):
     password_hash: str = Field(min_length=1)
     role: Role = "reader"
 
@@ -77,14 +74,14 @@ class OpcUaUser(_Frozen):
         return value
 
 
-class DeadlineAlarmConfig(_Frozen):
+class DeadlineAlarmConfig(ConfigModel):
     """Alarm when more than ``threshold`` deadline misses happen within ``window_s``."""
 
     threshold: int = Field(default=5, ge=0)
     window_s: float = Field(default=60.0, gt=0)
 
 
-class OpcUaServerConfig(_Frozen):
+class OpcUaServerConfig(ConfigModel):
     endpoint: str = "opc.tcp://127.0.0.1:4840/linecheck/"
     station_id: str = Field(default="station-1", min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     application_uri: str = "urn:linecheck:server"

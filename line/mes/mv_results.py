@@ -25,12 +25,13 @@ from typing import Any, Protocol, runtime_checkable
 
 from asyncua import ua
 
-from line.results.history import ResultRecord, ns_to_datetime
+from line.results.history import ns_to_datetime
+from line.results.log import ResultRecord
 
 NewStructure = Callable[[str], Any]  # VisionSystemNodes.new: a MachineVision structure by name
 
 COMPLETED, PROCESSING, ABORTED, FAILED = 1, 2, 3, 4
-FAIL_SAFE_CODE = 2  # plc.sink.ResultCode.FAIL_SAFE_REJECT
+FAIL_SAFE_CODE = 2  # plc.vocabulary.ResultCode.FAIL_SAFE_REJECT
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from plc.sink import StatusBits
+from plc.vocabulary import StatusBits
 
 # line/alarms.py AlarmKind values that stop inspection: a camera or the engine failing, or the
 # result log losing results. plc may not import line, so the names are repeated here.

@@ -32,7 +32,7 @@ from typing import Any
 from line.mes.config import OpcUaServerConfig
 from line.mes.server import StateUpdate, StationServer
 from line.results.history import ResultHistory
-from plc.sink import Delivery, LinkState, ResultSink, StatusBits, VerdictMessage
+from plc.vocabulary import Delivery, LinkState, ResultSink, StatusBits, VerdictMessage
 
 _log = logging.getLogger(__name__)
 

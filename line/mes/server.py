@@ -54,7 +54,7 @@ from line.results.history import (
     result_json,
     summary_dict,
 )
-from plc.sink import ResultCode, StatusBits, VerdictMessage
+from plc.vocabulary import ResultCode, StatusBits, VerdictMessage
 
 __all__ = ["OpcUaServerConfig", "StateUpdate", "StationServer"]
 
@@ -263,21 +263,7 @@ class StationServer:
         ts_ns = v.timestamp_ns or time.time_ns()
         ts = ns_to_datetime(ts_ns)
         classes = {name: int(count) for name, count in v.defects}
-        summary = summary_dict(
-            result_id=v.result_id,
-            camera_id=v.camera_id,
-            part_id=v.part_id,
-            recipe_id=v.recipe_id,
-            recipe_code=v.recipe_code,
-            result_code=int(v.result_code),
-            reason=v.reason,
-            reject_mask=v.reject_mask,
-            defect_count=v.defect_count,
-            defect_classes=classes,
-            processing_us=v.processing_us,
-            t_verdict_ns=ts_ns,
-            image_ref=v.image_ref,
-        )
+        summary = summary_dict(v, ts_ns)
         self._recipe_codes[v.recipe_code] = v.recipe_id
         self._counts["Inspected"] += 1
         if v.result_code in (ResultCode.REJECT, ResultCode.FAIL_SAFE_REJECT):

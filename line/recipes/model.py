@@ -4,19 +4,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from camera.config import CameraSettings
 from inference.config import ModelConfig, NmsConfig
 from inference.engine import DetectorSpec
+from line.config_model import ConfigModel
 from line.flywheel.policy import CapturePolicy
-
-
-class _Frozen(BaseModel):
-    # inf and nan parse as YAML floats (.inf, .nan) but no budget, area or threshold can work
-    # with them: an infinite budget stopped the deadline watchdog for good
-    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
-
 
 # Bounds for values that parse but cannot work. The largest frame a GenICam camera reports is
 # well under 10^8 pixels; a budget under 0.5 ms fail-safes every part on any engine, one over
@@ -28,14 +22,14 @@ MAX_BUDGET_MS = 10_000.0
 Rect = tuple[int, int, int, int]  # x, y, w, h in frame pixels
 
 
-class RejectRule(_Frozen):
+class RejectRule(ConfigModel):
     classes: tuple[str, ...] = Field(min_length=1)
     bin: int = Field(ge=1, le=16)
     min_area_px: float = Field(default=0.0, ge=0.0, le=MAX_AREA_PX)
     min_count: int = Field(default=1, ge=1, le=10_000)
 
 
-class Recipe(_Frozen):
+class Recipe(ConfigModel):
     id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     code: int = Field(ge=1, le=65535)
     description: str = ""

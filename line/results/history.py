@@ -4,8 +4,8 @@ the JSON encoding of a result, and an asyncua history backend that answers Histo
 
 Why a custom backend: asyncua's default history keeps values in memory for a time window; the
 MES must be able to read back any verdict the station ever logged (the SQLite result log owned
-by ``line.results.log``). ``plc`` never imports ``line``; ``line.mes.wiring`` adapts its reader to the
-``ResultHistory`` protocol below.
+by ``line.results.log``). Its records are the log's own ``ResultRecord``; the protocol below
+lets tests (and the server's in-process use) serve them from a list.
 
 JSON encoding (UTF-8 text, one object per result):
 
@@ -26,42 +26,23 @@ import asyncio
 import json
 import logging
 from collections import Counter
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Protocol
 
 from asyncua import ua
 from asyncua.server.history import HistoryStorageInterface
 
+from line.results.log import ResultRecord, verdict_message
+from plc.vocabulary import ResultCode, VerdictMessage
+
 if TYPE_CHECKING:
     from asyncua.common.events import Event
 
 _log = logging.getLogger(__name__)
 
-VERDICTS = {0: "pass", 1: "reject", 2: "fail_safe_reject", 3: "hold"}
+VERDICTS = {int(code): code.name.lower() for code in ResultCode}  # 0 pass, 1 reject, 2 fail_safe_reject, 3 hold
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 MAX_NS = 2**63 - 1
-
-
-@dataclass(frozen=True)
-class ResultRecord:
-    """One logged verdict; the same columns as ``line.results.log.ResultRow``."""
-
-    rowid: int
-    result_id: str
-    camera_id: str
-    part_id: int
-    recipe_id: str
-    recipe_code: int
-    result_code: int
-    reason: str
-    reject_mask: int
-    defect_count: int
-    defects_json: str
-    processing_us: int
-    t_verdict_ns: int
-    image_ref: str
-    delivered: int | None = None
 
 
 class ResultHistory(Protocol):
@@ -87,38 +68,27 @@ def _iso(ns: int) -> str:
     return ns_to_datetime(ns).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-def summary_dict(
-    *,
-    result_id: str,
-    camera_id: str,
-    part_id: int,
-    recipe_id: str,
-    recipe_code: int,
-    result_code: int,
-    reason: str,
-    reject_mask: int,
-    defect_count: int,
-    defect_classes: dict[str, int],
-    processing_us: int,
-    t_verdict_ns: int,
-    image_ref: str,
-) -> dict[str, Any]:
+def summary_dict(v: VerdictMessage, t_verdict_ns: int | None = None) -> dict[str, Any]:
+    """The summary encoding (module docstring) of a verdict: the one mapping, for the live
+    ``LastResult`` and for every logged row (:func:`record_dict`). ``t_verdict_ns`` overrides
+    the message's timestamp (a message without one is stamped on arrival)."""
+    ns = v.timestamp_ns if t_verdict_ns is None else t_verdict_ns
     return {
-        "result_id": result_id,
-        "camera_id": camera_id,
-        "part_id": int(part_id),
-        "recipe_id": recipe_id,
-        "recipe_code": int(recipe_code),
-        "result_code": int(result_code),
-        "verdict": VERDICTS.get(int(result_code), str(int(result_code))),
-        "reason": reason,
-        "reject_mask": int(reject_mask),
-        "defect_count": int(defect_count),
-        "defect_classes": dict(sorted(defect_classes.items())),
-        "processing_us": int(processing_us),
-        "t_verdict_ns": int(t_verdict_ns),
-        "t_verdict": _iso(t_verdict_ns),
-        "image_ref": image_ref,
+        "result_id": v.result_id,
+        "camera_id": v.camera_id,
+        "part_id": int(v.part_id),
+        "recipe_id": v.recipe_id,
+        "recipe_code": int(v.recipe_code),
+        "result_code": int(v.result_code),
+        "verdict": VERDICTS.get(int(v.result_code), str(int(v.result_code))),
+        "reason": str(v.reason),
+        "reject_mask": int(v.reject_mask),
+        "defect_count": int(v.defect_count),
+        "defect_classes": dict(sorted((name, int(count)) for name, count in v.defects)),
+        "processing_us": int(v.processing_us),
+        "t_verdict_ns": int(ns),
+        "t_verdict": _iso(ns),
+        "image_ref": v.image_ref,
     }
 
 
@@ -133,21 +103,7 @@ def parse_defects(defects_json: str) -> list[dict[str, Any]]:
 def record_dict(record: ResultRecord, *, detail: bool) -> dict[str, Any]:
     defects = parse_defects(record.defects_json)
     classes = Counter(str(d.get("class", "")) for d in defects if isinstance(d, dict))
-    out = summary_dict(
-        result_id=record.result_id,
-        camera_id=record.camera_id,
-        part_id=record.part_id,
-        recipe_id=record.recipe_id,
-        recipe_code=record.recipe_code,
-        result_code=record.result_code,
-        reason=record.reason,
-        reject_mask=record.reject_mask,
-        defect_count=record.defect_count,
-        defect_classes=dict(classes),
-        processing_us=record.processing_us,
-        t_verdict_ns=record.t_verdict_ns,
-        image_ref=record.image_ref,
-    )
+    out = summary_dict(verdict_message(record, tuple(classes.items())))
     if detail:
         out["defects"] = defects
     return out

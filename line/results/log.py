@@ -21,14 +21,16 @@ import sqlite3
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from line.results.archive import ImageArchive
 from line.results.journal import VerdictJournal, journal_files, parse_lines, read_journal
+from plc.vocabulary import ResultCode, VerdictMessage
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +73,11 @@ CREATE TABLE IF NOT EXISTS events (
 
 @dataclass
 class ResultRecord:
-    """One verdict as logged. ``image`` (a copy of an NG frame) is archived then dropped."""
+    """One verdict: what the station logs, what :class:`ResultLogReader` reads back (with its
+    ``rowid``), what the MES server encodes, and what :func:`verdict_message` turns into the
+    PLC/MES message. One type so that a column added here reaches every reader.
+
+    ``image`` (a copy of an NG frame) is archived then dropped; it is no column."""
 
     result_id: str
     camera_id: str
@@ -90,41 +96,50 @@ class ResultRecord:
     delivered: int | None = None
     plc_seq: int | None = None
     timings_json: str = "{}"
-    image: np.ndarray | None = field(default=None, repr=False)
+    image: np.ndarray | None = field(default=None, repr=False, compare=False)
+    rowid: int | None = None  # SQLite's, once the row is read back
 
     def journal_dict(self) -> dict[str, Any]:
         # hot path (before the PLC write): a plain field read, 14x cheaper than dataclasses.asdict
-        return {c: getattr(self, c) for c in _COLUMNS}
+        return {c: getattr(self, c) for c in COLUMNS}
 
     def row(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, c) for c in _COLUMNS)
+        return tuple(getattr(self, c) for c in COLUMNS)
 
 
-# the table's columns are the record's fields (the picture is archived, not stored)
-_COLUMNS = tuple(f.name for f in fields(ResultRecord) if f.name != "image")
-_INSERT = f"INSERT OR IGNORE INTO results ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+# the table's columns are the record's fields (the picture is archived, SQLite numbers the row)
+COLUMNS = tuple(f.name for f in fields(ResultRecord) if f.name not in ("image", "rowid"))
+_INSERT = f"INSERT OR IGNORE INTO results ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
 
 
-@dataclass(frozen=True)
-class ResultRow:
-    rowid: int
-    result_id: str
-    camera_id: str
-    part_id: int
-    frame_id: int
-    recipe_id: str
-    recipe_code: int
-    result_code: int
-    reason: str
-    reject_mask: int
-    defect_count: int
-    defects_json: str
-    processing_us: int
-    t_verdict_ns: int
-    image_ref: str
-    delivered: int | None
-    plc_seq: int | None
-    timings_json: str
+def verdict_message(
+    record: ResultRecord,
+    defects: tuple[tuple[str, int], ...],
+    *,
+    deadline: float = 0.0,
+    part_id: int | None = None,
+    image_ref: str | None = None,
+) -> VerdictMessage:
+    """The record as the PLC and the MES receive it: the one place a message is made from a
+    record. ``defects`` are (class, count) pairs (the station has them at hand; a logged row
+    derives them from ``defects_json``); ``deadline`` matters only to a sink; ``part_id`` and
+    ``image_ref`` override the record's (the station sends the part id at register width)."""
+    return VerdictMessage(
+        result_id=record.result_id,
+        camera_id=record.camera_id,
+        part_id=record.part_id if part_id is None else part_id,
+        recipe_id=record.recipe_id,
+        recipe_code=record.recipe_code,
+        result_code=ResultCode(record.result_code),
+        reject_mask=record.reject_mask,
+        defect_count=record.defect_count,
+        processing_us=record.processing_us,
+        deadline=deadline,
+        reason=record.reason,
+        defects=defects,
+        image_ref=record.image_ref if image_ref is None else image_ref,
+        timestamp_ns=record.t_verdict_ns,
+    )
 
 
 def connect(path: Path, readonly: bool = False, timeout_s: float = 5.0) -> sqlite3.Connection:
@@ -191,7 +206,7 @@ def _merge_journal(records_in: Any) -> _Replay:
     return _Replay([r.row() for r in records.values()], list(orphans.values()), lines)
 
 
-_COLUMN_SET = frozenset(_COLUMNS)
+_COLUMN_SET = frozenset(COLUMNS)
 
 
 def _apply(conn: sqlite3.Connection, replay: _Replay) -> int:
@@ -568,17 +583,37 @@ class ResultLog:
             log.error("result log: %d verdicts lost: neither the database nor the journal could be written", self.lost)
 
 
+def _read_record(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> ResultRecord:
+    record = ResultRecord(*row[1:])
+    record.rowid = row[0]
+    return record
+
+
+class ResultQuery(Protocol):
+    """What a filtered read selects on (the MES server's OPC 40100 ``ResultFilter`` is one);
+    None: any."""
+
+    @property
+    def part_id(self) -> int | None: ...
+    @property
+    def recipe_id(self) -> str | None: ...
+    @property
+    def result_codes(self) -> Sequence[int] | None: ...
+
+
 class ResultLogReader:
-    """Read side for the HMI, the OPC UA server and tests (its own read-only connection)."""
+    """Read side for the HMI, the MES server (its ``ResultHistory``: pages in (t_verdict_ns,
+    rowid) order, the order HistoryRead continuation points need) and tests; its own read-only
+    connection."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._conn = connect(path, readonly=True)
-        self._conn.row_factory = lambda cur, row: ResultRow(*row)
+        self._conn.row_factory = _read_record
 
-    _SELECT = "SELECT rowid, " + ", ".join(_COLUMNS) + " FROM results"
+    _SELECT = "SELECT rowid, " + ", ".join(COLUMNS) + " FROM results"
 
-    def query(self, from_ns: int, to_ns: int, start_index: int = 0, max_results: int = 100) -> list[ResultRow]:
+    def query(self, from_ns: int, to_ns: int, start_index: int = 0, max_results: int = 100) -> list[ResultRecord]:
         cur = self._conn.execute(
             self._SELECT + " WHERE t_verdict_ns >= ? AND t_verdict_ns <= ? ORDER BY t_verdict_ns, rowid LIMIT ? OFFSET ?",
             (from_ns, to_ns, max_results, start_index),
@@ -590,13 +625,42 @@ class ResultLogReader:
         cur.row_factory = None  # type: ignore[assignment]
         return int(cur.fetchone()[0])
 
-    def latest(self, n: int = 20) -> list[ResultRow]:
+    def by_id(self, result_id: str) -> ResultRecord | None:
+        """One result by its id (unique and indexed): OPC 40100 GetResultById."""
+        row: ResultRecord | None = self._conn.execute(self._SELECT + " WHERE result_id = ?", (result_id,)).fetchone()
+        return row
+
+    def filtered(self, flt: ResultQuery, start_index: int, max_results: int) -> tuple[list[ResultRecord], int]:
+        """One page in time order and the number of matches: OPC 40100 GetResultListFiltered."""
+        where, params = ["1 = 1"], []  # type: list[str], list[Any]
+        if flt.part_id is not None:
+            where.append("part_id = ?")
+            params.append(flt.part_id)
+        if flt.recipe_id is not None:
+            where.append("recipe_id = ?")
+            params.append(flt.recipe_id)
+        if flt.result_codes is not None:
+            where.append(f"result_code IN ({', '.join('?' * len(flt.result_codes))})")
+            params.extend(flt.result_codes)
+        cond = " AND ".join(where)
+        cur = self._conn.execute(f"SELECT COUNT(*) FROM results WHERE {cond}", params)  # noqa: S608 - fixed column names
+        cur.row_factory = None  # type: ignore[assignment]
+        total = int(cur.fetchone()[0])
+        if start_index >= total:
+            return [], total
+        rows = self._conn.execute(
+            self._SELECT + f" WHERE {cond} ORDER BY t_verdict_ns, rowid LIMIT ? OFFSET ?",  # noqa: S608
+            [*params, max_results, start_index],
+        ).fetchall()
+        return list(rows), total
+
+    def latest(self, n: int = 20) -> list[ResultRecord]:
         return list(reversed(self._conn.execute(self._SELECT + " ORDER BY rowid DESC LIMIT ?", (n,)).fetchall()))
 
-    def since_rowid(self, rowid: int, limit: int = 1000) -> list[ResultRow]:
+    def since_rowid(self, rowid: int, limit: int = 1000) -> list[ResultRecord]:
         return list(self._conn.execute(self._SELECT + " WHERE rowid > ? ORDER BY rowid LIMIT ?", (rowid, limit)).fetchall())
 
-    def all(self) -> list[ResultRow]:
+    def all(self) -> list[ResultRecord]:
         return list(self._conn.execute(self._SELECT + " ORDER BY rowid").fetchall())
 
     def events(self, kind: str | None = None) -> list[tuple[int, str, str, str, str]]:

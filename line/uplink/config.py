@@ -12,8 +12,9 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from line.config_model import ConfigModel
 from line.errors import Problem
 from plc.config import Host
 
@@ -21,11 +22,7 @@ from plc.config import Host
 _LEVEL = re.compile(r"^[^/#+$\x00][^/#+\x00]*$")
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
-
-
-class TopicPath(_Frozen):
+class TopicPath(ConfigModel):
     """ISA-95 levels of the Unified Namespace: ``<enterprise>/<site>/<area>/<line>/<station>``.
     ``station`` None: the station section's ``id``."""
 
@@ -46,7 +43,7 @@ class TopicPath(_Frozen):
         return "/".join((self.enterprise, self.site, self.area, self.line, self.station or station_id))
 
 
-class TlsConfig(_Frozen):
+class TlsConfig(ConfigModel):
     """Server certificate checked against ``ca_file``; ``cert_file``/``key_file`` for brokers
     that authenticate clients by certificate."""
 
@@ -61,7 +58,7 @@ class TlsConfig(_Frozen):
         return self
 
 
-class UplinkConfig(_Frozen):
+class UplinkConfig(ConfigModel):
     enabled: bool = True
     host: Host = "127.0.0.1"
     port: int = Field(default=1883, ge=1, le=65535)

@@ -16,7 +16,7 @@ from line.uplink.commands import RecipeCommands
 from line.uplink.link import Link
 from line.uplink.payload import PartFacts
 from line.uplink.publisher import Uplink
-from plc.sink import Delivery, LinkState, ResultSink, StatusBits, VerdictMessage
+from plc.vocabulary import Delivery, LinkState, ResultSink, StatusBits, VerdictMessage
 
 if TYPE_CHECKING:
     from line.results.log import ResultRecord

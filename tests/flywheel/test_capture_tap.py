@@ -16,7 +16,7 @@ from line.flywheel.capture import CaptureTap, ModelHashes
 from line.flywheel.store import FlywheelStore
 from line.loop.decision import Verdict
 from line.recipes.model import Recipe
-from plc.sink import ResultCode
+from plc.vocabulary import ResultCode
 
 REJECT = Verdict(ResultCode.REJECT, 1, 1, Detections(np.array([[1, 1, 9, 9]], np.float32), np.array([0.9], np.float32),
                                                      np.zeros(1, np.int32)), ("scratch",))  # fmt: skip

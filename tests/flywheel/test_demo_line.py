@@ -21,7 +21,7 @@ from line.recipes.book import RecipeBook
 from line.recipes.model import Recipe
 from line.results.archive import ImageArchive
 from line.results.log import ResultLog
-from plc.sink import ResultCode
+from plc.vocabulary import ResultCode
 from tests.flywheel.weaker import weaker_copy
 from tests.hmi.helpers import RecordingSink
 

@@ -8,7 +8,7 @@ from pydantic import ValidationError
 
 from line.flywheel.policy import CapturePolicy, Quota, capture_reason
 from line.recipes.model import Recipe
-from plc.sink import ResultCode
+from plc.vocabulary import ResultCode
 
 NONE = np.zeros(0, np.float32)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from plc.sink import ResultCode
+from plc.vocabulary import ResultCode
 from tests.flywheel.helpers import FlyRig, fly_rig
 
 DEFECTIVE = tuple(range(3, 100_000, 4))

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from plc.config import ModbusServerConfig
 from plc.modbus_server import ModbusServerSink
-from plc.sink import LinkState, ResultCode, VerdictMessage
+from plc.vocabulary import LinkState, ResultCode, VerdictMessage
 
 HOST = "127.0.0.1"
 

@@ -22,7 +22,7 @@ from line.recipes.book import RecipeBook
 from line.recipes.model import Recipe
 from line.results.archive import ImageArchive
 from line.results.log import ResultLog, ResultLogReader
-from plc.sink import Delivery, ResultSink, VerdictMessage
+from plc.vocabulary import Delivery, ResultSink, VerdictMessage
 from tests.line.fakes import ScriptedEngine, ScriptedSource, write_recipes
 
 PASSWORDS = {"viewer": "viewer-pw", "operator": "operator-pw", "admin": "admin-pw"}

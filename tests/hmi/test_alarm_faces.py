@@ -35,7 +35,7 @@ from line.results.archive import ImageArchive
 from line.results.log import ResultLog
 from plc.config import ModbusServerConfig
 from plc.modbus_server import ModbusServerSink
-from plc.sink import StatusBits
+from plc.vocabulary import StatusBits
 from tests.hmi.helpers import PASSWORDS, engine_factory, users_config
 from tests.line.fakes import ScriptedSource, write_recipes
 from tests.opcua.helpers import RecipeCalls, make_config

@@ -12,7 +12,7 @@ from inference.detections import Detections
 from line.hmi.live import LiveView
 from line.loop.decision import Verdict
 from line.recipes.model import Recipe
-from plc.sink import ResultCode
+from plc.vocabulary import ResultCode
 
 
 def make_recipe() -> Recipe:

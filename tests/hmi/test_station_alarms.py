@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from line.loop.alarms import AlarmKind
-from plc.sink import StatusBits
+from plc.vocabulary import StatusBits
 from tests.hmi.helpers import Rig, running_rig
 
 

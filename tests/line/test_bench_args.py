@@ -7,7 +7,7 @@ import argparse
 import pytest
 
 from tools.bench.args import add_bench_arguments
-from tools.bench.cli import engine_options
+from tools.bench.inputs import engine_options
 
 
 def _parser() -> argparse.ArgumentParser:

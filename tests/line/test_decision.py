@@ -8,7 +8,7 @@ import pytest
 from inference.detections import Detections
 from line.loop.decision import DecisionPolicy
 from line.recipes.model import Recipe
-from plc.sink import ResultCode
+from plc.vocabulary import FailSafeReason, ResultCode
 
 BASE = {
     "id": "t", "code": 1, "model": {"onnx": "m.onnx"}, "classes": ["scratch", "dent", "missing_cap"],
@@ -57,6 +57,14 @@ def test_decision_table(extra: dict, detections: Detections, code: ResultCode, b
 def test_fail_safe_code_follows_recipe(policy: str, code: ResultCode) -> None:
     verdict = DecisionPolicy(Recipe.model_validate({**BASE, "fail_safe": policy})).fail_safe("timeout")
     assert verdict.result_code is code and verdict.reason == "timeout" and verdict.defect_count == 0
+
+
+def test_fail_safe_reasons_are_the_vocabulary_s() -> None:
+    policy = DecisionPolicy(Recipe.model_validate(BASE))
+    verdict = policy.fail_safe("camera_error")
+    assert verdict.reason is FailSafeReason.CAMERA_ERROR and verdict.reason == "camera_error"
+    with pytest.raises(ValueError, match="camera_eror"):
+        policy.fail_safe("camera_eror")
 
 
 def test_defect_counts_by_class() -> None:

@@ -9,6 +9,7 @@ import os
 import signal
 import sqlite3
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -166,13 +167,20 @@ def test_images_in_flight_are_bounded_verdicts_are_not(tmp_path: Path) -> None:
     assert len(ResultLogReader(db).all()) == n
 
 
-def test_row_type_matches_the_table() -> None:
-    """ResultRow (the read contract for HMI and OPC UA) stays in step with the written record."""
-    from dataclasses import fields
-
-    from line.results import log as results
-
-    assert tuple(f.name for f in fields(results.ResultRow)) == ("rowid", *results._COLUMNS)
+def test_a_record_reads_back_as_written(tmp_path: Path) -> None:
+    """One record type: what the reader (HMI, MES server) returns is the written record, every
+    column of the table included, with SQLite's rowid added."""
+    db = tmp_path / "results.db"
+    written = [record(i) for i in range(3)]
+    written[1].delivered, written[1].plc_seq, written[1].timings_json = 1, 7, '{"total": 1.5}'
+    log = ResultLog(db, None)
+    log.start()
+    for r in written:
+        log.submit(r)
+    log.close()
+    read = ResultLogReader(db).all()
+    assert [r.rowid for r in read] == [1, 2, 3]
+    assert [replace(r, rowid=None) for r in read] == written
 
 
 def test_queue_overflow_is_replayed_from_the_journal_with_delivery_outcome(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from line.loop.station import Station
 from line.recipes.book import RecipeBook
 from line.results.archive import ImageArchive
 from line.results.log import ResultLog, ResultLogReader
-from plc.sink import Delivery, ResultCode, ResultSink, VerdictMessage
+from plc.vocabulary import Delivery, ResultCode, ResultSink, VerdictMessage
 from tests.line.fakes import ScriptedEngine, ScriptedSource, scripted_book, write_recipes
 
 

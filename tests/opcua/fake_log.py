@@ -1,5 +1,5 @@
 """Test verdicts and their rows in the station's SQLite result log (``line.results.log`` schema).
-The server reads them back through ``line.mes.wiring.ResultLogHistory`` (the real reader)."""
+The server reads them back through ``line.results.log.ResultLogReader`` (the real reader)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from line.results.log import connect
-from plc.sink import ResultCode, VerdictMessage
+from plc.vocabulary import ResultCode, VerdictMessage
 
 CLASSES = ("scratch", "dent", "missing_cap")
 

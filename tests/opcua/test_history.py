@@ -13,11 +13,11 @@ from asyncua import ua
 
 from line.results.history import (
     ResultLogHistoryStorage,
-    ResultRecord,
     datetime_to_ns,
     ns_to_datetime,
     record_dict,
 )
+from line.results.log import ResultRecord
 
 NODE = ua.NodeId.from_string("ns=2;i=1")
 BASE = 1_763_700_000_000_000_000
@@ -49,8 +49,8 @@ def _json(dv: ua.DataValue) -> Any:
 def _rec(rowid: int, t: int) -> ResultRecord:
     defects = [{"class": "dent", "confidence": 0.9, "box": [1, 2, 3, 4]}] * (rowid % 3)
     return ResultRecord(
-        rowid, f"r{rowid}", "cam0", rowid, "cap-a", 3, 1 if defects else 0, "", 0, len(defects),
-        json.dumps(defects), 1234, t, "",
+        f"r{rowid}", "cam0", rowid, rowid, "cap-a", 3, 1 if defects else 0, "", 0, len(defects),
+        json.dumps(defects), 1234, t, "", rowid=rowid,
     )  # fmt: skip
 
 

@@ -19,7 +19,7 @@ from asyncua import Client, Node, ua
 from line.mes.mv_nodes import AUTOMATIC_STATES, MV_NAMESPACE, STRUCTURES, VISION_STATES
 from line.mes.wiring import start_mes_server
 from line.results.history import ns_to_datetime, record_dict
-from plc.sink import StatusBits
+from plc.vocabulary import StatusBits
 from tests.opcua.conftest import Station
 from tests.opcua.fake_log import FakeLogWriter
 from tests.opcua.helpers import RecipeCalls, make_config, secure_client, trust

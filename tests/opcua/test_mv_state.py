@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from line.mes.mv_state import PRD, SBY, SDT, UDT, vision_state
-from plc.sink import StatusBits as B
+from plc.vocabulary import StatusBits as B
 
 
 @pytest.mark.parametrize(

@@ -15,9 +15,10 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from line.mes.wiring import ResultLogHistory, start_mes_server
+from line.mes.wiring import start_mes_server
 from line.results.history import record_dict
-from plc.sink import StatusBits
+from line.results.log import ResultLogReader
+from plc.vocabulary import StatusBits
 from tests.opcua.fake_log import FakeLogWriter
 from tests.opcua.helpers import PASSWORDS, RecipeCalls, make_config
 from tests.opcua.test_node_mes import NODE, NODE_DIR, NODE_URI, _reader, node_client_cert, pytestmark  # noqa: F401
@@ -97,7 +98,7 @@ def test_node_opcua_machine_vision_client(tmp_path: Path) -> None:
     finally:
         sink.close()
         log.close()
-    history = ResultLogHistory(db)
+    history = ResultLogReader(db)
     try:
         rows = {r.result_id: r for r in history.query(0, 2**63 - 1, 0, 100_000)}
     finally:

@@ -21,8 +21,9 @@ from asyncua.crypto import cert_gen
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from line.mes.wiring import ResultLogHistory, start_mes_server
+from line.mes.wiring import start_mes_server
 from line.results.history import VERDICTS, record_dict
+from line.results.log import ResultLogReader
 from tests.opcua.fake_log import FakeLogWriter
 from tests.opcua.helpers import PASSWORDS, RecipeCalls, make_config
 
@@ -133,7 +134,7 @@ def test_node_opcua_mes_sees_exactly_the_log(tmp_path: Path) -> None:
         sink.close()
         log.close()
     assert result is not None
-    history = ResultLogHistory(db)
+    history = ResultLogReader(db)
     try:
         rows = history.query(0, 2**63 - 1, 0, 100_000)
     finally:

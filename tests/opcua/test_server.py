@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from asyncua import Node, ua
 
-from line.mes.wiring import ResultLogHistory
-from line.results.history import ResultRecord, ns_to_datetime, record_dict
-from plc.sink import StatusBits
+from line.results.history import ns_to_datetime, record_dict
+from line.results.log import ResultLogReader, ResultRecord
+from plc.vocabulary import StatusBits
 from tests.opcua.conftest import ROWS, Station
 from tests.opcua.helpers import secure_client
 
@@ -32,7 +32,7 @@ async def station_node(st: Station, user: str = "mes") -> AsyncIterator[tuple[An
 
 
 def log_rows(st: Station) -> list[ResultRecord]:
-    history = ResultLogHistory(st.db)
+    history = ResultLogReader(st.db)
     try:
         return history.query(0, END, 0, 10**6)
     finally:

@@ -11,7 +11,7 @@ import pytest
 from inference import EngineOptions, ImageInput, open_engine
 from line.loop.decision import DecisionPolicy
 from line.recipes.book import load_recipe
-from plc.sink import ResultCode
+from plc.vocabulary import ResultCode
 from tests.inference.onnx_models import constant_model
 
 # two dents the model reports side by side (IoU 0.6: one NMS at iou 0.5 would merge them), and padding

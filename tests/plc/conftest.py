@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from plc.sink import ResultCode, VerdictMessage
+from plc.vocabulary import ResultCode, VerdictMessage
 
 
 @dataclass

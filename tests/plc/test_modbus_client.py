@@ -13,7 +13,7 @@ from pymodbus.client import ModbusTcpClient
 
 from plc.config import ModbusClientConfig
 from plc.modbus_client import ModbusClientSink
-from plc.sink import LinkState, ResultCode
+from plc.vocabulary import LinkState, ResultCode
 from tests.plc.conftest import RecordingRequests, verdict, wait_until
 from tools.bench.plc_latency import start_simulator, stop_process
 

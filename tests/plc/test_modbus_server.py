@@ -20,7 +20,7 @@ from pymodbus.client import ModbusTcpClient
 from plc.config import ModbusServerConfig
 from plc.modbus_server import ModbusServerSink
 from plc.registers import encode_result
-from plc.sink import LinkState, StatusBits
+from plc.vocabulary import LinkState, StatusBits
 from tests.plc.conftest import RecordingRequests, verdict, wait_until
 
 MBPOLL = shutil.which("mbpoll")

@@ -14,7 +14,7 @@ import pytest
 
 from plc.config import OpcUaClientConfig
 from plc.opcua_client import OpcUaClientSink
-from plc.sink import LinkState
+from plc.vocabulary import LinkState
 from tests.plc.conftest import RecordingRequests, verdict, wait_until
 from tests.plc.opcua_plc import node_ids
 from tools.bench.plc_latency import stop_process

@@ -16,7 +16,7 @@ from plc.registers import (
     next_seq,
     plan_result_writes,
 )
-from plc.sink import ResultCode, StatusBits
+from plc.vocabulary import ResultCode, StatusBits
 from tests.plc.conftest import verdict
 
 M = ModbusMap()
@@ -107,3 +107,20 @@ def test_encode_decode_roundtrip(part: int, code: ResultCode, mask: int, count: 
     got = decode_result(M, encode_result(M, v, seq))
     assert got == {"seq": seq, "part_id": part, "result_code": int(code), "reject_mask": mask,
                    "defect_count": count, "processing_us": pus}
+
+
+def test_the_vocabulary_imports_no_protocol_stack() -> None:
+    """line.loop.decision uses plc.vocabulary on the hot path's import chain: it must stay cheap."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    code = "import json, sys, plc.vocabulary; print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=repo,
+                         env={**os.environ, "PYTHONPATH": str(repo)}).stdout  # fmt: skip
+    loaded = set(json.loads(out))
+    assert "plc" in loaded
+    assert not loaded & {"pymodbus", "asyncua", "numpy", "pydantic", "line", "camera", "inference"}, loaded

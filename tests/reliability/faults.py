@@ -16,8 +16,8 @@ import yaml
 
 from line.app.assembly import build_station, load_station_config
 from line.loop.station import Station
-from line.results.log import ResultLogReader, ResultRow
-from plc.sink import ResultCode
+from line.results.log import ResultLogReader, ResultRecord
+from plc.vocabulary import ResultCode
 from tests.inference.onnx_models import constant_model
 
 FAIL_SAFE_CODES = (int(ResultCode.FAIL_SAFE_REJECT), int(ResultCode.HOLD))
@@ -71,7 +71,7 @@ def wait_for(predicate: Callable[[], object], timeout_s: float, what: str, inter
         time.sleep(interval_s)
 
 
-def logged_rows(config: Path) -> list[ResultRow]:
+def logged_rows(config: Path) -> list[ResultRecord]:
     reader = ResultLogReader(db_path(config))
     try:
         return reader.all()
@@ -87,7 +87,7 @@ def events(config: Path, kind: str | None = None) -> list[tuple[int, str, str, s
         reader.close()
 
 
-def assert_every_part_logged_once(station: Station, config: Path) -> list[ResultRow]:
+def assert_every_part_logged_once(station: Station, config: Path) -> list[ResultRecord]:
     """After ``station.stop()``: tickets == verdicts == rows, no part twice, journal gone."""
     rows = logged_rows(config)
     parts = sum(lane.parts for lane in station.lanes)

@@ -198,7 +198,7 @@ def _plc_status(client: object) -> int:
 def test_storage_full_every_part_decided_status_error_nothing_lost(tmp_path: Path) -> None:
     from pymodbus.client import ModbusTcpClient
 
-    from plc.sink import StatusBits
+    from plc.vocabulary import StatusBits
 
     state = tmp_path / "state"
     state.mkdir()

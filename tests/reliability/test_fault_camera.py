@@ -18,7 +18,7 @@ import pytest
 
 from camera.paced import PacedSource
 from camera.source import CameraState
-from plc.sink import ResultCode, StatusBits
+from plc.vocabulary import ResultCode, StatusBits
 from tests.reliability.faults import (
     FAIL_SAFE_CODES,
     assert_every_part_logged_once,

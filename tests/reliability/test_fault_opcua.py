@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from line.mes.config import hash_password
-from plc.sink import LinkState
+from plc.vocabulary import LinkState
 from tests.reliability.faults import assert_every_part_logged_once, running_station, verdicts, wait_for
 from tests.reliability.station_env import make_env
 from tools.bench.opcua_load import (

@@ -36,6 +36,8 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
                    help="extra ONNX Runtime CUDA provider option (repeatable), e.g. prefer_nhwc=1")
     p.add_argument("--cuda-wait", choices=["auto", "spin", "yield", "block"], default="auto",
                    help="GPU: how host threads wait for the device (engine.cuda_wait; auto spins)")
+    p.add_argument("--cuda-release-gil", action="store_true",
+                   help="GPU: every CUDA call through cuda-python, which releases the GIL (engine.cuda_keep_gil: false)")
     p.add_argument("--no-cpu-spin", action="store_true",
                    help="CPU: ONNX Runtime's idle worker threads sleep instead of spinning (engine.cpu_spin: false)")
     p.add_argument("--plc", choices=["none", "server", "client"], default="server",

@@ -45,7 +45,7 @@ from line.loop.stats import percentiles
 from line.recipes.book import RecipeBook
 from line.recipes.model import Recipe
 from line.results.log import ResultLog
-from plc.sink import ResultCode
+from plc.vocabulary import ResultCode
 from tools.bench.phases import result_sinks
 
 FIRST_PARTS = 5

@@ -39,7 +39,7 @@ def run_mes_bench(args: argparse.Namespace, duration_s: float = 30.0, rate_hz: f
     from line.mes.config import OpcUaServerConfig, hash_password
     from line.mes.process import OpcUaPublisherSink
     from line.mes.wiring import open_result_history
-    from tools.bench import cli as bench
+    from tools.bench import inputs as bench
     from tools.bench.opcua_load import (
         LoadSpec,
         create_client_certificate,

@@ -35,7 +35,7 @@ from line.recipes.book import RecipeBook
 from line.recipes.model import Recipe
 from line.results.archive import ImageArchive
 from line.results.log import ResultLog
-from plc.sink import ResultSink
+from plc.vocabulary import ResultSink
 from tools.bench.host_steal import read_steal_ms, steal_since
 from tools.bench.thread_cpu import busiest_since, thread_cpu_ms
 

@@ -30,7 +30,7 @@ from typing import Literal
 
 from plc.config import ModbusClientConfig
 from plc.modbus_client import ModbusClientSink
-from plc.sink import ResultCode, VerdictMessage
+from plc.vocabulary import ResultCode, VerdictMessage
 
 
 def percentiles_ms(samples_s: list[float]) -> dict[str, float]:

@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from inference.config import EngineOptions, InputProfile, ModelConfig  # noqa: E402
 from inference.engine import DetectorSpec, ImageInput  # noqa: E402
 from inference.gpu.onnxruntime_cuda import OnnxRuntimeCudaEngine  # noqa: E402
-from tools.bench.cli import make_frames  # noqa: E402
+from tools.bench.inputs import make_frames  # noqa: E402
 
 
 def _gpu_state() -> str:

@@ -5,17 +5,7 @@
 // the same order (indices are sorted on the host: atomics do not preserve order).
 typedef unsigned long long u64;
 
-// fp16 without <cuda_fp16.h> (NVRTC has no include path on a bare runtime install).
-__device__ __forceinline__ unsigned short f32_to_f16(float f) {
-    unsigned short h;
-    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
-    return h;
-}
-__device__ __forceinline__ float f16_to_f32(unsigned short h) {
-    float f;
-    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
-    return f;
-}
+#include "fp16.cuh"  // f32_to_f16, f16_to_f32
 
 __device__ __forceinline__ float ld(const void* p, u64 i, int half) {
     return half ? f16_to_f32(((const unsigned short*)p)[i]) : ((const float*)p)[i];

@@ -13,17 +13,7 @@
 
 typedef unsigned long long u64;
 
-// fp16 without <cuda_fp16.h> (NVRTC has no include path on a bare runtime install).
-__device__ __forceinline__ unsigned short f32_to_f16(float f) {
-    unsigned short h;
-    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
-    return h;
-}
-__device__ __forceinline__ float f16_to_f32(unsigned short h) {
-    float f;
-    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
-    return f;
-}
+#include "fp16.cuh"  // f32_to_f16, f16_to_f32
 
 enum Fmt { MONO8 = 0, RGB8 = 1, BGR8 = 2, RGBA8 = 3, BAYER = 4 };
 

@@ -1,15 +1,19 @@
-"""The one small interface for everything that receives a verdict (``ResultSink``), and the
-PLC-facing verdict record.
+"""The words the station and everything downstream of a verdict share: result codes, why a part
+was failed safe, the verdict message, status bits, link states, and the one small interface
+for everything that receives a verdict (``ResultSink``).
 
-``VerdictMessage`` carries only what a PLC or MES needs; the station converts its richer
-verdict into it, so this package never imports ``line``.
+Why here and this small: ``line`` decides and ``plc`` delivers, and the decision must name its
+outcome in the PLC's own terms without pulling in a protocol stack. This module imports only
+the standard library, so ``line.loop.decision`` can use it cheaply and ``plc`` never imports
+``line``. ``VerdictMessage`` carries only what a PLC or MES needs; the station builds it from
+its result record in one place (``line.loop.verdict_records.build_message``).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from enum import Enum, IntEnum, IntFlag
+from enum import Enum, IntEnum, IntFlag, StrEnum
 from typing import Protocol
 
 
@@ -18,6 +22,19 @@ class ResultCode(IntEnum):
     REJECT = 1
     FAIL_SAFE_REJECT = 2
     HOLD = 3
+
+
+class FailSafeReason(StrEnum):
+    """Why a part got the recipe's fail-safe result instead of a decision. A ``StrEnum``: the
+    value is what the result log, the journal, the PLC/MES messages and the metrics carry, so
+    it compares equal to (and serialises as) the plain string."""
+
+    TIMEOUT = "timeout"  # no verdict by the part's deadline (the watchdog)
+    CAMERA_ERROR = "camera_error"  # the camera link failed while the part was due
+    INCOMPLETE_FRAME = "incomplete_frame"  # the frame arrived with missing packets
+    INFERENCE_ERROR = "inference_error"  # the engine raised on this part
+    DROPPED = "dropped"  # the part queue was full or a frame number was skipped
+    SHUTDOWN = "shutdown"  # the station stopped before the part was decided
 
 
 class StatusBits(IntFlag):
@@ -51,7 +68,7 @@ class VerdictMessage:
     defect_count: int
     processing_us: int  # t_ready -> verdict
     deadline: float  # time.perf_counter() by which the write must be done; never sent later
-    reason: str = ""  # fail-safe reason code: timeout, camera_error, incomplete_frame, inference_error
+    reason: str = ""  # a FailSafeReason value, "" for a decided part
     defects: tuple[tuple[str, int], ...] = ()  # (class name, count)
     image_ref: str = ""  # archived NG image, relative to the archive root
     timestamp_ns: int = 0  # wall-clock time of the verdict (time.time_ns())
@@ -74,6 +91,11 @@ class SinkCounters:
     reconnects: int = 0
     missing_acks: int = 0
     extra: dict[str, int] = field(default_factory=dict)
+
+    def link_counts(self) -> dict[str, int]:
+        """The counts every PLC client reports first, by name (``ResultSink.counters``)."""
+        return {"delivered": self.delivered, "undelivered": self.undelivered, "late_dropped": self.late_dropped,
+                "reconnects": self.reconnects, "missing_acks": self.missing_acks}  # fmt: skip
 
 
 class PlcRequests(Protocol):
