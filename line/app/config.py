@@ -114,6 +114,18 @@ class StationConfig(_Frozen):
 
     @model_validator(mode="before")
     @classmethod
+    def _moved_fields(cls, data: Any) -> Any:
+        """Fields that moved: say where to, rather than only that they are unknown here."""
+        hmi = data.get("hmi") if isinstance(data, dict) else None
+        if isinstance(hmi, dict):
+            moved = {"watch_recipes": "recipes.watch", "watch_interval_s": "recipes.watch_interval_s"}
+            found = [f"hmi.{old} is now {new}" for old, new in moved.items() if old in hmi]
+            if found:
+                raise ValueError("; ".join(found) + " (the station watches its recipes folder, HMI or not)")
+        return data
+
+    @model_validator(mode="before")
+    @classmethod
     def _mes_station_id(cls, data: Any) -> Any:
         """The OPC UA server names the station as the station section does, unless told otherwise."""
         if isinstance(data, dict) and isinstance(data.get("opcua_server"), dict):

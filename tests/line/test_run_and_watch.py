@@ -76,3 +76,18 @@ def test_the_assembly_gives_the_station_its_watcher(tmp_path: Path) -> None:
         for lane in station.lanes:
             lane.source.close()
         station.book.close()
+
+
+def test_the_moved_watch_fields_say_where_they_went(tmp_path: Path) -> None:
+    import yaml
+
+    from line.app.assembly import load_station_config
+    from line.errors import ConfigError
+
+    config = make_env(tmp_path)
+    data = yaml.safe_load(config.read_text())
+    data.setdefault("hmi", {})["watch_recipes"] = False
+    config.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError) as caught:
+        load_station_config(config)
+    assert any("hmi.watch_recipes is now recipes.watch" in p.reason for p in caught.value.problems), caught.value.problems
