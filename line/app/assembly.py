@@ -281,7 +281,9 @@ def build_station(config: StationConfig, *, active: str | None = None, file: str
             queue_size=config.station.queue_size, overflow_policy=config.station.overflow_policy,
             fetch_timeout_s=first.fetch_timeout_ms / 1000, archive_ng=config.storage.archive_ng_images,
             max_batch=config.engine.max_batch, pad_to=pad_to, batch_wait_s=config.station.batch_wait_ms / 1000,
-            early_launch=config.station.early_launch,
+            early_launch=config.station.early_launch, gc_freeze=config.station.gc_freeze,
+            retire_decided=config.station.retire_decided,
+            recipe_watch_interval_s=config.recipes.watch_interval_s if config.recipes.watch else None,
         )  # fmt: skip
         if start.warning:
             station.raise_alarm(start.warning, AlarmKind.STATION)

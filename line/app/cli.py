@@ -1,16 +1,14 @@
 """``linecheck`` command line: demo | run | init | validate | build | bench | recipe | cameras.
 
-Only the CLI installs signal handlers and reads the environment (library code never does)."""
+Only the application layer (this module and line/app/run.py) installs signal handlers and reads the
+environment (library code never does)."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import signal
 import socket
 import sys
-import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -20,68 +18,26 @@ from line.errors import ConfigError, Problem
 
 if TYPE_CHECKING:
     from line.app.config import StationConfig
-    from line.loop.station import Station
     from line.recipes.book import RecipeBook
 
 log = logging.getLogger(__name__)
 DEMO_STATE_DIR = Path("var/demo")  # relative to the current folder: the shipped files may be read-only
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
+def _cmd_run(args: argparse.Namespace, demo: bool = False) -> int:
     from line.app.assembly import build_station, load_station_config
-    from line.app.demo import run_foreground
-    from line.app.sdnotify import SystemdNotifier
-    from line.loop.station_report import stop_ok, stop_summary
+    from line.app.run import ExtraSummary, run_service
 
     config = _with_overrides(load_station_config(Path(args.config)), args)
     # checks everything ``validate`` checks (recipes, the start recipe, storage) before it opens
     # a camera or a port; a refusal is ConfigError: the problems and exit status 2
     station = build_station(config, active=args.recipe, file=args.config)
-    stop = threading.Event()
-    notifier = SystemdNotifier.from_environment()
+    extra: ExtraSummary | None = None
+    if demo:  # the synthetic camera's ground truth: recall and false rejects on the status line
+        from line.app.demo import attach_scorer
 
-    def on_signal(signum: int, frame: object) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    hmi = None
-    flywheel = None
-    if config.hmi.enabled:
-        from inference.engine import open_engine
-        from line.flywheel.service import Flywheel
-        from line.flywheel.shadow import shadow_engine_options
-        from line.hmi.server import start_hmi
-
-        # the quality loop (capture, review, shadow, promotion) is served by the HMI
-        shadow_options = shadow_engine_options(config.engine)
-        flywheel = Flywheel(config.storage.dir / "flywheel", station, lambda r: open_engine(r.detector_spec(), shadow_options))
-        flywheel.attach()
-        hmi = start_hmi(station, config.hmi, flywheel=flywheel)
-    notifier.notify("READY=1")
-    told: list[bool] = []
-
-    def on_tick() -> None:
-        notifier.notify("WATCHDOG=1")
-        if args.free_ports and not told:  # after the first second: every server listens by now
-            told.append(True)
-            print(json.dumps(listening(station, config, hmi.url if hmi else None)), file=sys.stderr, flush=True)
-
-    try:
-        run_foreground(station, args.duration, args.json, stop_event=stop, on_tick=on_tick)
-    finally:
-        if hmi is not None:
-            hmi.close()
-        if flywheel is not None:
-            flywheel.close()
-        notifier.notify("STOPPING=1")
-        notifier.close()
-    # counted from the station's own start: an operator's counter reset changes nothing here
-    ended = stop_summary(station)
-    if not stop_ok(ended):
-        print(f"not every part is accounted for: {ended['parts']} parts, {ended['verdicts']} verdicts, "
-              f"{ended['lost']} lost", file=sys.stderr)  # fmt: skip
-    return 0 if stop_ok(ended) else 1
+        extra = attach_scorer(station).summary
+    return run_service(station, config, args.duration, args.json, announce_ports=args.free_ports, extra=extra)
 
 
 def _with_overrides(config: StationConfig, args: argparse.Namespace) -> StationConfig:
@@ -110,7 +66,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         args.config = str(demo_station.config_path())
         if args.state_dir is None:
             args.state_dir = str(DEMO_STATE_DIR)
-    return _cmd_run(args)
+    return _cmd_run(args, demo=True)
 
 
 def _cmd_init(args: argparse.Namespace) -> int:
@@ -155,19 +111,6 @@ def with_free_ports(config: StationConfig) -> StationConfig:
         endpoint = url._replace(netloc=f"{host}:{port}").geturl()
         update["opcua_server"] = config.opcua_server.model_copy(update={"endpoint": endpoint})
     return config.model_copy(update=update)
-
-
-def listening(station: Station, config: StationConfig, hmi_url: str | None) -> dict[str, object]:
-    """Where a run with ``--free-ports`` listens (one JSON line on stderr)."""
-    from plc.modbus_server import ModbusServerSink
-
-    ports: dict[str, object] = {"hmi": hmi_url}
-    for sink in station.sinks:
-        if isinstance(sink, ModbusServerSink):
-            ports["modbus_port"] = sink.port
-    if config.opcua_server is not None:
-        ports["opcua"] = config.opcua_server.endpoint
-    return {"listening": ports}
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:

@@ -30,6 +30,14 @@ class StationSection(ConfigModel):
     # one camera per engine call (no batching): the camera's thread starts the GPU on a frame
     # the moment it is ready, when the engine is idle (saves the hand-over to the inference thread)
     early_launch: bool = True
+    # at start, everything loaded so far (models, schemas, libraries) is frozen out of the
+    # garbage collector, so a full collection (which holds the GIL: every lane waits) no longer
+    # walks it. False only to measure what the freeze buys
+    gc_freeze: bool = True
+    # an unbatched lane drops its decided parts from the watchdog's list at once, so the
+    # watchdog does not wake at each decided part's deadline (a core taken from the engine on
+    # a 2-core CPU). False only to measure what this buys
+    retire_decided: bool = True
 
 
 class RecipesSection(ConfigModel):
@@ -38,6 +46,10 @@ class RecipesSection(ConfigModel):
     # None: the valid recipe with the lowest code (the start-up log says so)
     active: str | None = Field(default=None, min_length=1)
     warm_max: int = Field(default=2, ge=1, le=64)
+    # the station polls the recipes folder while it runs (HMI or not): an edited, added or
+    # removed file reloads the book; a bad file is listed as invalid and never becomes active
+    watch: bool = True
+    watch_interval_s: float = Field(default=1.0, gt=0)
 
 
 class PlcSection(ConfigModel):
@@ -77,14 +89,12 @@ class HmiSection(ConfigModel):
     host: Host = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     users: dict[str, HmiUser] = Field(default_factory=dict)
-    # additive (HMI helper): sessions, live view, shift boundaries, recipe folder watching
+    # sessions, live view, shift boundaries
     session_ttl_s: float = Field(default=8 * 3600.0, gt=0)
     live_fps: float = Field(default=5.0, gt=0, le=30)
     live_max_width: int = Field(default=640, ge=64, le=4096)
     live_jpeg_quality: int = Field(default=80, ge=10, le=100)
     shift_starts: tuple[str, ...] = ("06:00", "14:00", "22:00")  # local HH:MM; counters/yield since the latest
-    watch_recipes: bool = True
-    watch_interval_s: float = Field(default=1.0, gt=0)
     # Host header names the HMI answers to (DNS-rebinding guard); empty: loopback names and
     # ``host`` itself. List the names a reverse proxy forwards; "*" accepts any (docs/security.md)
     allowed_hosts: tuple[str, ...] = ()
@@ -100,6 +110,18 @@ class StationConfig(ConfigModel):
     storage: StorageSection = StorageSection()
     hmi: HmiSection = HmiSection()
     uplink: UplinkConfig | None = None  # the plant MQTT broker (docs/mqtt-uplink.md); None: off
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved_fields(cls, data: Any) -> Any:
+        """Fields that moved: say where to, rather than only that they are unknown here."""
+        hmi = data.get("hmi") if isinstance(data, dict) else None
+        if isinstance(hmi, dict):
+            moved = {"watch_recipes": "recipes.watch", "watch_interval_s": "recipes.watch_interval_s"}
+            found = [f"hmi.{old} is now {new}" for old, new in moved.items() if old in hmi]
+            if found:
+                raise ValueError("; ".join(found) + " (the station watches its recipes folder, HMI or not)")
+        return data
 
     @model_validator(mode="before")
     @classmethod

@@ -117,7 +117,7 @@ class _SnapshotCollector(Collector):
         pending = GaugeMetricFamily("linecheck_log_pending", "records waiting for the log writer")
         pending.add_metric([], st.result_log.pending())
         status = GaugeMetricFamily("linecheck_status_bits", "station status register (docs/plc.md register map)")
-        status.add_metric([], float(int(st._status_bits())))
+        status.add_metric([], float(int(st.status_bits())))
         active = GaugeMetricFamily("linecheck_active_recipe", "1 for the active recipe", labels=["recipe"])
         if st.book.active is not None:
             active.add_metric([st.book.active.recipe.id], 1.0)

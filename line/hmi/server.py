@@ -1,6 +1,6 @@
 """Runs the HMI next to a station: uvicorn in its own thread, plus the live view (the
-station's ``live_tap``), metrics (a station observer), the recipe folder watcher and the
-switch audit. ``start_hmi`` wires it all, ``HmiService.close`` unwires and joins every thread.
+station's ``live_tap``), metrics (a station observer), and the switch audit (the recipe folder
+watcher is the station's own). ``start_hmi`` wires it all, ``HmiService.close`` unwires and joins every thread.
 
 uvicorn does not install signal handlers outside the main thread, so the CLI keeps its own.
 """
@@ -25,7 +25,6 @@ from line.hmi.metrics import StationMetrics
 from line.hmi.state import HmiContext
 from line.loop.station import Station
 from line.recipes.book import SwitchAudit
-from line.recipes.watch import RecipeWatcher
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +76,7 @@ class HmiService:
         self.config = config
         self.live = LiveView(config.live_fps, config.live_max_width, config.live_jpeg_quality)
         self.metrics = StationMetrics(station, self.live)
-        self.watcher = RecipeWatcher(station.book, config.watch_interval_s) if config.watch_recipes else None
+        self.watcher = station.recipe_watcher  # the station's: started and stopped by it
         self.ctx = HmiContext(station, config, UserStore(config.users), self.live, self.metrics, self.watcher, flywheel,
                               login_policy=login_policy)  # fmt: skip
         self.server = HmiServer(create_app(self.ctx), config.host, config.port)
@@ -97,8 +96,6 @@ class HmiService:
         self.station.observers.append(self.metrics.observe)
         self.station.book.audit_listeners.append(self._on_audit)
         self._wired = True
-        if self.watcher is not None:
-            self.watcher.start()
         try:
             self.server.start()
         except BaseException:
@@ -112,8 +109,6 @@ class HmiService:
 
     def close(self) -> None:
         self.server.close()
-        if self.watcher is not None:
-            self.watcher.close()
         if self._wired:
             self._wired = False
             if self.station.live_tap is self.live:

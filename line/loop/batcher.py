@@ -129,8 +129,15 @@ class Batcher:
             if self.on_done is not None:
                 self.on_done()
 
-    def close(self) -> None:
+    @property
+    def name(self) -> str:
+        return self._thread.name
+
+    def close(self, timeout_s: float = 1.0) -> bool:
+        """Stop taking batches; False: a batch is still in the engine after ``timeout_s`` (a
+        hung engine) and the thread is left behind rather than hanging the station's stop."""
         with self._cond:
             self._stop = True
             self._cond.notify_all()
-        self._thread.join()
+        self._thread.join(timeout_s)
+        return not self._thread.is_alive()

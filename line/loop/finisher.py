@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class PendingInspection:
-    """A part between :meth:`Station.submit` and :meth:`Station.complete`."""
+    """A part between :meth:`Inspector.submit` and :meth:`Inspector.complete`."""
 
     prepared: PreparedRecipe
     t0: float
@@ -93,9 +93,16 @@ class Finisher:
             for lane, ticket, item, pending in ready:
                 lane.finish(ticket, item, pending)
 
-    def close(self) -> None:
-        """Decide what is still in flight, then stop."""
+    @property
+    def name(self) -> str:
+        return self._thread.name
+
+    def close(self, timeout_s: float = 1.0) -> bool:
+        """Decide what is still in flight, then stop; False: the thread is still deciding after
+        ``timeout_s`` (an engine that hangs) and is left behind, so a hung engine never hangs
+        the station's stop (its parts are decided fail-safe by their lanes' watchdogs)."""
         with self._cond:
             self._closed = True
             self._cond.notify()
-        self._thread.join()
+        self._thread.join(timeout_s)
+        return not self._thread.is_alive()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import threading
 import time
 from collections import deque
@@ -31,7 +30,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_GAP_FILL = 1000  # a longer gap is a camera restart, not lost parts
-RETIRE_DECIDED = os.environ.get("LINECHECK_RETIRE_DECIDED", "1") != "0"  # "0": A/B measurements
 PIPELINE_DEPTH = 2  # frames of one lane between submit and decided (one batched, one deciding)
 
 
@@ -85,8 +83,11 @@ class CameraLane:
         overflow_policy: str,
         fetch_timeout_s: float,
         clock: Callable[[], float] = time.perf_counter,
+        retire_decided: bool = True,
     ) -> None:
         self.source = source
+        # False: the watchdog wakes at each decided part's deadline (A/B measurements only)
+        self.retire_decided = retire_decided
         self.camera_id = source.camera_id
         self.decider = decider
         self.queue = PartQueue(queue_size, overflow_policy)
@@ -352,7 +353,7 @@ class CameraLane:
         re-arm the watchdog now, while this lane is idle. Left alone, the watchdog wakes at
         each decided part's deadline, which lands in a later part's engine run: on a 2-core
         CPU that wake-up takes a core from the engine's threads."""
-        if not RETIRE_DECIDED:
+        if not self.retire_decided:
             return
         with self._pending_cond:
             if self._pending and self._pending[0].claimed:
@@ -380,7 +381,7 @@ class CameraLane:
                 if not self._pending:
                     # for one budget: a ticket that arrives meanwhile has its deadline after this
                     # look (unless the budget shrank: then it notifies), so it need not wake us
-                    self._wait_for_tickets(self.decider.budget_s() if RETIRE_DECIDED else 0.1)
+                    self._wait_for_tickets(self.decider.budget_s() if self.retire_decided else 0.1)
                     continue
                 now = self.clock()
                 while self._pending and (self._pending[0].claimed or self._pending[0].deadline <= now):

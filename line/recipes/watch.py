@@ -99,7 +99,10 @@ class RecipeWatcher:
         while not self._stop.wait(self.interval_s):
             self.check()
 
-    def close(self) -> None:
+    def close(self, timeout_s: float | None = None) -> bool:
+        """Stop polling; False: a reload still runs after ``timeout_s`` (an engine build for a
+        changed recipe) and the thread is left behind."""
         self._stop.set()
         if self._thread.is_alive():
-            self._thread.join()
+            self._thread.join(timeout_s)
+        return not self._thread.is_alive()

@@ -103,8 +103,8 @@ def running_rig(tmp_path: Path, recipes: int = 3, broken: tuple[str, ...] = ("r3
     source = ScriptedSource("cam1", ScriptedSource.Options(**source_options))
     log = ResultLog(tmp_path / "state" / "results.db", ImageArchive(tmp_path / "state" / "ng", 50))
     sink = RecordingSink()
-    station = Station("s1", book, [source], [sink], log, fetch_timeout_s=0.2)
-    options = {"enabled": True, "port": 0, "users": users_config(), "watch_interval_s": 0.2, **(hmi or {})}
+    station = Station("s1", book, [source], [sink], log, fetch_timeout_s=0.2, recipe_watch_interval_s=0.2)
+    options = {"enabled": True, "port": 0, "users": users_config(), **(hmi or {})}
     station.start()
     service = None
     try:

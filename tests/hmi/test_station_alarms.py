@@ -32,7 +32,7 @@ def test_log_backlog_and_storage_fault_set_alarm_and_error_bits(tmp_path: Path) 
         log.storage_fault = lambda: "No space left on device"  # type: ignore[method-assign]
         log.backlog = lambda: 10_000  # type: ignore[method-assign]
         rig.wait(lambda: {AlarmKind.STORAGE_FAULT, AlarmKind.LOG_BACKLOG} <= active(rig), 30)
-        bits = StatusBits(rig.station._status_bits())
+        bits = StatusBits(rig.station.status_bits())
         assert StatusBits.ERROR in bits and StatusBits.ALARM in bits
         status = rig.client("viewer").get("/api/status").json()
         assert {"storage_fault", "log_backlog"} <= {a["kind"] for a in status["alarms"]}
@@ -45,7 +45,7 @@ def test_engine_budget_message_and_operator_clear(tmp_path: Path) -> None:
     with running_rig(tmp_path) as rig:
         rig.station.raise_alarm("engine p99 81 ms cannot meet the recipe budget of 40 ms")  # as assembly raises it
         assert active(rig) == {AlarmKind.ENGINE_BELOW_BUDGET}
-        rig.wait(lambda: StatusBits.ALARM in StatusBits(rig.station._status), 30)
+        rig.wait(lambda: StatusBits.ALARM in StatusBits(rig.station.published_status), 30)
         rig.station.command(2, "test")  # the operator clears: an event alarm stays cleared
         looks = rig.station.alarm_monitor.checks
         rig.wait(lambda: rig.station.alarm_monitor.checks >= looks + 2, 30)  # the monitor looked again

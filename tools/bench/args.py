@@ -66,6 +66,13 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-naive", action="store_true", help="skip the naive loop (profiling the station alone)")
     p.add_argument("--archive", action="store_true",
                    help="also archive NG images in the pipeline (the naive loop does not; ~2 ms JPEG per reject)")
+    p.add_argument("--heartbeat-ms", type=float, default=0.0, metavar="MS",
+                   help="stall diagnosis: a thread in the station's process sleeps MS at a time and its late "
+                        "wake-ups are reported (default: off; its wake-ups take the GIL too)")
+    p.add_argument("--no-gc-freeze", action="store_true",
+                   help="A/B: the station's station.gc_freeze off (the start-up heap stays in the collector)")
+    p.add_argument("--no-retire-decided", action="store_true",
+                   help="A/B: the station's station.retire_decided off (the watchdog wakes at each decided deadline)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
-import os
 import resource
 import tempfile
 import threading
@@ -211,7 +210,8 @@ def bench_pipeline(recipe: Recipe, options: EngineOptions, frames: list[np.ndarr
         log = ResultLog(work / "results.db", ImageArchive(work / "ng", 50, "jpg") if args.archive else None)
         gpu = options.device == "cuda"
         station = Station("bench", book, list(sources), sinks, log, queue_size=4, fetch_timeout_s=0.5,
-                          archive_ng=args.archive,
+                          archive_ng=args.archive, gc_freeze=not args.no_gc_freeze,
+                          retire_decided=not args.no_retire_decided,
                           max_batch=args.cameras, pad_to=args.cameras if gpu else None)  # fmt: skip
         try:
             station.start()
@@ -228,7 +228,7 @@ def bench_pipeline(recipe: Recipe, options: EngineOptions, frames: list[np.ndarr
             threads0 = thread_cpu_ms()
             engine = book.active.engine if book.active is not None else None
             stalls0 = getattr(engine, "unexplained_stalls", None)
-            heartbeat = _Heartbeat.start_from_env()
+            heartbeat = _Heartbeat.start(args.heartbeat_ms)
             # CPU, paced: look rarely. On two cores the ORT CPU engine runs a thread per core, and
             # any other thread that wakes mid-run stalls its parallel loops. Elsewhere every 5 ms,
             # which the throughput figures' resolution needs (elapsed ends at a look)
@@ -325,7 +325,7 @@ def bench_pipeline(recipe: Recipe, options: EngineOptions, frames: list[np.ndarr
 
 
 class _Heartbeat:
-    """Diagnosis of stalls (``LINECHECK_BENCH_HEARTBEAT_MS=N``): a thread of the station's own
+    """Diagnosis of stalls (``linecheck bench --heartbeat-ms N``): a thread of the station's own
     process sleeping N ms at a time. Late wake-ups that a monitor in another process does not
     see (``tools/gpu/jitter.py``) point at this process (a thread holding the GIL, a page
     fault waiting for the kernel) rather than at the host. Off by default: its wake-ups take
@@ -338,8 +338,7 @@ class _Heartbeat:
         self._thread = threading.Thread(target=self._run, name="bench-heartbeat", daemon=True)
 
     @classmethod
-    def start_from_env(cls) -> _Heartbeat | None:
-        period_ms = float(os.environ.get("LINECHECK_BENCH_HEARTBEAT_MS", "0") or 0)
+    def start(cls, period_ms: float) -> _Heartbeat | None:
         if period_ms <= 0:
             return None
         beat = cls(period_ms / 1000)

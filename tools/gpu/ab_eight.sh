@@ -4,7 +4,7 @@
 #   bash tools/gpu/run_gpu_suite.sh --exec bash tools/gpu/ab_eight.sh
 set -uo pipefail
 for round in 1 2; do
-  for variant in "LINECHECK_GC_FREEZE=1|" "LINECHECK_GC_FREEZE=0|" "LINECHECK_GC_FREEZE=1|--cuda-release-gil"; do
+  for variant in "|" "|--no-gc-freeze" "|--cuda-release-gil"; do
     env=${variant%%|*} flags=${variant#*|}
     # shellcheck disable=SC2086  # the switches are meant to split into words
     out=$(env $env python3 -m tools.bench $flags --backend onnxruntime-cuda --model yolov8n --fp16 --cameras 8 --frames 4000 \

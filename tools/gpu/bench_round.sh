@@ -97,6 +97,6 @@ for step in "${steps[@]}"; do
     eight_aligned|eight_free)  # one phase alone (a short GPU budget)
       eight "${step#eight_}" ;;
     eight_diag)  # 8 cameras with a heartbeat thread inside the station's process (stall diagnosis)
-      export LINECHECK_BENCH_HEARTBEAT_MS=5; eight aligned diag; eight free diag; unset LINECHECK_BENCH_HEARTBEAT_MS ;;
+      eight aligned diag --heartbeat-ms 5; eight free diag --heartbeat-ms 5 ;;
   esac
 done
