@@ -239,7 +239,7 @@ class Station:
         self.book.close()
         self.stop_report = {
             "stop_s": round(time.monotonic() - t0, 3), "threads_left": stuck,
-            "log_kept_in_journal": self.result_log.journal.uncommitted(), "log_lost": self.result_log.lost,
+            "log_kept_in_journal": self.result_log.journal.uncommitted(), "log_lost": self.result_log.lost, "log_spilled": self.result_log.spilled,
         }  # fmt: skip
         self._lifecycle.advance(StationState.STOPPED)
         if stuck:

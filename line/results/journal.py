@@ -35,7 +35,7 @@ RESERVE_BYTES = 512 * 1024
 
 
 class VerdictJournal:
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, reserve: bool = True) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         # never an earlier run's file (a container's pid repeats): that one may hold verdicts
         # SQLite does not have yet, which this journal's truncation would throw away
@@ -47,7 +47,8 @@ class VerdictJournal:
         self._size = os.fstat(self._fd).st_size
         self._compact_at = COMPACT_BYTES
         self.reserve_path = directory / "reserve.bin"
-        self.reserve_released = not self.restore_reserve()
+        # a spill journal (a stop on a full disk, another file system) sets nothing aside
+        self.reserve_released = not self.restore_reserve() if reserve else True
         self.truncations = 0
 
     def append(self, result_id: str, record: dict[str, Any]) -> None:

@@ -14,10 +14,12 @@ and :meth:`ResultLog.storage_fault` tells the station to raise the PLC's error b
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import queue
 import sqlite3
+import tempfile
 import threading
 import time
 from collections import deque
@@ -219,6 +221,14 @@ def _apply(conn: sqlite3.Connection, replay: _Replay) -> int:
         return int(conn.execute(count).fetchone()[0] - before)
 
 
+def default_spill_dir(db_path: Path) -> Path:
+    """Where a stop on a full storage disk keeps the verdicts neither SQLite nor the journal could
+    take: the system's temporary folder (another file system on most hosts), one folder per
+    result log, so the next start of this station finds them."""
+    key = hashlib.sha256(str(db_path.resolve()).encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / "linecheck-spill" / key
+
+
 def recover_journals(db_path: Path, journal_dir: Path) -> int:
     """Insert journalled verdicts that a crash (or a stop that could not reach the database)
     kept out of SQLite; returns how many were missing from it."""
@@ -246,17 +256,19 @@ class ResultLog:
     (full disk) is never dropped but held until SQLite has it."""
 
     def __init__(self, db_path: Path, archive: ImageArchive | None, queue_size: int = 1024,
-                 close_timeout_s: float = CLOSE_TIMEOUT_S) -> None:  # fmt: skip
+                 close_timeout_s: float = CLOSE_TIMEOUT_S, spill_dir: Path | None = None) -> None:  # fmt: skip
         self.db_path = db_path
         self.archive = archive
         self.journal_dir = db_path.parent / "journal"
+        self.spill_dir = spill_dir if spill_dir is not None else default_spill_dir(db_path)
         self.close_timeout_s = close_timeout_s
         self._earlier: list[Path] = []  # journals of earlier runs, not yet in SQLite
         try:
-            self.recovered = recover_journals(db_path, self.journal_dir)
+            self.recovered = recover_journals(db_path, self.journal_dir) + recover_journals(db_path, self.spill_dir)
         except sqlite3.OperationalError as exc:  # locked by another process: the writer retries
             self.recovered = 0
-            self._earlier = journal_files(self.journal_dir)  # those not recovered (each is removed once it is)
+            # those not recovered (each is removed once it is)
+            self._earlier = journal_files(self.journal_dir) + journal_files(self.spill_dir)
             log.warning("journals of an earlier run not recovered yet (%s); the writer retries", exc)
         self.journal = VerdictJournal(self.journal_dir)
         self._queue: queue.Queue[_Item] = queue.Queue(queue_size)
@@ -267,6 +279,7 @@ class ResultLog:
         self.replays = 0
         self.written = 0
         self.lost = 0  # verdicts neither in SQLite nor in a journal (a full disk at the stop)
+        self.spilled = 0  # verdicts a full disk at the stop sent to the spill journal
         self.archive_failures = 0
         self.images_dropped = 0
         self.journal_failures = 0
@@ -572,13 +585,26 @@ class ResultLog:
                 left.append(self._queue.get_nowait())
             except queue.Empty:
                 break
+        spill: VerdictJournal | None = None
         for item in left:
             if isinstance(item, ResultRecord) and item.result_id in self._unjournalled:
                 try:
                     self.journal.append(item.result_id, item.journal_dict())
                     self._unjournalled.discard(item.result_id)
+                    continue
+                except OSError:
+                    pass
+                try:  # the storage disk is still full: another file system keeps it for the next start
+                    spill = spill or VerdictJournal(self.spill_dir, reserve=False)
+                    spill.append(item.result_id, item.journal_dict())
+                    self._unjournalled.discard(item.result_id)
+                    self.spilled += 1
                 except OSError:
                     self.lost += 1
+        if spill is not None:
+            spill.close()  # kept: the next start recovers it into SQLite
+            log.error("result log: the storage disk is full; %d verdicts kept in %s for the next start",
+                      self.spilled, spill.path)  # fmt: skip
         if self.lost:
             log.error("result log: %d verdicts lost: neither the database nor the journal could be written", self.lost)
 
