@@ -159,6 +159,7 @@ class StationMonitor:
             "camera_link": "connected" if cameras_up else "disconnected",
             "plc_link": plc_links[0] if plc_links else "connected",
             "active_recipe": active.recipe.id if active else None,
+            "active_recipe_reason": self.book.active_reason,
             "alarms": tuple((a.kind.value, a.message) for a in self.alarm_set.snapshot()),
         }  # fmt: skip
 

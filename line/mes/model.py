@@ -49,6 +49,7 @@ STATION_VARIABLES: tuple[tuple[str, ua.VariantType, object], ...] = (
     ("StatusBits", ua.VariantType.UInt32, 0),
     ("ActiveRecipe", ua.VariantType.String, ""),
     ("ActiveRecipeCode", ua.VariantType.Int32, -1),
+    ("ActiveRecipeReason", ua.VariantType.String, ""),
     ("Recipes", ua.VariantType.String, []),
     ("Inspected", ua.VariantType.UInt64, 0),
     ("Rejected", ua.VariantType.UInt64, 0),

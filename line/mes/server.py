@@ -72,6 +72,7 @@ class StateUpdate:
     status: int | None = None  # StatusBits
     active_recipe_code: int | None = None
     active_recipe: str | None = None
+    active_recipe_reason: str | None = None  # why this recipe: the config, a restored switch, ...
     inspected: int | None = None
     rejected: int | None = None
     fail_safe: int | None = None
@@ -310,6 +311,8 @@ class StationServer:
                 await self._write("ActiveRecipe", self._recipe_codes[u.active_recipe_code], S.String)
         if u.active_recipe is not None:
             await self._write("ActiveRecipe", u.active_recipe, S.String)
+        if u.active_recipe_reason is not None:
+            await self._write("ActiveRecipeReason", u.active_recipe_reason, S.String)
         for name, value in (("Inspected", u.inspected), ("Rejected", u.rejected), ("FailSafe", u.fail_safe)):
             if value is not None:
                 self._counts[name] = int(value)

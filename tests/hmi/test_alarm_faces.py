@@ -64,13 +64,17 @@ def mbpoll_status(port: int) -> int:
     return int(found[0]) & 0xFFFF
 
 
-async def opcua_active_alarms(endpoint: str) -> list[str]:
+async def opcua_station_value(endpoint: str, name: str) -> object:
     from asyncua import Client
 
     async with Client(endpoint, timeout=10) as client:
         idx = await client.get_namespace_index("urn:linecheck")
-        node = await client.nodes.objects.get_child([f"{idx}:Stations", f"{idx}:st1", f"{idx}:ActiveAlarms"])
-        return list(await node.read_value() or [])
+        node = await client.nodes.objects.get_child([f"{idx}:Stations", f"{idx}:st1", f"{idx}:{name}"])
+        return await node.read_value()
+
+
+async def opcua_active_alarms(endpoint: str) -> list[str]:
+    return list(await opcua_station_value(endpoint, "ActiveAlarms") or [])  # type: ignore[call-overload]
 
 
 @pytest.mark.skipif(MBPOLL is None, reason="mbpoll not installed (apt-get install -y mbpoll)")
@@ -142,6 +146,10 @@ def test_forced_fail_safes_show_the_same_alarm_on_every_face(tmp_path: Path) -> 
             lambda: asyncio.run(opcua_active_alarms(mes_config.endpoint)), what="OPC UA ActiveAlarms"
         )
         assert "fail_safe_rate" in names
+        # which recipe is active and why, as the HMI says it
+        reason = wait_for(lambda: asyncio.run(opcua_station_value(mes_config.endpoint, "ActiveRecipeReason")),
+                          what="OPC UA ActiveRecipeReason")  # fmt: skip
+        assert reason == station.book.active_reason and "startup" in str(reason)
 
         # the operator clears the alarms (Modbus command 2): the condition still holds, so the
         # monitor raises it again at its next look, as a new occurrence
