@@ -37,4 +37,4 @@ lint: $(VENV)/.test-installed
 	$(VENV)/bin/lint-imports
 
 clean:
-	rm -rf var artifacts .mypy_cache .ruff_cache
+	rm -rf var artifacts .mypy_cache .ruff_cache .grimp_cache .import_linter_cache .hypothesis
