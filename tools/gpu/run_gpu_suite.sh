@@ -3,7 +3,7 @@
 #
 #   bash tools/gpu/run_gpu_suite.sh            # log + JSON under $OUT (or var/gpu-suite)
 #
-# Python packages the host lacks travel with the call (see the lead's note / helper report):
+# Python packages the host lacks travel with the call:
 #   .whl/*.whl                      pydantic & co., onnxconverter-common: installed to /tmp/site
 #   /tmp/w/ort.part* and/or .gpuwheel/part*/ort.part*
 #                                   onnxruntime-gpu, an xz tarball of the unpacked wheel cut in
