@@ -1,7 +1,7 @@
 """Wires the station's result log into the OPC UA server for MES (``line.mes``).
 
 The server reads the log through the ``ResultHistory`` protocol, which
-``line.results.log.ResultLogReader`` serves as it is; this module builds the server process.
+``line.results.reader.ResultLogReader`` serves as it is; this module builds the server process.
 The reader is opened inside the server process (the factory below is picklable for the spawn
 context), so SQLite reads for HistoryRead / GetResults never run in the station process.
 """
@@ -16,7 +16,7 @@ from typing import Any
 from line.mes.config import OpcUaServerConfig
 from line.mes.process import HistoryFactory, OpcUaPublisherSink, SelectRecipeCallback
 from line.results.history import ResultHistory
-from line.results.log import ResultLogReader
+from line.results.reader import ResultLogReader
 
 
 def open_result_history(path: Path) -> ResultHistory:

@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from line.results.log import ResultLogReader
+from line.results.reader import ResultLogReader
 from tests.flywheel.helpers import FlyRig, fly_rig
 
 DEFECTIVE = tuple(range(3, 100_000, 4))

@@ -21,7 +21,8 @@ from line.loop.station import Station
 from line.recipes.book import RecipeBook
 from line.recipes.model import Recipe
 from line.results.archive import ImageArchive
-from line.results.log import ResultLog, ResultLogReader
+from line.results.log import ResultLog
+from line.results.reader import ResultLogReader
 from plc.vocabulary import Delivery, ResultSink, VerdictMessage
 from tests.line.fakes import ScriptedEngine, ScriptedSource, write_recipes
 

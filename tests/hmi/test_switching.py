@@ -21,7 +21,8 @@ from inference.engine import DetectionResult, ImageInput
 from line.loop.station import Station
 from line.recipes.book import RecipeBook
 from line.recipes.model import Recipe
-from line.results.log import ResultLog, ResultLogReader
+from line.results.log import ResultLog
+from line.results.reader import ResultLogReader
 from tests.hmi.helpers import RecordingSink
 from tests.line.fakes import ScriptedEngine, ScriptedSource
 

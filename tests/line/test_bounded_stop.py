@@ -15,7 +15,8 @@ import pytest
 
 from line.loop.station import Station
 from line.results.journal import journal_files
-from line.results.log import ResultLog, ResultLogReader, connect
+from line.results.log import ResultLog, connect
+from line.results.reader import ResultLogReader
 from plc.config import ModbusClientConfig
 from plc.modbus_client import ModbusClientSink
 from tests.line.fakes import ScriptedSource

@@ -12,7 +12,8 @@ from inference.config import EngineOptions
 from line.loop.station import Station
 from line.recipes.book import RecipeBook
 from line.results.archive import ImageArchive
-from line.results.log import ResultLog, ResultLogReader
+from line.results.log import ResultLog
+from line.results.reader import ResultLogReader
 from plc.vocabulary import ResultCode
 from tests.line.fakes import LaunchingEngine, ScriptedSource, write_recipes
 from tests.line.test_station import RecordingSink, run_parts

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from line.results.archive import ImageArchive
-from line.results.log import ResultLog, ResultLogReader, ResultRecord, recover_journals
+from line.results.log import ResultLog, ResultRecord, recover_journals
+from line.results.reader import ResultLogReader
 
 
 def record(i: int, image: np.ndarray | None = None) -> ResultRecord:

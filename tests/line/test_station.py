@@ -13,7 +13,8 @@ from inference.config import EngineOptions
 from line.loop.station import Station
 from line.recipes.book import RecipeBook
 from line.results.archive import ImageArchive
-from line.results.log import ResultLog, ResultLogReader
+from line.results.log import ResultLog
+from line.results.reader import ResultLogReader
 from plc.vocabulary import Delivery, ResultCode, ResultSink, VerdictMessage
 from tests.line.fakes import ScriptedEngine, ScriptedSource, scripted_book, write_recipes
 

@@ -1,5 +1,5 @@
 """Test verdicts and their rows in the station's SQLite result log (``line.results.log`` schema).
-The server reads them back through ``line.results.log.ResultLogReader`` (the real reader)."""
+The server reads them back through ``line.results.reader.ResultLogReader`` (the real reader)."""
 
 from __future__ import annotations
 

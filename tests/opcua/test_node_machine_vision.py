@@ -17,7 +17,7 @@ from typing import Any
 
 from line.mes.wiring import start_mes_server
 from line.results.history import record_dict
-from line.results.log import ResultLogReader
+from line.results.reader import ResultLogReader
 from plc.vocabulary import StatusBits
 from tests.opcua.fake_log import FakeLogWriter
 from tests.opcua.helpers import PASSWORDS, RecipeCalls, make_config

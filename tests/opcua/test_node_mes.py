@@ -23,7 +23,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from line.mes.wiring import start_mes_server
 from line.results.history import VERDICTS, record_dict
-from line.results.log import ResultLogReader
+from line.results.reader import ResultLogReader
 from tests.opcua.fake_log import FakeLogWriter
 from tests.opcua.helpers import PASSWORDS, RecipeCalls, make_config
 

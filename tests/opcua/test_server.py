@@ -14,7 +14,8 @@ import pytest
 from asyncua import Node, ua
 
 from line.results.history import ns_to_datetime, record_dict
-from line.results.log import ResultLogReader, ResultRecord
+from line.results.log import ResultRecord
+from line.results.reader import ResultLogReader
 from plc.vocabulary import StatusBits
 from tests.opcua.conftest import ROWS, Station
 from tests.opcua.helpers import secure_client

@@ -16,7 +16,8 @@ import yaml
 
 from line.app.assembly import build_station, load_station_config
 from line.loop.station import Station
-from line.results.log import ResultLogReader, ResultRecord
+from line.results.log import ResultRecord
+from line.results.reader import ResultLogReader
 from plc.vocabulary import ResultCode
 from tests.inference.onnx_models import constant_model
 

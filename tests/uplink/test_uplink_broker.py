@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from line.loop.alarms import AlarmKind
-from line.results.log import ResultLogReader
+from line.results.reader import ResultLogReader
 from line.uplink.sink import UplinkSink
 from tests.reliability.faults import running_station, verdicts, wait_for
 from tests.reliability.station_env import linecheck, make_env
