@@ -9,8 +9,10 @@ from camera.errors import CameraError, CameraFatalError, CameraRetryableError, I
 from camera.frame import Frame, FrameStatus, GroundTruth
 from camera.pixel_format import PixelFormat, describe_pixel_format
 from camera.source import CameraState, FrameSource, SourceCounters, open_source, register_source
+from camera.states import CAMERA_TRANSITIONS
 
 __all__ = [
+    "CAMERA_TRANSITIONS",
     "CameraError",
     "CameraFatalError",
     "CameraRetryableError",

@@ -62,6 +62,8 @@ class MemorySource(FrameSource):
         else:  # the first trigger of the shared schedule after now (same grid for every camera)
             period = 1.0 / rate
             self._next_t = epoch + math.ceil(max(now - epoch, 0.0) / period) * period - period
+        if self.state is CameraState.CLOSED:  # the images are "opened" by the first start
+            self._set_state(CameraState.CONNECTED)
         self._set_state(CameraState.ACQUIRING)
 
     def stop(self) -> None:

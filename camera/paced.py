@@ -86,6 +86,8 @@ class PacedSource(FrameSource):
         with self._lock:
             self._wake.clear()
             self._next_slot = time.perf_counter()
+        if self.state is CameraState.CLOSED:  # started again after close(): open first
+            self._set_state(CameraState.CONNECTED)
         self._set_state(CameraState.ACQUIRING)
 
     def stop(self) -> None:

@@ -10,27 +10,21 @@ from __future__ import annotations
 import pkgutil
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
-from enum import Enum
 from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
 from camera.config import CameraConfig, CameraSettings
 from camera.frame import Frame
-
-
-class CameraState(str, Enum):
-    CLOSED = "closed"
-    CONNECTED = "connected"
-    ACQUIRING = "acquiring"
-    RECONNECTING = "reconnecting"
-    FAILED = "failed"
+from camera.guarded_state import GuardedState
+from camera.states import CAMERA_TRANSITIONS, CameraState
 
 
 @dataclass
 class SourceCounters:
-    """Mutable counters, read by the station and the HMI; guarded by the source's lock."""
+    """Mutable counters, read by the station and the HMI; guarded by the source's ``_counters_lock``."""
 
     frames: int = 0
     incomplete: int = 0
@@ -50,6 +44,10 @@ class FrameSource(ABC):
     :class:`camera.errors.CameraRetryableError` (or its ``FetchTimeout``) instead of
     blocking forever. An incomplete buffer is returned as a ``Frame`` with
     ``status=INCOMPLETE`` so that the station can issue a fail-safe verdict for that part.
+
+    The state moves only along :data:`camera.states.CAMERA_TRANSITIONS`: ``_set_state``
+    refuses anything else (logged, the state kept; see :mod:`camera.guarded_state` for why it
+    does not raise).
     """
 
     Options: ClassVar[type[BaseModel]]
@@ -57,16 +55,21 @@ class FrameSource(ABC):
     def __init__(self, camera_id: str) -> None:
         self.camera_id = camera_id
         self.counters = SourceCounters()
-        self._state = CameraState.CLOSED
-        self._state_lock = threading.Lock()
+        self._counters_lock = threading.Lock()
+        self._lifecycle = GuardedState(f"camera {camera_id}", CameraState.CLOSED, CAMERA_TRANSITIONS)
 
     @property
     def state(self) -> CameraState:
-        return self._state
+        return self._lifecycle.state
 
-    def _set_state(self, state: CameraState) -> None:
-        with self._state_lock:
-            self._state = state
+    def add_state_listener(self, listener: Callable[[CameraState, CameraState], None]) -> None:
+        """Hear every state change as ``(before, after)`` (HMI events, tests); called on the
+        thread that changes the state, so it must return at once."""
+        self._lifecycle.add_listener(listener)
+
+    def _set_state(self, state: CameraState) -> bool:
+        """Go to ``state`` if the table allows it; False (and logged) when it does not."""
+        return self._lifecycle.advance(state)
 
     @abstractmethod
     def start(self) -> None: ...

@@ -219,7 +219,7 @@ class SupervisedSource(FrameSource):
         except FetchTimeout:
             raise
         except CameraError:
-            with self._state_lock:
+            with self._counters_lock:
                 if self._pending_parts:
                     self._next_part_id = self._pending_parts.popleft() + 1
                 else:
@@ -245,7 +245,7 @@ class SupervisedSource(FrameSource):
                 if time.monotonic() >= deadline:
                     raise FetchTimeout(f"no triggered frame within {timeout_s:.3f} s")
         except FetchTimeout:
-            with self._state_lock:
+            with self._counters_lock:
                 self.counters.timeouts += 1
                 if self._settings.trigger_mode == "software" and self._pending_parts:
                     # a software trigger is answered within the fetch timeout or not at all
@@ -259,7 +259,7 @@ class SupervisedSource(FrameSource):
         return self._to_frame(session, raw)
 
     def _to_frame(self, session: Session, raw: RawFrame) -> Frame:
-        with self._state_lock:
+        with self._counters_lock:
             self._seq += 1
             seq = self._seq
             self.counters.frames += 1
@@ -281,7 +281,7 @@ class SupervisedSource(FrameSource):
 
         def release() -> None:
             # Frame.release guarantees one call; the session guards against a closed stream
-            with self._state_lock:
+            with self._counters_lock:
                 self._outstanding -= 1
             raw.release()
 
@@ -381,7 +381,7 @@ class SupervisedSource(FrameSource):
                 self._session = session
                 self._last_device_frame_id = None
                 self._producer_dropped_seen = 0
-                with self._state_lock:
+                with self._counters_lock:
                     self.counters.reconnects += 1
                 self._set_state(CameraState.ACQUIRING)
         except CameraFatalError as exc:  # the returned device refuses the recipe: retrying cannot help

@@ -8,6 +8,7 @@ station passes in.
 """
 
 from plc.errors import PlcError, PlcFatalError, PlcRetryableError
+from plc.link_state import LINK_TRANSITIONS, LinkStateHolder
 from plc.vocabulary import (
     Delivery,
     FailSafeReason,
@@ -20,9 +21,11 @@ from plc.vocabulary import (
 )
 
 __all__ = [
+    "LINK_TRANSITIONS",
     "Delivery",
     "FailSafeReason",
     "LinkState",
+    "LinkStateHolder",
     "PlcError",
     "PlcFatalError",
     "PlcRequests",

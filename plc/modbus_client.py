@@ -41,6 +41,7 @@ from pymodbus.exceptions import ModbusException
 from plc.backoff import CappedBackoff
 from plc.config import ModbusClientConfig
 from plc.errors import PlcFatalError, PlcRetryableError
+from plc.link_state import LinkStateHolder
 from plc.modbus_server import RequestDispatcher
 from plc.registers import (
     contiguous_runs,
@@ -88,7 +89,7 @@ class ModbusClientSink(ResultSink):
         self._io = threading.Lock()  # one request at a time on the one connection
         self._wake = threading.Event()
         self._stopping = False
-        self._state = LinkState.DISCONNECTED
+        self.lifecycle = LinkStateHolder(self.name)  # states along plc.link_state.LINK_TRANSITIONS
         self._was_connected = False
         self._thread: threading.Thread | None = None
         self._worker = RequestDispatcher(requests, self.name)
@@ -124,10 +125,10 @@ class ModbusClientSink(ResultSink):
         """Block until the link is up (start-up, tests); True when connected."""
         end = time.monotonic() + timeout
         while time.monotonic() < end:
-            if self._state == LinkState.CONNECTED:
+            if self.lifecycle.state is LinkState.CONNECTED:
                 return True
             time.sleep(0.005)
-        return self._state == LinkState.CONNECTED
+        return self.lifecycle.state is LinkState.CONNECTED
 
     def close(self) -> None:
         self._stopping = True
@@ -137,7 +138,7 @@ class ModbusClientSink(ResultSink):
             self._thread = None
         with self._io:
             self._client.close()
-        self._state = LinkState.CLOSED
+        self.lifecycle.advance(LinkState.CLOSED)
         self._worker.stop()
 
     # ---------------------------------------------------------------- transactions
@@ -165,11 +166,11 @@ class ModbusClientSink(ResultSink):
     def _drop(self, why: str) -> None:
         """Close the socket and let the supervisor reconnect (caller holds ``self._io``)."""
         self._client.close()
-        if self._state == LinkState.CONNECTED:
+        if self.lifecycle.state is LinkState.CONNECTED:
             self._extra["link_drops"] += 1
             log.warning("PLC link dropped: %s", why)
         if not self._stopping:
-            self._state = LinkState.RECONNECTING
+            self.lifecycle.advance(LinkState.RECONNECTING)
         self._wake.set()
 
     # ---------------------------------------------------------------- ResultSink
@@ -177,9 +178,10 @@ class ModbusClientSink(ResultSink):
         clock = time.perf_counter
         if clock() >= verdict.deadline:
             return self._late()
-        if self._state != LinkState.CONNECTED:
+        state = self.lifecycle.state
+        if state is not LinkState.CONNECTED:
             self._c.undelivered += 1
-            return Delivery(False, self.name, error=f"link {self._state.value}")
+            return Delivery(False, self.name, error=f"link {state.value}")
         if not self._io.acquire(timeout=max(verdict.deadline - clock(), 0.0)):
             return self._late()
         try:
@@ -255,7 +257,7 @@ class ModbusClientSink(ResultSink):
 
     @property
     def link_state(self) -> LinkState:
-        return self._state
+        return self.lifecycle.state
 
     def counters(self) -> dict[str, int]:
         return {
@@ -269,7 +271,7 @@ class ModbusClientSink(ResultSink):
     def _supervise(self) -> None:
         backoff = CappedBackoff(self._cfg.reconnect_min_ms / 1000.0, self._cfg.reconnect_max_ms / 1000.0)
         while not self._stopping:
-            if self._state != LinkState.CONNECTED:
+            if self.lifecycle.state is not LinkState.CONNECTED:
                 if self._connect():
                     backoff.reset()
                 else:
@@ -284,7 +286,7 @@ class ModbusClientSink(ResultSink):
                     self._drop("supervisor error")
 
     def _connect(self) -> bool:
-        self._state = LinkState.RECONNECTING if self._was_connected else LinkState.CONNECTING
+        self.lifecycle.attempt()
         with self._io:
             if self._stopping:
                 return False
@@ -295,7 +297,7 @@ class ModbusClientSink(ResultSink):
                 self._extra["connect_failures"] += 1
                 return False
             client.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self._state = LinkState.CONNECTED
+            self.lifecycle.advance(LinkState.CONNECTED)
             try:  # continue the PLC's seq; publish our state at once
                 rr = self._call(
                     lambda c: c.read_holding_registers(self._map.result_seq, count=1), self._io_timeout
@@ -325,7 +327,7 @@ class ModbusClientSink(ResultSink):
         poll_s, hb_s = self._cfg.poll_ms / 1000.0, self._cfg.heartbeat_ms / 1000.0
         next_poll = next_hb = time.monotonic()
         runs = contiguous_runs(self._plc)
-        while not self._stopping and self._state == LinkState.CONNECTED:
+        while not self._stopping and self.lifecycle.state is LinkState.CONNECTED:
             now = time.monotonic()
             try:
                 if now >= next_poll:

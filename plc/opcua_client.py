@@ -36,6 +36,7 @@ from asyncua.crypto import uacrypto
 
 from plc.backoff import CappedBackoff
 from plc.config import OPCUA_READ_FIELDS, OPCUA_RESULT_FIELDS, OPCUA_STATE_FIELDS, OpcUaClientConfig
+from plc.link_state import LinkStateHolder
 from plc.modbus_server import RequestDispatcher
 from plc.registers import next_heartbeat, next_seq
 from plc.vocabulary import (
@@ -120,7 +121,7 @@ class OpcUaClientSink(ResultSink):
         self._task: concurrent.futures.Future[None] | None = None
         self._stop: asyncio.Event | None = None
         self._session: _Session | None = None
-        self._state = LinkState.DISCONNECTED
+        self.lifecycle = LinkStateHolder(self.name)  # states along plc.link_state.LINK_TRANSITIONS
         self._was_connected = False
         self._c = SinkCounters()
         self._extra = {"heartbeats": 0, "polls": 0, "connect_failures": 0, "write_errors": 0, "link_drops": 0}
@@ -142,9 +143,9 @@ class OpcUaClientSink(ResultSink):
 
     def wait_connected(self, timeout: float) -> bool:
         end = time.monotonic() + timeout
-        while time.monotonic() < end and self._state != LinkState.CONNECTED:
+        while time.monotonic() < end and self.lifecycle.state is not LinkState.CONNECTED:
             time.sleep(0.01)
-        return self._state == LinkState.CONNECTED
+        return self.lifecycle.state is LinkState.CONNECTED
 
     def close(self) -> None:
         if self._thread is not None:
@@ -161,7 +162,7 @@ class OpcUaClientSink(ResultSink):
             self._thread = None
         if not self._loop.is_closed() and not self._loop.is_running():
             self._loop.close()
-        self._state = LinkState.CLOSED
+        self.lifecycle.advance(LinkState.CLOSED)
         self._worker.stop()
 
     # ---------------------------------------------------------------- ResultSink
@@ -169,9 +170,10 @@ class OpcUaClientSink(ResultSink):
         now = time.perf_counter()
         if now >= verdict.deadline:
             return self._late()
-        if self._state != LinkState.CONNECTED or self._thread is None:
+        state = self.lifecycle.state
+        if state is not LinkState.CONNECTED or self._thread is None:
             self._c.undelivered += 1
-            return Delivery(False, self.name, error=f"link {self._state.value}")
+            return Delivery(False, self.name, error=f"link {state.value}")
         fut = asyncio.run_coroutine_threadsafe(self._write_result(verdict), self._loop)
         try:
             seq = fut.result(timeout=min(self._cfg.write_timeout_ms / 1000.0, verdict.deadline - now))
@@ -244,17 +246,17 @@ class OpcUaClientSink(ResultSink):
 
     @property
     def link_state(self) -> LinkState:
-        return self._state
+        return self.lifecycle.state
 
     def counters(self) -> dict[str, int]:
         return {**self._c.link_counts(), "result_seq": self._seq, **self._extra}
 
     # ---------------------------------------------------------------- supervisor
     def _drop(self, exc: BaseException) -> None:
-        if self._state == LinkState.CONNECTED:
+        if self.lifecycle.state is LinkState.CONNECTED:
             self._extra["link_drops"] += 1
             log.warning("OPC UA link dropped: %r", exc)
-            self._state = LinkState.RECONNECTING
+            self.lifecycle.advance(LinkState.RECONNECTING)
         self._session = None
 
     async def _make_client(self) -> Client:
@@ -281,7 +283,7 @@ class OpcUaClientSink(ResultSink):
         self._write_lock = asyncio.Lock()
         backoff = CappedBackoff(self._cfg.reconnect_min_ms / 1000.0, self._cfg.reconnect_max_ms / 1000.0)
         while not self._stop.is_set():
-            self._state = LinkState.RECONNECTING if self._was_connected else LinkState.CONNECTING
+            self.lifecycle.attempt()
             client: Client | None = None
             try:
                 client = await self._make_client()
@@ -303,7 +305,7 @@ class OpcUaClientSink(ResultSink):
                 self._c.reconnects += 1
             self._was_connected = True
             self._session = session
-            self._state = LinkState.CONNECTED
+            self.lifecycle.advance(LinkState.CONNECTED)
             try:
                 await self._cyclic(session)
             except Exception as exc:  # any failure ends this session; reconnect
@@ -311,7 +313,7 @@ class OpcUaClientSink(ResultSink):
             finally:
                 self._session = None
                 await self._disconnect(client)
-        self._state = LinkState.CLOSED
+        self.lifecycle.advance(LinkState.CLOSED)
 
     async def _disconnect(self, client: Client | None) -> None:
         if client is not None:

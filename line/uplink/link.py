@@ -6,6 +6,10 @@ authorized" for a topic outside the ACL); a v3.1.1 client is acknowledged and th
 silently dropped. Why paho's own network thread: it already reconnects with an exponential
 back-off (``reconnect_delay_set``); a refused login is slowed further to ``refused_retry_s``
 so a wrong password never turns into a tight retry loop against the plant's broker.
+
+The state is held as the station's other links hold theirs (``plc.link_state``: one table,
+CLOSED final, so a paho callback arriving after ``close`` cannot reopen the link); ``Link``
+is only the uplink's own words for those states, as its snapshot and alarms show them.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from line.uplink.config import UplinkConfig
+from plc.link_state import LinkStateHolder
+from plc.vocabulary import LinkState
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +44,12 @@ class Link(str, Enum):
     CLOSED = "closed"
 
 
+# the uplink's words for the link states it goes through (the link starts CONNECTING)
+_WORDS = {LinkState.DISCONNECTED: Link.DISCONNECTED, LinkState.CONNECTING: Link.CONNECTING,
+          LinkState.CONNECTED: Link.CONNECTED, LinkState.RECONNECTING: Link.DISCONNECTED,
+          LinkState.FAILED: Link.REFUSED, LinkState.CLOSED: Link.CLOSED}  # fmt: skip
+
+
 AckHandler = Callable[[int, str | None], None]  # mid, refusal reason (None: accepted)
 MessageHandler = Callable[[str, bytes], None]
 
@@ -49,7 +61,7 @@ class MqttLink:
     def __init__(self, config: UplinkConfig, client_id: str, will_topic: str, will_payload: bytes,
                  on_ack: AckHandler, subscriptions: tuple[str, ...] = (), on_message: MessageHandler | None = None) -> None:  # fmt: skip
         self.config = config
-        self.state = Link.CONNECTING
+        self.lifecycle = LinkStateHolder("mqtt_uplink", LinkState.CONNECTING)
         self.last_error = ""
         self.generation = 0
         self.connect_attempts = 0
@@ -78,6 +90,10 @@ class MqttLink:
         client.on_pre_connect = self._attempt
         self.client = client
 
+    @property
+    def state(self) -> Link:
+        return _WORDS[self.lifecycle.state]
+
     def start(self) -> None:
         self.client.connect_async(self.config.host, self.config.port, keepalive=self.config.keepalive_s)
         self.client.loop_start()
@@ -90,7 +106,7 @@ class MqttLink:
         return info.mid
 
     def close(self) -> None:
-        self.state = Link.CLOSED
+        self.lifecycle.advance(LinkState.CLOSED)
         self.client.disconnect()
         self.client.loop_stop()
         self.changed.set()
@@ -105,11 +121,11 @@ class MqttLink:
             self.refusals += 1
             self.last_error = f"broker refused the connection: {reason.getName()}"
             if reason.getName() in _REFUSALS:
-                self.state = Link.REFUSED
+                self.lifecycle.advance(LinkState.FAILED)
                 wait = max(1, round(self.config.refused_retry_s))
                 client.reconnect_delay_set(wait, wait)
             else:
-                self.state = Link.DISCONNECTED
+                self.lifecycle.advance(LinkState.RECONNECTING)
             log.warning("MQTT %s:%d: %s", self.config.host, self.config.port, self.last_error)
             self.changed.set()
             return
@@ -118,13 +134,13 @@ class MqttLink:
             client.subscribe(topic, qos=1)
         self.last_error = ""
         self.generation += 1
-        self.state = Link.CONNECTED
+        self.lifecycle.advance(LinkState.CONNECTED)
         log.info("MQTT connected to %s:%d", self.config.host, self.config.port)
         self.changed.set()
 
     def _connect_failed(self, client: mqtt.Client, userdata: object) -> None:
         if self.state is not Link.REFUSED:
-            self.state = Link.DISCONNECTED
+            self.lifecycle.advance(LinkState.RECONNECTING)
             self.last_error = f"cannot reach {self.config.host}:{self.config.port}"
         self.changed.set()
 
@@ -133,7 +149,7 @@ class MqttLink:
         if self.state in (Link.CLOSED, Link.REFUSED):
             self.changed.set()
             return
-        self.state = Link.DISCONNECTED
+        self.lifecycle.advance(LinkState.RECONNECTING)
         self.last_error = f"connection lost: {reason.getName()}"
         log.warning("MQTT %s:%d: %s", self.config.host, self.config.port, self.last_error)
         self.changed.set()

@@ -13,18 +13,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from line.uplink.commands import RecipeCommands
-from line.uplink.link import Link
 from line.uplink.payload import PartFacts
 from line.uplink.publisher import Uplink
 from plc.vocabulary import Delivery, LinkState, ResultSink, StatusBits, VerdictMessage
 
 if TYPE_CHECKING:
     from line.results.log import ResultRecord
-
-_LINK_STATES = {Link.CONNECTING: LinkState.CONNECTING, Link.CONNECTED: LinkState.CONNECTED,
-                Link.DISCONNECTED: LinkState.RECONNECTING, Link.REFUSED: LinkState.FAILED,
-                Link.CLOSED: LinkState.CLOSED}  # fmt: skip
-
 
 class UplinkSink(ResultSink):
     name = "mqtt_uplink"
@@ -41,7 +35,7 @@ class UplinkSink(ResultSink):
 
     @property
     def link_state(self) -> LinkState:
-        return _LINK_STATES[self.uplink.link.state]
+        return self.uplink.link.lifecycle.state
 
     def counters(self) -> dict[str, int]:
         snap = self.uplink.snapshot()
