@@ -11,6 +11,8 @@ from camera.config import CameraConfig, CameraSettings
 from camera.errors import CameraFatalError, CameraRetryableError, CameraSettingError, FetchTimeout
 from camera.frame import FrameReleasedError, FrameStatus
 from camera.source import CameraState, open_source
+from camera.states import CAMERA_TRANSITIONS
+from tests.transition_log import TransitionLog, refusals
 
 SETTINGS = CameraSettings(pixel_format="Mono8", width=640, height=480, frame_rate=1000)
 
@@ -145,10 +147,12 @@ def test_packet_loss_gives_incomplete_frames_never_complete(fake_camera_factory)
         src.close()
 
 
-def test_device_loss_reconnect_and_resume(fake_camera) -> None:  # type: ignore[no-untyped-def]
+def test_device_loss_reconnect_and_resume(fake_camera, caplog) -> None:  # type: ignore[no-untyped-def]
     src = _source(
         fake_camera.address, CameraSettings(pixel_format="Mono8", width=320, height=240, frame_rate=200)
     )
+    walked = TransitionLog()
+    src.add_state_listener(walked)
     src.start()
     try:
         for _ in range(10):
@@ -192,6 +196,8 @@ def test_device_loss_reconnect_and_resume(fake_camera) -> None:  # type: ignore[
     finally:
         src.close()
     assert src.state is CameraState.CLOSED
+    assert walked.path() == ["closed", "connected", "acquiring", "reconnecting", "acquiring", "closed"]
+    assert walked.outside(CAMERA_TRANSITIONS) == [] and refusals(caplog) == []
 
 
 def test_absent_camera_is_fatal_at_start(fake_camera_factory) -> None:  # type: ignore[no-untyped-def]

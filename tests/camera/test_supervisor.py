@@ -15,7 +15,9 @@ from camera.errors import CameraFatalError, CameraRetryableError, CameraSettingE
 from camera.nodemap import NodeInfo
 from camera.session import DeviceLostError, RawFrame, Session, frame_id_gap
 from camera.source import CameraState
+from camera.states import CAMERA_TRANSITIONS
 from camera.supervisor import SupervisedSource, SupervisorOptions
+from tests.transition_log import TransitionLog, refusals
 
 
 class Device:
@@ -119,8 +121,10 @@ def _outage(device: Device, src: SupervisedSource, down_s: float) -> None:
 
 
 def test_reconnect_reapplies_settings_with_capped_backoff_reset_on_success(
-    device: Device, source: SupervisedSource
+    device: Device, source: SupervisedSource, caplog: pytest.LogCaptureFixture
 ) -> None:
+    walked = TransitionLog()
+    source.add_state_listener(walked)
     source.start()
     assert device.values["Width"] == 64
     _outage(device, source, down_s=0.3)
@@ -134,11 +138,17 @@ def test_reconnect_reapplies_settings_with_capped_backoff_reset_on_success(
     assert source.counters.reconnects == 2
     with source.fetch(1.0) as frame:
         assert frame.data.shape == (48, 64)
+    source.stop()
+    assert walked.path() == ["closed", "connected", "acquiring", "reconnecting", "acquiring", "reconnecting",
+                             "acquiring", "closed"]  # fmt: skip
+    assert walked.outside(CAMERA_TRANSITIONS) == [] and refusals(caplog) == []
 
 
 def test_device_returning_with_settings_it_refuses_fails_for_good(
-    device: Device, source: SupervisedSource
+    device: Device, source: SupervisedSource, caplog: pytest.LogCaptureFixture
 ) -> None:
+    walked = TransitionLog()
+    source.add_state_listener(walked)
     source.start()
     device.dead = True
     _wait(lambda: source.state is CameraState.RECONNECTING)
@@ -148,6 +158,11 @@ def test_device_returning_with_settings_it_refuses_fails_for_good(
     assert "Width" in (source.last_error or "")
     with pytest.raises(CameraFatalError):
         source.fetch(0.1)
+    with pytest.raises(CameraRetryableError):
+        source.start()  # a failed camera is only closed, not restarted in place
+    source.close()
+    assert walked.path() == ["closed", "connected", "acquiring", "reconnecting", "failed", "closed"]
+    assert walked.outside(CAMERA_TRANSITIONS) == [] and refusals(caplog) == []
 
 
 def test_failed_fetches_consume_part_ids_and_frames_carry_trigger_ids(

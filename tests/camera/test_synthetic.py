@@ -13,7 +13,9 @@ from camera.config import CameraConfig, CameraSettings
 from camera.errors import CameraFatalError, CameraRetryableError, CameraSettingError, FetchTimeout
 from camera.frame import FrameReleasedError, FrameStatus
 from camera.source import CameraState, open_source
+from camera.states import CAMERA_TRANSITIONS
 from camera.synthetic import KNOWN_CLASSES, SyntheticSource, generate_part
+from tests.transition_log import TransitionLog, refusals
 
 SMALL = {"width": 320, "height": 256}
 
@@ -207,8 +209,11 @@ def test_trigger_refused_in_free_run() -> None:
         source.trigger(1)
 
 
-def test_injected_failure_raises_retryable_then_recovers() -> None:
-    with make() as source:
+def test_injected_failure_raises_retryable_then_recovers(caplog: pytest.LogCaptureFixture) -> None:
+    walked = TransitionLog()
+    source = make()
+    source.add_state_listener(walked)
+    with source:
         source.inject_failure(fetches=2)
         for _ in range(2):
             with pytest.raises(CameraRetryableError, match="injected"):
@@ -218,6 +223,20 @@ def test_injected_failure_raises_retryable_then_recovers() -> None:
             assert frame.part_id == 3  # the two parts passed unseen
         assert source.state is CameraState.ACQUIRING
         assert source.counters.reconnects == 1
+    assert walked.path() == ["connected", "acquiring", "reconnecting", "acquiring", "connected", "closed"]
+    assert walked.outside(CAMERA_TRANSITIONS) == [] and refusals(caplog) == []
+
+
+def test_a_transition_outside_the_table_is_refused_and_logged(caplog: pytest.LogCaptureFixture) -> None:
+    source = make()
+    assert source.state is CameraState.CONNECTED
+    assert source._set_state(CameraState.FAILED) is False  # failing needs a lost device first
+    assert source.state is CameraState.CONNECTED
+    assert refusals(caplog) == ["camera cam: connected -> failed is not an allowed transition; it stays connected"]
+    source.close()
+    with source:  # started again after close: through CONNECTED, as the table says
+        assert source.state is CameraState.ACQUIRING
+    assert len(refusals(caplog)) == 1
 
 
 def test_injected_failure_for_a_duration() -> None:
