@@ -12,9 +12,11 @@ import pytest
 from pymodbus.client import ModbusTcpClient
 
 from plc.config import ModbusClientConfig
+from plc.link_state import LINK_TRANSITIONS
 from plc.modbus_client import ModbusClientSink
 from plc.vocabulary import LinkState, ResultCode
 from tests.plc.conftest import RecordingRequests, verdict, wait_until
+from tests.transition_log import TransitionLog, refusals
 from tools.bench.plc_latency import start_simulator, stop_process
 
 
@@ -122,6 +124,33 @@ def test_slow_plc_never_blocks_past_deadline(sink_factory: list[ModbusClientSink
         assert sink.counters()["late_dropped"] >= 1
     finally:
         stop_process(proc)
+
+
+def test_a_plc_restart_walks_the_link_table(sink_factory: list[ModbusClientSink],
+                                           caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
+    proc, port = start_simulator()
+    proc2 = None
+    try:
+        sink = ModbusClientSink(ModbusClientConfig(port=port, heartbeat_ms=20, reconnect_min_ms=20,
+                                                   reconnect_max_ms=100))  # fmt: skip
+        sink_factory.append(sink)
+        walked = TransitionLog()
+        sink.lifecycle.add_listener(walked)
+        sink.start()
+        assert sink.wait_connected(10)
+        proc.kill()
+        proc.wait(5)
+        assert wait_until(lambda: sink.link_state is LinkState.RECONNECTING, timeout=30)  # heartbeat failed
+        proc2, _ = start_simulator("--port", str(port))
+        assert sink.wait_connected(30)
+        sink.close()
+        assert walked.path() == ["disconnected", "connecting", "connected", "reconnecting", "connected", "closed"]
+        assert walked.outside(LINK_TRANSITIONS) == [] and refusals(caplog) == []
+        assert sink.counters()["reconnects"] == 1
+    finally:
+        stop_process(proc)
+        if proc2 is not None:
+            stop_process(proc2)
 
 
 def test_plc_killed_and_restarted(tmp_path: Path, sink_factory: list[ModbusClientSink]) -> None:

@@ -13,10 +13,12 @@ from pathlib import Path
 import pytest
 
 from plc.config import OpcUaClientConfig
+from plc.link_state import LINK_TRANSITIONS
 from plc.opcua_client import OpcUaClientSink
 from plc.vocabulary import LinkState
 from tests.plc.conftest import RecordingRequests, verdict, wait_until
 from tests.plc.opcua_plc import node_ids
+from tests.transition_log import TransitionLog, refusals
 from tools.bench.plc_latency import stop_process
 
 
@@ -67,7 +69,7 @@ def test_config_refuses_unknown_fields_and_half_security() -> None:
 
 
 def test_verdicts_requests_and_reconnect(tmp_path: Path, made: list[OpcUaClientSink],
-                                         requests_rec: RecordingRequests) -> None:
+                                         requests_rec: RecordingRequests, caplog: pytest.LogCaptureFixture) -> None:
     port = free_port()
     rec = tmp_path / "ua.jsonl"
     proc = start_plc(port, "--record", str(rec), "--recipe-select", "4")
@@ -75,6 +77,8 @@ def test_verdicts_requests_and_reconnect(tmp_path: Path, made: list[OpcUaClientS
     try:
         sink = OpcUaClientSink(cfg(port), requests_rec)
         made.append(sink)
+        walked = TransitionLog()
+        sink.lifecycle.add_listener(walked)
         sink.start()
         assert sink.wait_connected(15)
         assert requests_rec.wait_for(lambda: requests_rec.recipes)
@@ -104,6 +108,9 @@ def test_verdicts_requests_and_reconnect(tmp_path: Path, made: list[OpcUaClientS
         d = sink.publish(verdict(51, deadline_s=3.0))
         assert d.delivered and d.seq == 21  # seq continues, PLC restarted at 0
         assert sink.counters()["reconnects"] >= 1
+        sink.close()
+        assert walked.path() == ["disconnected", "connecting", "connected", "reconnecting", "connected", "closed"]
+        assert walked.outside(LINK_TRANSITIONS) == [] and refusals(caplog) == []
     finally:
         stop_process(proc)
         if proc2 is not None:
