@@ -71,8 +71,8 @@ class SparkplugConfig(ConfigModel):
     group_id: str
     edge_node_id: str | None = None  # None: the station id
     device_id: str | None = None  # None: the station id
-    primary_host_id: str | None = None
-    data_qos: Literal[0, 1] = 1
+    primary_host_id: str | None = None  # publish only while spBv1.0/STATE/<id> says online; None: always
+    data_qos: Literal[0, 1] = 1  # DDATA: 1 leaves the outbox on PUBACK; 0 as the spec says (in-flight loss)
 
     @field_validator("group_id", "edge_node_id", "device_id", "primary_host_id")
     @classmethod

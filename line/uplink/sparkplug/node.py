@@ -111,7 +111,7 @@ class SparkplugTopics:
 
 class BdSeqStore:
     """The birth-death sequence number, one per MQTT connect, persisted so that a restarted
-    station does not reuse the number of its last session (a host would take the old NDEATH
+    station does not reuse the number of its previous connection (a host would take the old NDEATH
     for the new session's). The file holds the next number; written atomically."""
 
     def __init__(self, path: Path) -> None:
