@@ -18,7 +18,7 @@ from line.results.reader import ResultLogReader
 from line.uplink.config import SparkplugConfig
 from line.uplink.sink import UplinkSink
 from line.uplink.sparkplug import sparkplug_b_pb2 as pb
-from line.uplink.sparkplug.node import BY_NAME, REBIRTH, BdSeqStore, SparkplugNode, _state_online, value_of
+from line.uplink.sparkplug.node import BY_NAME, REBIRTH, BdSeqStore, SparkplugNode, state_online, value_of
 from tests.reliability.faults import running_station, verdicts, wait_for
 from tests.reliability.station_env import linecheck, make_env
 from tests.uplink.broker import Collector, Mosquitto
@@ -47,11 +47,11 @@ def test_bdseq_is_persisted_per_connect_and_wraps_at_256(tmp_path: Path) -> None
     assert store.take() == 255 and store.take() == 0
 
 
-def test_state_and_rebirth_commands_are_read() -> None:
-    assert _state_online(b'{"online": true, "timestamp": 1}') is True
-    assert _state_online(b'{"online": false, "timestamp": 2}') is False
-    assert _state_online(b"OFFLINE") is False and _state_online(b"garbage") is None
-    node = SparkplugNode(SparkplugConfig(group_id=GROUP, primary_host_id=HOST), "st", Path("/nonexistent/bdseq"))
+def test_state_and_rebirth_commands_are_read(tmp_path: Path) -> None:
+    assert state_online(b'{"online": true, "timestamp": 1}') is True
+    assert state_online(b'{"online": false, "timestamp": 2}') is False
+    assert state_online(b"OFFLINE") is False and state_online(b"garbage") is None
+    node = SparkplugNode(SparkplugConfig(group_id=GROUP, primary_host_id=HOST), "st", tmp_path / "bdseq")
     assert not node.host_online
     node.on_message(STATE_TOPIC, b'{"online": true, "timestamp": 1}')
     assert node.host_online and node.rebirth.is_set()
@@ -60,6 +60,9 @@ def test_state_and_rebirth_commands_are_read() -> None:
     command.metrics.add(name=REBIRTH, datatype=pb.Boolean, boolean_value=True)
     assert node.on_message(f"spBv1.0/{GROUP}/NCMD/st", command.SerializeToString()) and node.rebirth.is_set()
     assert not node.on_message("acme/other", b"")
+    topic, will = node.death()  # a reconnect: wait for this connection's STATE again
+    assert topic == f"spBv1.0/{GROUP}/NDEATH/st" and not node.host_online
+    assert [(m.name, m.long_value) for m in pb.Payload.FromString(will).metrics] == [("bdSeq", 0)]
 
 
 @dataclass

@@ -123,8 +123,11 @@ class BdSeqStore:
         except (OSError, ValueError):
             value = 0
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(str((value + 1) % 256))
-        os.replace(tmp, self.path)
+        try:
+            tmp.write_text(str((value + 1) % 256))
+            os.replace(tmp, self.path)
+        except OSError as exc:  # runs on paho's thread before a connect: never kill it
+            log.error("Sparkplug: bdSeq not persisted to %s: %s", self.path, exc)
         return value
 
 
@@ -152,7 +155,9 @@ class SparkplugNode:
 
     # --- session ---------------------------------------------------------------------------
     def death(self) -> tuple[str, bytes]:
-        """Before each connect: a new bdSeq and the NDEATH that carries it (the MQTT will)."""
+        """Before each connect: a new bdSeq and the NDEATH that carries it (the MQTT will).
+        The primary host counts as offline until this connection hears its retained STATE."""
+        self.host_online = self.config.primary_host_id is None
         self.bd_seq = self._bdseq.take()
         return self.topics.node("NDEATH"), self._death_payload()
 
@@ -222,7 +227,7 @@ class SparkplugNode:
     def on_message(self, topic: str, payload: bytes) -> bool:
         """STATE of the primary host or NCMD; False: not a Sparkplug topic of this node."""
         if topic == self.topics.state:
-            online = _state_online(payload)
+            online = state_online(payload)
             if online is None:
                 log.warning("Sparkplug: unreadable STATE from %s: %r", self.topics.primary_host, payload[:80])
             else:
@@ -251,7 +256,7 @@ def _data(t_ms: int, metrics: Any) -> bytes:
     return payload.SerializeToString()
 
 
-def _state_online(payload: bytes) -> bool | None:
+def state_online(payload: bytes) -> bool | None:
     """Spec 3.0: ``{"online": true|false, "timestamp": ...}``; Sparkplug 2.2's plain
     ``ONLINE`` / ``OFFLINE`` is read too (older primary hosts)."""
     text = payload.decode("utf-8", "replace").strip()
