@@ -103,6 +103,7 @@ def decode(messages: list[tuple[str, bytes]], edge: str = "test-1") -> Decoded:
                 name, dtype = names[m.alias]  # KeyError: an alias the birth did not declare
                 assert m.datatype == dtype
                 row[name] = value_of(m, dtype)
+                row["historical"] = m.is_historical
             out.data.append(row)
     return out
 
@@ -164,6 +165,10 @@ def test_births_aliases_state_hold_and_rebirth_lose_nothing(tmp_path: Path, brok
             _host_state(plant, True)
             wait_for(lambda: len(decode(plant.messages).births) >= 2, 60, "the rebirth")
             wait_for(lambda: uplink.outbox.depth < 20, 60, "the outbox draining")
+            resumed = [r for r in decode(plant.messages).data[count:] if r.get("Part/ResultId")]
+            assert resumed[0]["historical"]  # held through the offline host: filed as history
+            live = [r for r in first.data if r.get("Part/ResultId") and not r["historical"]]
+            assert live  # decided after the first birth: current values
 
             # NCMD Node Control/Rebirth
             command = pb.Payload(timestamp=0)

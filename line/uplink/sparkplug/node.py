@@ -143,6 +143,7 @@ class SparkplugNode:
         self.bd_seq = -1  # of the connection being made or held
         self._seq = 0
         self._seq_lock = threading.Lock()
+        self._birth_ms = 0  # time of the current NBIRTH
         # the primary host's last STATE; without one configured, always online
         self.host_online = config.primary_host_id is None
         self.rebirth = threading.Event()  # STATE came back ONLINE, or NCMD Node Control/Rebirth
@@ -176,6 +177,7 @@ class SparkplugNode:
         name and alias, counters with their values, the rest null)."""
         now = _now_ms()
         with self._seq_lock:
+            self._birth_ms = now
             self._seq = 0
             nbirth = pb.Payload(timestamp=now, seq=self._next())
             dbirth = pb.Payload(timestamp=now, seq=self._next())
@@ -197,10 +199,17 @@ class SparkplugNode:
         return seq
 
     def stamp(self, payload: bytes) -> bytes:
-        """A stored DDATA with the next ``seq`` of this birth."""
+        """A stored DDATA with the next ``seq`` of this birth; data from before the birth (held
+        through an outage or an offline primary host, or sent again) is marked
+        ``is_historical``, so a host files it in history instead of taking it for the
+        current value (spec 3.0, store and forward)."""
         message = pb.Payload.FromString(payload)
         with self._seq_lock:
             message.seq = self._next()
+            historical = message.timestamp < self._birth_ms
+        if historical:
+            for metric in message.metrics:
+                metric.is_historical = True
         return message.SerializeToString()
 
     # --- data ------------------------------------------------------------------------------
