@@ -18,6 +18,14 @@ class StateMirror(Protocol):
 
 
 @runtime_checkable
+class UplinkFigures(Protocol):
+    """A sink that carries the station's data to the plant (the MQTT uplink): its link state,
+    outbox depth and oldest undelivered age, mirrored to the MES server."""
+
+    def uplink_figures(self) -> dict[str, object]: ...
+
+
+@runtime_checkable
 class HostBufferRegistrar(Protocol):
     """An engine that page-locks the cameras' buffers up front (a GPU engine)."""
 

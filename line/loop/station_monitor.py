@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from camera.source import CameraState
 from line.loop.alarms import ERROR_KINDS, AlarmKind, AlarmMonitor, AlarmSet, Readings, kind_of_message
-from line.loop.capabilities import StateMirror
+from line.loop.capabilities import StateMirror, UplinkFigures
 from line.loop.lane import CameraLane
 from line.loop.stats import StationStats
 from line.recipes.book import RecipeBook
@@ -161,6 +161,7 @@ class StationMonitor:
             "active_recipe": active.recipe.id if active else None,
             "active_recipe_reason": self.book.active_reason,
             "alarms": tuple((a.kind.value, a.message) for a in self.alarm_set.snapshot()),
+            **next((s.uplink_figures() for s in self.sinks if isinstance(s, UplinkFigures)), {}),
         }  # fmt: skip
 
     def _publish_state(self) -> None:

@@ -60,6 +60,10 @@ STATION_VARIABLES: tuple[tuple[str, ua.VariantType, object], ...] = (
     ("PlcLinkState", ua.VariantType.String, "disconnected"),
     ("LastResult", ua.VariantType.String, ""),  # JSON summary (line.results.history), historized
     ("ActiveAlarms", ua.VariantType.String, []),  # names of the station's active alarms
+    # the plant MQTT uplink (docs/mqtt-uplink.md); "disabled" when the station has none
+    ("UplinkLinkState", ua.VariantType.String, "disabled"),
+    ("UplinkOutboxDepth", ua.VariantType.UInt64, 0),  # messages not yet acknowledged by the broker
+    ("UplinkOldestAgeS", ua.VariantType.Double, 0.0),  # age of the oldest of them, seconds
 )
 
 

@@ -80,6 +80,9 @@ class StateUpdate:
     camera_link: str | None = None  # LinkState value
     plc_link: str | None = None
     publish_dropped: int | None = None
+    uplink_link: str | None = None  # the plant MQTT uplink's LinkState value
+    uplink_outbox_depth: int | None = None
+    uplink_oldest_age_s: float | None = None
     # the station's active alarms as (AlarmName, Detail); once a station feeds them, they are
     # the only source of the alarms they name (the server stops deriving link and deadline
     # alarms from the link states and miss counts above)
@@ -323,6 +326,12 @@ class StationServer:
                 detail = f"{u.publish_dropped - self._dropped} verdict(s) not published live (total {u.publish_dropped}); they are in the result log"
                 self._dropped = int(u.publish_dropped)
                 await self._set_alarm("mes_queue_overflow", True, detail, repeat=True)
+        if u.uplink_link is not None:
+            await self._write("UplinkLinkState", u.uplink_link, S.String)
+        if u.uplink_outbox_depth is not None:
+            await self._write("UplinkOutboxDepth", int(u.uplink_outbox_depth), S.UInt64)
+        if u.uplink_oldest_age_s is not None:
+            await self._write("UplinkOldestAgeS", float(u.uplink_oldest_age_s), S.Double)
         if u.alarms is not None:
             await self._apply_alarms(u.alarms)
         if u.camera_link is not None:

@@ -58,6 +58,30 @@ class TlsConfig(ConfigModel):
         return self
 
 
+class SparkplugConfig(ConfigModel):
+    """Sparkplug B edge-node mode (spec 3.0, docs/mqtt-uplink.md "Sparkplug B"): the station is
+    the edge node ``edge_node_id`` of ``group_id`` with one device ``device_id`` carrying the
+    parts, alarms and counters. ``primary_host_id``: the SCADA / historian host whose
+    ``spBv1.0/STATE/<id>`` gates publishing (None: publish whenever connected).
+
+    ``data_qos`` 1 (default) keeps the outbox's promise (a row leaves only on PUBACK); the spec
+    asks for QoS 0 on DDATA, which a consumer reads the same way but which can lose the messages
+    in flight when the link drops."""
+
+    group_id: str
+    edge_node_id: str | None = None  # None: the station id
+    device_id: str | None = None  # None: the station id
+    primary_host_id: str | None = None  # publish only while spBv1.0/STATE/<id> says online; None: always
+    data_qos: Literal[0, 1] = 1  # DDATA: 1 leaves the outbox on PUBACK; 0 as the spec says (in-flight loss)
+
+    @field_validator("group_id", "edge_node_id", "device_id", "primary_host_id")
+    @classmethod
+    def _id(cls, value: str | None) -> str | None:
+        if value is not None and not _LEVEL.match(value):
+            raise ValueError(f"{value!r} is not a Sparkplug id (no '/', '+', '#', leading '$' or empty)")
+        return value
+
+
 class UplinkConfig(ConfigModel):
     enabled: bool = True
     host: Host = "127.0.0.1"
@@ -83,6 +107,8 @@ class UplinkConfig(ConfigModel):
     refused_retry_s: float = Field(default=60.0, ge=1, le=86_400)
     # recipe switch over MQTT: off unless set; the broker's ACL decides who may publish to it
     commands_enabled: bool = False
+    # Sparkplug B edge-node mode instead of the JSON topic tree (None: JSON)
+    sparkplug: SparkplugConfig | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> UplinkConfig:

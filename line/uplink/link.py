@@ -52,14 +52,18 @@ _WORDS = {LinkState.DISCONNECTED: Link.DISCONNECTED, LinkState.CONNECTING: Link.
 
 AckHandler = Callable[[int, str | None], None]  # mid, refusal reason (None: accepted)
 MessageHandler = Callable[[str, bytes], None]
+# (topic, payload, retain) of the last will, asked for before every connect: Sparkplug's NDEATH
+# carries a new bdSeq per connection
+WillSource = Callable[[], tuple[str, bytes, bool]]
 
 
 class MqttLink:
     """One paho client. ``generation`` counts successful connections: the sender re-sends
     everything unacknowledged whenever it changes."""
 
-    def __init__(self, config: UplinkConfig, client_id: str, will_topic: str, will_payload: bytes,
-                 on_ack: AckHandler, subscriptions: tuple[str, ...] = (), on_message: MessageHandler | None = None) -> None:  # fmt: skip
+    def __init__(self, config: UplinkConfig, client_id: str, will: WillSource, on_ack: AckHandler,
+                 subscriptions: tuple[str, ...] = (), on_message: MessageHandler | None = None,
+                 clean_start: bool = False) -> None:  # fmt: skip
         self.config = config
         self.lifecycle = LinkStateHolder("mqtt_uplink", LinkState.CONNECTING)
         self.last_error = ""
@@ -70,6 +74,8 @@ class MqttLink:
         self._on_ack = on_ack
         self._subscriptions = subscriptions
         self._on_message = on_message
+        self._will = will
+        self._clean_start = clean_start
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
         if config.username is not None:
             client.username_pw_set(config.username, config.read_password())
@@ -78,7 +84,6 @@ class MqttLink:
             client.tls_set(ca_certs=str(tls.ca_file), certfile=str(tls.cert_file) if tls.cert_file else None,
                            keyfile=str(tls.key_file) if tls.key_file else None, cert_reqs=ssl.CERT_REQUIRED,
                            tls_version=ssl.PROTOCOL_TLS_CLIENT)  # fmt: skip
-        client.will_set(will_topic, will_payload, qos=1, retain=True)
         client.max_inflight_messages_set(config.inflight)
         self._normal_delay = (max(1, round(config.reconnect_min_s)), max(1, round(config.reconnect_max_s)))
         client.reconnect_delay_set(*self._normal_delay)
@@ -95,7 +100,8 @@ class MqttLink:
         return _WORDS[self.lifecycle.state]
 
     def start(self) -> None:
-        self.client.connect_async(self.config.host, self.config.port, keepalive=self.config.keepalive_s)
+        self.client.connect_async(self.config.host, self.config.port, keepalive=self.config.keepalive_s,
+                                  clean_start=True if self._clean_start else mqtt.MQTT_CLEAN_START_FIRST_ONLY)  # fmt: skip
         self.client.loop_start()
 
     def publish(self, topic: str, payload: bytes, qos: int, retain: bool = False) -> int | None:
@@ -112,7 +118,13 @@ class MqttLink:
         self.changed.set()
 
     # --- paho callbacks (its network thread) ---------------------------------------------
+    def _set_will(self) -> None:
+        topic, payload, retain = self._will()
+        self.client.will_set(topic, payload, qos=1, retain=retain)
+
     def _attempt(self, client: mqtt.Client, userdata: object) -> None:
+        """Before every (re)connect, paho's thread: counted, and the will asked for afresh."""
+        self._set_will()
         self.connect_attempts += 1
 
     def _connected(self, client: mqtt.Client, userdata: object, flags: mqtt.ConnectFlags, reason: ReasonCode,

@@ -12,6 +12,11 @@ Three hand-overs, one job each:
 
 The sender thread also publishes the retained station state, the counters every
 ``counters_interval_s`` and turns link and outbox readings into alarms (line/alarms.py).
+
+In Sparkplug B mode (``uplink.sparkplug``, line/uplink/sparkplug/node.py) the same three
+hand-overs carry DDATA instead of JSON; the will is the NDEATH with this connection's bdSeq,
+every connection (and every rebirth the primary host asks for) starts with NBIRTH and DBIRTH and
+then the outbox from its oldest row, and nothing leaves while the primary host is offline.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from line.uplink.payload import (
     part_payload,
     state_payload,
 )
+from line.uplink.sparkplug.node import SparkplugNode
 
 log = logging.getLogger(__name__)
 
@@ -79,12 +85,29 @@ class Uplink:
         self._ack_lock = threading.Lock()  # only around _acks/_ack_count: never held while calling paho
         self._wake = threading.Event()
         self._stop = threading.Event()
-        will = encode(state_payload(self.station, "offline", time.time_ns()))
+        self.sparkplug = (SparkplugNode(config.sparkplug, self.station, outbox_path.parent / "sparkplug-bdseq")
+                          if config.sparkplug is not None else None)  # fmt: skip
+        self._on_message = on_message
         client_id = config.client_id or f"linecheck-{self.station}"
-        self.link = MqttLink(config, client_id, self.topics.state, will, self._on_ack, subscriptions, on_message)
+        subscriptions = (*subscriptions, *(self.sparkplug.subscriptions if self.sparkplug else ()))
+        self.link = MqttLink(config, client_id, self._will, self._on_ack, subscriptions, self._message,
+                             clean_start=self.sparkplug is not None)  # fmt: skip
         self._writer = threading.Thread(target=self._write_loop, name="mqtt-outbox-writer", daemon=True)
         self._sender = threading.Thread(target=self._send_loop, name="mqtt-sender", daemon=True)
         self._started = False
+
+    def _will(self) -> tuple[str, bytes, bool]:
+        """Before each connect (paho's thread): the retained offline state, or Sparkplug's
+        NDEATH with a new bdSeq (not retained, spec 3.0)."""
+        if self.sparkplug is not None:
+            return (*self.sparkplug.death(), False)
+        return self.topics.state, encode(state_payload(self.station, "offline", time.time_ns())), True
+
+    def _message(self, topic: str, payload: bytes) -> None:
+        if self.sparkplug is not None and self.sparkplug.on_message(topic, payload):
+            self._wake.set()
+        elif self._on_message is not None:
+            self._on_message(topic, payload)
 
     # --- hot path --------------------------------------------------------------------------
     def offer_part(self, facts: PartFacts) -> bool:
@@ -139,7 +162,11 @@ class Uplink:
         self._wake.set()
         self._sender.join()
         if self.link.state is Link.CONNECTED:
-            info = self.link.client.publish(self.topics.state, encode(self._state("offline")), qos=1, retain=True)
+            if self.sparkplug is not None:  # a clean DISCONNECT drops the will: say it ourselves
+                topic, payload, retain = (*self.sparkplug.death_now(), False)
+            else:
+                topic, payload, retain = self.topics.state, encode(self._state("offline")), True
+            info = self.link.client.publish(topic, payload, qos=1, retain=retain)
             with contextlib.suppress(RuntimeError, ValueError):  # not acknowledged in time: the will says it
                 info.wait_for_publish(timeout=1.0)
         self.link.close()
@@ -159,6 +186,8 @@ class Uplink:
             "refused": self.refused,
             "connect_attempts": self.link.connect_attempts,
             "recovered": self.outbox.recovered,
+            **({"primary_host_online": self.sparkplug.host_online, "births": self.sparkplug.births}
+               if self.sparkplug is not None else {}),
         }
 
     def check_alarms(self) -> None:
@@ -198,10 +227,7 @@ class Uplink:
                     stopping = True
                     continue
                 try:
-                    if kind == "part":
-                        batch.append(OutgoingMessage(self.topics.part, encode(part_payload(self.station, data))))
-                    else:
-                        batch.append(OutgoingMessage(self.topics.alarm, encode(data)))
+                    batch.append(self._encode(kind, data))
                 except (TypeError, ValueError):
                     log.exception("MQTT: a %s message could not be encoded", kind)
                     self.queue_dropped += 1
@@ -214,6 +240,16 @@ class Uplink:
             if dropped:
                 log.warning("MQTT outbox full: %d messages dropped (%s)", dropped, self.config.outbox_policy)
             self._wake.set()
+
+    def _encode(self, kind: str, data: Any) -> OutgoingMessage:
+        if self.sparkplug is not None:
+            node = self.sparkplug
+            if kind == "part":
+                return OutgoingMessage(node.data_topic, node.part_data(data))
+            return OutgoingMessage(node.data_topic, node.alarm_data(data, time.time_ns()))
+        if kind == "part":
+            return OutgoingMessage(self.topics.part, encode(part_payload(self.station, data)))
+        return OutgoingMessage(self.topics.alarm, encode(data))
 
     # --- sender thread ---------------------------------------------------------------------
     def _on_ack(self, mid: int, refusal: str | None) -> None:
@@ -268,21 +304,39 @@ class Uplink:
                 generation = self.link.generation
                 self._inflight.clear()
                 last_seq, shown_state = 0, None
-            current = (self._active_recipe(), self.status_bits)
-            if current != shown_state:
-                shown_state = current
-                self.link.publish(self.topics.state, encode(self._state("online")), qos=1, retain=True)
-            if now >= next_counters:
-                next_counters = now + self.config.counters_interval_s
-                data = counters_payload(self.station, time.time_ns(), dict(self._counts()), self._uplink_counts())
-                self.link.publish(self.topics.counters, encode(data), qos=0)
+                if self.sparkplug is not None:
+                    self.sparkplug.rebirth.set()
+            if self.sparkplug is not None:
+                node = self.sparkplug
+                if not node.host_online:
+                    continue  # held: the outbox keeps growing until the primary host is back
+                if node.rebirth.is_set():  # connected, host back online, or NCMD Rebirth
+                    for topic, payload in node.birth(self._counts()):
+                        self.link.publish(topic, payload, qos=0)
+                    self._inflight.clear()  # DDATA of the old birth: sent again, after the new one
+                    last_seq = 0
+                if now >= next_counters:
+                    next_counters = now + self.config.counters_interval_s
+                    self.link.publish(node.data_topic, node.stamp(node.counters_data(self._counts())), qos=0)
+            else:
+                current = (self._active_recipe(), self.status_bits)
+                if current != shown_state:
+                    shown_state = current
+                    self.link.publish(self.topics.state, encode(self._state("online")), qos=1, retain=True)
+                if now >= next_counters:
+                    next_counters = now + self.config.counters_interval_s
+                    data = counters_payload(self.station, time.time_ns(), dict(self._counts()), self._uplink_counts())
+                    self.link.publish(self.topics.counters, encode(data), qos=0)
             room = self.config.inflight - len(self._inflight)
             if room <= 0:
                 continue
             for row in self.outbox.after(last_seq, room):
                 with self._ack_lock:
                     started = self._ack_count
-                mid = self.link.publish(row.topic, row.payload, qos=1, retain=row.retain)
+                if self.sparkplug is not None:
+                    mid = self.link.publish(row.topic, self.sparkplug.stamp(row.payload), qos=self.sparkplug.config.data_qos)
+                else:
+                    mid = self.link.publish(row.topic, row.payload, qos=1, retain=row.retain)
                 if mid is None:
                     break
                 self._inflight[mid] = (row.seq, started)

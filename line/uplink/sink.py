@@ -37,6 +37,12 @@ class UplinkSink(ResultSink):
     def link_state(self) -> LinkState:
         return self.uplink.link.lifecycle.state
 
+    def uplink_figures(self) -> dict[str, object]:
+        """For the MES server (``StateUpdate.uplink_*``): link state, outbox depth, oldest age."""
+        snap = self.uplink.snapshot()
+        return {"uplink_link": self.link_state.value, "uplink_outbox_depth": int(snap["outbox_depth"]),
+                "uplink_oldest_age_s": float(snap["oldest_age_s"])}  # fmt: skip
+
     def counters(self) -> dict[str, int]:
         snap = self.uplink.snapshot()
         return {k: int(v) for k, v in snap.items() if isinstance(v, int | float) and not isinstance(v, bool)}

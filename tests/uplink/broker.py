@@ -35,9 +35,18 @@ pattern write {ROOT}/%u/linecheck/alarm
 pattern write {ROOT}/%u/linecheck/counters
 pattern write {ROOT}/%u/linecheck/cmd/recipe/result
 pattern read {ROOT}/%u/linecheck/cmd/recipe
+# Sparkplug B: each station is the edge node named as its user; it reads its NCMD and the STATE
+# of primary hosts, which only the plant (the primary host) writes
+pattern write spBv1.0/+/+/%u
+pattern write spBv1.0/+/+/%u/+
+pattern read spBv1.0/+/NCMD/%u
+pattern read spBv1.0/STATE/+
 
 user plant
 topic read acme/#
+topic read spBv1.0/#
+topic write spBv1.0/STATE/+
+topic write spBv1.0/+/NCMD/+
 
 user mes
 topic write acme/+/+/+/+/linecheck/cmd/recipe

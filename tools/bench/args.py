@@ -50,8 +50,11 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
                    help="per-camera frame rate of the paced (latency) run; default half the sustained maximum. "
                         "With several cameras this is the 'N cameras at R Hz, zero drops, no deadline miss' run")
     p.add_argument("--what", default="cpu",
-                   help="cpu | camera | plc | mes | all; first-part: the idle and recipe-switch phases (idle | switch alone); "
+                   help="cpu | camera | plc | mes | uplink | all; uplink: the station with its MQTT uplink against a "
+                        "broker that is up and one that is down (ABAB; not part of all); first-part: the idle and recipe-switch phases (idle | switch alone); "
                         "int8: fp32 against the INT8 model, engine alone and the whole station, alternating")
+    p.add_argument("--uplink-sparkplug", action="store_true",
+                   help="uplink bench: the uplink in Sparkplug B mode instead of JSON topics")
     p.add_argument("--idle-gaps", type=_gaps, default=[1.0, 10.0], metavar="S,S,...",
                    help="idle phase: seconds the station stands idle before each burst (issue 27: 1,10,60,300)")
     p.add_argument("--first-part-rate-hz", type=float, default=10.0,

@@ -281,6 +281,11 @@ def main(args: argparse.Namespace) -> int:
         print(f"alone again p99 {m['alone_again_ms']['p99']:.2f} ms (run-to-run {m['spread_p99_pct']:+.1f} %); with "
               f"{m['subscribers']} OPC 40100 ResultReadyEvent subscribers on the Server object p99 "
               f"{m['mv_loaded_ms']['p99']:.2f} ms ({m['mv_p99_change_pct']:+.1f} %)")  # fmt: skip
+    if args.what == "uplink":
+        from tools.bench.uplink import print_uplink, run_uplink_bench
+
+        result["uplink"] = run_uplink_bench(args, duration_s=args.duration or 20.0, rate_hz=args.rate_hz or 20.0)
+        print_uplink(result["uplink"])
     if args.what in ("camera", "all"):
         result["camera"] = camera_bench(duration_s=args.duration or 5.0)
         print(f"camera acquisition: {result['camera']}")
