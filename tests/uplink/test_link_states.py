@@ -20,7 +20,8 @@ pytestmark = pytest.mark.timeout(180)
 
 def _link(broker: Mosquitto, folder: Path, **section: object) -> tuple[MqttLink, TransitionLog]:
     config = UplinkConfig.model_validate(uplink_section(broker, folder, **section))
-    link = MqttLink(config, "linecheck-states", "acme/states/will", b"offline", lambda mid, refusal: None)
+    link = MqttLink(config, "linecheck-states", lambda: ("acme/states/will", b"offline", True),
+                    lambda mid, refusal: None)
     walked = TransitionLog()
     link.lifecycle.add_listener(walked)
     return link, walked
