@@ -218,7 +218,9 @@ class Flywheel:
         self.store.add_promotion(recipe_id, action, user, from_sha, to_sha)
         self.station.result_log.event(kind, "info" if result.ok else "warning",
                                       f"{recipe_id}: {action} by {user}: {result.message}",
-                                      {"recipe": recipe_id, "user": user, "from_sha256": from_sha, "to_sha256": to_sha})  # fmt: skip
+                                      {"recipe": recipe_id, "user": user, "from_sha256": from_sha, "to_sha256": to_sha,
+                                       "from_model": str(before.model.onnx) if before else "",
+                                       "to_model": str(after.model.onnx) if after and result.ok else ""})  # fmt: skip
 
     # --- views -------------------------------------------------------------------------------
     def summary(self, recipe_id: str | None) -> dict[str, Any]:
