@@ -20,6 +20,7 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -98,6 +99,8 @@ class ShadowWorker:
         if not self._send_lock.acquire(blocking=False):
             return None
         try:
+            if not self.alive:  # closing: a lane that took the tap list just before it changed
+                return None
             slot = self._slot
             if slot is None or slot.size < image.nbytes:  # the first frame of an unexpected size
                 if slot is not None:
@@ -105,7 +108,10 @@ class ShadowWorker:
                 slot = self._slot = SharedMemory(create=True, size=image.nbytes)
             np.ndarray(image.shape, image.dtype, buffer=slot.buf)[...] = image
             self._next_id += 1
-            self._requests.send((self._next_id, slot.name, image.shape, image.dtype.str, pixel_format))
+            try:
+                self._requests.send((self._next_id, slot.name, image.shape, image.dtype.str, pixel_format))
+            except (OSError, ValueError):  # the worker has gone: the collector reports it
+                return None
             return self._next_id
         finally:
             self._send_lock.release()
@@ -166,6 +172,7 @@ def serve(factory: EngineFactory, recipe: Recipe, warm_shape: WarmShape | None, 
     station's end of the pipe closes."""
     with contextlib.suppress(OSError):  # not permitted: still off the station's interpreter
         os.nice(SHADOW_NICE)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the station stops its shadow
     try:
         engine = factory(recipe)
         if warm_shape is not None:
