@@ -15,6 +15,7 @@ import shutil
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,7 +25,7 @@ from camera.synthetic import SyntheticSource  # noqa: E402
 from inference.config import EngineOptions  # noqa: E402
 from inference.engine import open_engine  # noqa: E402
 from line.flywheel.service import Flywheel  # noqa: E402
-from line.flywheel.shadow import shadow_engine_options  # noqa: E402
+from line.flywheel.shadow import candidate_engine, shadow_engine_options  # noqa: E402
 from line.loop.station import Station  # noqa: E402
 from line.recipes.book import RecipeBook  # noqa: E402
 from line.recipes.model import Recipe  # noqa: E402
@@ -63,7 +64,7 @@ def run(tmp: Path, parts: int, rate_hz: float, shadow: bool, threads: int) -> di
     sink = RecordingSink()
     station = Station("demo", book, [camera], [sink], ResultLog(tmp / "state" / "results.db", ImageArchive(tmp / "state" / "ng", 50)))
     shadow_options = shadow_engine_options(options)
-    fly = Flywheel(tmp / "state" / "flywheel", station, lambda r: open_engine(r.detector_spec(), shadow_options))
+    fly = Flywheel(tmp / "state" / "flywheel", station, partial(candidate_engine, options=shadow_options))
     fly.attach()
     if shadow:
         fly.register_candidate("demo-parts", weaker_copy(folder / "demo" / "demo-parts.onnx", tmp / "weaker.onnx"), None, "bench")

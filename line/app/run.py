@@ -123,14 +123,15 @@ def run_service(station: Station, config: StationConfig, duration_s: float | Non
     hmi = None
     flywheel = None
     if config.hmi.enabled:
-        from inference.engine import open_engine
+        from functools import partial
+
         from line.flywheel.service import Flywheel
-        from line.flywheel.shadow import shadow_engine_options
+        from line.flywheel.shadow import candidate_engine, shadow_engine_options
         from line.hmi.server import start_hmi
 
         # the quality loop (capture, review, shadow, promotion) is served by the HMI
         shadow_options = shadow_engine_options(config.engine)
-        flywheel = Flywheel(config.storage.dir / "flywheel", station, lambda r: open_engine(r.detector_spec(), shadow_options))
+        flywheel = Flywheel(config.storage.dir / "flywheel", station, partial(candidate_engine, options=shadow_options))
         flywheel.attach()
         hmi = start_hmi(station, config.hmi, flywheel=flywheel)
     notifier.notify("READY=1")

@@ -21,7 +21,7 @@ from line.flywheel.capture import CaptureTap, ModelHashes
 from line.flywheel.exchange import golden_set
 from line.flywheel.promotion import Promoter, PromotionResult
 from line.flywheel.quality import estimate, rates, review_summary
-from line.flywheel.shadow import Candidate, ShadowRunner, lower_priority, read_capture
+from line.flywheel.shadow import Candidate, ShadowRunner, WorkerFailed, lower_priority, read_capture
 from line.flywheel.store import FlywheelStore
 from line.loop.decision import DecisionPolicy
 from line.loop.station import LiveTap, Outcome, Station
@@ -34,6 +34,9 @@ REVIEWED_FOR_ESTIMATE = 500  # the most reviewed captures a shadow report judges
 
 
 class Flywheel:
+    """``engine_factory`` starts a shadow candidate's engine in the shadow's own process, so it
+    must pickle: a module-level function, or ``functools.partial(candidate_engine, options=...)``."""
+
     def __init__(self, folder: Path, station: Station, engine_factory: EngineFactory) -> None:
         self.station = station
         self.store = FlywheelStore(folder)
@@ -112,16 +115,15 @@ class Flywheel:
         if golden is not None and not golden_set(golden):
             raise ValueError(f"golden set {golden}: no images/*.png with a labels/*.txt")
         data = recipe.model_dump()
-        data["model"]["onnx"] = onnx
+        data["model"]["onnx"] = onnx.resolve()  # as a recipe file names it once loaded (promotion writes it)
         if thresholds is not None:
             data["thresholds"] = thresholds
         candidate_recipe = Recipe.model_validate(data)  # thresholds checked against the classes
-        engine = self._engine_factory(candidate_recipe)
-        if book.warm_shape is not None:
-            h, w, fmt = book.warm_shape
-            cam = candidate_recipe.camera
-            engine.warmup(cam.height or h, cam.width or w, cam.pixel_format or fmt)
-        runner = ShadowRunner(Candidate(candidate_recipe, self.hashes.of(onnx)), engine, self.store)
+        try:  # the worker process loads and warms the candidate; a model that cannot load is the user's input
+            runner = ShadowRunner(Candidate(candidate_recipe, self.hashes.of(onnx)), self._engine_factory, self.store,
+                                  book.warm_shape)  # fmt: skip
+        except WorkerFailed as exc:
+            raise ValueError(f"candidate {onnx.name} cannot run: {exc}") from None
         self.stop_shadow(recipe_id)
         with self._shadow_lock:
             self.shadows[recipe_id] = runner
@@ -216,7 +218,9 @@ class Flywheel:
         self.store.add_promotion(recipe_id, action, user, from_sha, to_sha)
         self.station.result_log.event(kind, "info" if result.ok else "warning",
                                       f"{recipe_id}: {action} by {user}: {result.message}",
-                                      {"recipe": recipe_id, "user": user, "from_sha256": from_sha, "to_sha256": to_sha})  # fmt: skip
+                                      {"recipe": recipe_id, "user": user, "from_sha256": from_sha, "to_sha256": to_sha,
+                                       "from_model": str(before.model.onnx) if before else "",
+                                       "to_model": str(after.model.onnx) if after and result.ok else ""})  # fmt: skip
 
     # --- views -------------------------------------------------------------------------------
     def summary(self, recipe_id: str | None) -> dict[str, Any]:

@@ -1,10 +1,12 @@
 """A candidate model in shadow: it sees live frames, never reaches the PLC, and only gets what
 the production path leaves over.
 
-The tap's ``offer`` (hot path) copies a frame only when the shadow thread is idle; otherwise the
-frame is skipped and counted: a shadow that cannot keep up says so instead of slowing the line.
-The shadow thread runs at a lower OS priority (nice) than the station's threads, judges the copy
-with the candidate engine and the candidate recipe's decision policy, and records every part
+The candidate runs in a worker process of its own at the lowest nice level (shadow_worker.py),
+so it competes with the station neither for the interpreter lock nor, while the station needs
+the cores, for CPU. The tap's ``offer`` (hot path) copies a frame into the worker's shared slot
+only when the worker is idle; otherwise the frame is skipped and counted: a shadow that cannot
+keep up says so instead of slowing the line. A collector thread (low priority) takes the
+worker's answers, judges them with the candidate recipe's decision policy and records every part
 where the candidate's verdict or defect classes differ from production's (with the picture).
 """
 
@@ -21,12 +23,19 @@ from pathlib import Path
 from typing import Any
 
 import cv2
-import numpy as np
 
 from camera.frame import Frame
 from inference.config import EngineOptions
-from inference.engine import Engine, ImageInput
+from inference.engine import Engine, ImageInput, open_engine
 from line.flywheel.capture import VERDICT_TEXT
+from line.flywheel.shadow_worker import (
+    JUDGE_TIMEOUT_S,
+    SHADOW_NICE,
+    EngineFactory,
+    ShadowWorker,
+    WarmShape,
+    WorkerFailed,
+)
 from line.flywheel.store import FlywheelStore
 from line.loop.decision import DecisionPolicy, Verdict
 from line.loop.stats import LatencyRing
@@ -35,11 +44,11 @@ from line.recipes.model import Recipe
 log = logging.getLogger(__name__)
 
 # The production path always wins: a frame is not taken while the part it belongs to has used
-# more than this share of the recipe's budget (the line is busy), and after each frame the
-# shadow rests as long as it worked, so it takes at most half of one core.
+# more than this share of the recipe's budget (the line is busy).
 BUSY_SHARE = 0.5
-SHADOW_NICE = 19  # the lowest priority short of SCHED_IDLE (see ``lower_priority``)
 MAX_DISAGREEMENT_IMAGES = 500
+
+__all__ = ["SHADOW_NICE", "Candidate", "ShadowRunner", "WorkerFailed", "candidate_engine", "lower_priority"]
 
 
 @dataclass(frozen=True)
@@ -52,19 +61,30 @@ class Candidate:
 
 
 @dataclass(frozen=True)
-class _Job:
-    image: np.ndarray
-    pixel_format: str
+class _LiveJob:
+    request_id: int
+    shape: tuple[int, ...]
+    dtype: str
     camera_id: str
     part_id: int
     production: Verdict
 
 
+@dataclass
+class _JudgeJob:
+    request_id: int
+    done: threading.Event
+    answer: Verdict | None = None
+    error: str = ""
+
+
 class ShadowRunner:
-    def __init__(self, candidate: Candidate, engine: Engine, store: FlywheelStore) -> None:
+    """One candidate in shadow. Raises ``WorkerFailed`` when the candidate cannot start."""
+
+    def __init__(self, candidate: Candidate, factory: EngineFactory, store: FlywheelStore,
+                 warm_shape: WarmShape | None = None) -> None:  # fmt: skip
         self.candidate = candidate
         self.recipe_id = candidate.recipe.id
-        self.engine = engine
         self.policy = DecisionPolicy(candidate.recipe)
         self.store = store
         self.latency_ms = LatencyRing(4096)
@@ -76,60 +96,86 @@ class ShadowRunner:
         self.images_kept = 0
         self.by_class: Counter[str] = Counter()  # class -> disagreements that involve it
         self.by_kind: Counter[str] = Counter()  # "PASS->REJECT" etc.
-        self.engine_lock = threading.Lock()  # the shadow thread and a report's re-judging share the engine
         self._cond = threading.Condition()
-        self._job: _Job | None = None
-        self._stop = False
-        self._thread = threading.Thread(target=self._run, name="shadow", daemon=True)
-        self._thread.start()
+        self._pending: _LiveJob | _JudgeJob | None = None  # the one request the worker has
+        self._closing = False
+        self._worker = ShadowWorker(factory, candidate.recipe, warm_shape)
+        self.worker_pid = self._worker.pid
+        self._collector = threading.Thread(target=self._collect, name="shadow-collect", daemon=True)
+        self._collector.start()
 
     # --- hot path ---------------------------------------------------------------------------
     def offer(self, frame: Frame, verdict: Verdict, recipe: Recipe) -> None:
         if recipe.id != self.recipe_id:
             return
         self.seen += 1
-        if self._job is not None:  # busy: a racy read is fine, the worst case is one more skip
+        if self._pending is not None or not self._worker.alive:  # busy (a racy read: at worst one more skip)
             self.skipped += 1
             return
         if (time.perf_counter() - frame.t_ready) * 1000 > BUSY_SHARE * recipe.cycle_budget_ms:
             self.skipped += 1  # the line itself is late on this part: no copy, no competition
             return
-        job = _Job(frame.data.copy(), frame.pixel_format, frame.camera_id, frame.part_id, verdict)
-        with self._cond:
-            self._job = job
-            self._cond.notify()
+        if not self._cond.acquire(blocking=False):  # the collector or a re-judging holds it: skip, never wait
+            self.skipped += 1
+            return
+        try:
+            if self._pending is not None:
+                self.skipped += 1
+                return
+            request_id = self._worker.try_submit(frame.data, frame.pixel_format)
+            if request_id is None:
+                self.skipped += 1
+                return
+            self._pending = _LiveJob(request_id, frame.data.shape, frame.data.dtype.str, frame.camera_id,
+                                     frame.part_id, verdict)  # fmt: skip
+        finally:
+            self._cond.release()
 
-    # --- shadow thread ----------------------------------------------------------------------
-    def _run(self) -> None:
+    # --- collector thread -------------------------------------------------------------------
+    def _collect(self) -> None:
         lower_priority()
         while True:
-            with self._cond:
-                while self._job is None and not self._stop:
-                    self._cond.wait()
-                if self._stop:
-                    return
-                job = self._job
-            assert job is not None  # noqa: S101
-            t0 = time.perf_counter()
             try:
-                self._judge(job)
-            except Exception:
+                answer = self._worker.receive()
+            except WorkerFailed as exc:
+                if not self._closing:
+                    log.warning("shadow for %s stopped: %s", self.recipe_id, exc)
+                job = self._pending
+                if isinstance(job, _JudgeJob):
+                    job.error = str(exc)
+                    job.done.set()
+                self._release(None)
+                return
+            with self._cond:
+                job = self._pending
+            if job is None or job.request_id != answer.request_id:
+                continue  # a late answer to a request given up on
+            if answer.detections is None:
                 self.errors += 1
-                log.exception("shadow inference failed")
-            finally:
-                with self._cond:
-                    if not self._stop:  # rest as long as it worked (frames offered meanwhile are skipped)
-                        self._cond.wait(time.perf_counter() - t0)
-                    self._job = None
+                log.warning("shadow inference failed: %s", answer.error)
+            if isinstance(job, _JudgeJob):
+                if answer.detections is not None:
+                    job.answer = self.policy.decide(answer.detections)
+                job.error = answer.error
+                job.done.set()
+            elif answer.detections is not None:
+                self.latency_ms.add(answer.latency_ms)
+                try:
+                    self._compare(job, self.policy.decide(answer.detections))
+                except Exception:
+                    self.errors += 1
+                    log.exception("shadow comparison failed")
+            self._release(job)
 
-    def _judge(self, job: _Job) -> None:
-        with self.engine_lock:
-            t0 = time.perf_counter()
-            result = self.engine.detect([ImageInput(job.image, job.pixel_format)])[0]
-            verdict = self.policy.decide(result.detections)
-            self.latency_ms.add((time.perf_counter() - t0) * 1000)
+    def _release(self, job: _LiveJob | _JudgeJob | None) -> None:
+        with self._cond:
+            if job is None or self._pending is job:
+                self._pending = None
+            self._cond.notify_all()
+
+    def _compare(self, job: _LiveJob, cand: Verdict) -> None:
         self.judged += 1
-        prod, cand = job.production, verdict
+        prod = job.production
         prod_classes, cand_classes = set(prod.class_names), set(cand.class_names)
         if prod.result_code == cand.result_code and prod_classes == cand_classes:
             self.agreed += 1
@@ -139,9 +185,9 @@ class ShadowRunner:
         self.by_kind[kind] += 1
         self.by_class.update(differing)
         name = ""
-        if self.images_kept < MAX_DISAGREEMENT_IMAGES:
+        if self.images_kept < MAX_DISAGREEMENT_IMAGES:  # the slot is ours until this job is released
             name = f"shadow-{time.time_ns()}-{job.camera_id}-{job.part_id}.png"
-            if cv2.imwrite(str(self.store.images / name), job.image):
+            if cv2.imwrite(str(self.store.images / name), self._worker.slot_image(job.shape, job.dtype)):
                 self.images_kept += 1
             else:
                 name = ""
@@ -149,15 +195,27 @@ class ShadowRunner:
                                      VERDICT_TEXT.get(prod.result_code, "?"), VERDICT_TEXT.get(cand.result_code, "?"),
                                      _json_classes(prod, cand), name))  # fmt: skip
 
-    def judge(self, image: ImageInput) -> Verdict:
-        """The candidate's verdict on one stored picture (the reviewed set, a golden set)."""
-        with self.engine_lock:
-            return self.policy.decide(self.engine.detect([image])[0].detections)
+    # --- re-judging stored pictures ---------------------------------------------------------
+    def judge(self, image: ImageInput, timeout_s: float = JUDGE_TIMEOUT_S) -> Verdict:
+        """The candidate's verdict on one stored picture (the reviewed set, a golden set); live
+        frames offered meanwhile are skipped. Raises ``WorkerFailed`` when the worker is gone."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._pending is None or not self._worker.alive, timeout_s):
+                raise WorkerFailed("the shadow stayed busy")
+            if not self._worker.alive:
+                raise WorkerFailed("the shadow process has ended")
+            job = _JudgeJob(self._worker.submit_copy(image), threading.Event())
+            self._pending = job
+        if not job.done.wait(timeout_s):
+            self._release(job)
+            raise WorkerFailed("the shadow did not answer")
+        if job.answer is None:
+            raise WorkerFailed(f"the candidate failed on the picture: {job.error}")
+        return job.answer
 
     def wait_idle(self, timeout_s: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while self._job is not None and time.monotonic() < deadline:
-            time.sleep(0.005)
+        with self._cond:
+            self._cond.wait_for(lambda: self._pending is None, timeout_s)
 
     def report(self, budget_ms: float) -> dict[str, Any]:
         p = self.latency_ms.percentiles()
@@ -170,32 +228,34 @@ class ShadowRunner:
             "disagreements": self.judged - self.agreed, "disagreements_by_kind": dict(self.by_kind),
             "disagreements_by_class": dict(self.by_class),
             "latency_ms": {k: (None if math.isnan(v) else round(float(v), 2)) for k, v in p.items()},
-            "budget_ms": budget_ms,
+            "budget_ms": budget_ms, "worker_alive": self._worker.alive,
             "within_budget": None if math.isnan(p.get("p99", math.nan)) else bool(p["p99"] <= budget_ms),
         }  # fmt: skip
 
     def close(self) -> None:
-        with self._cond:
-            self._stop = True
-            self._cond.notify_all()
-        self._thread.join(timeout=10)
-        with self.engine_lock:  # an estimate over the reviewed set may be judging
-            self.engine.close()
+        self._closing = True
+        self._worker.close()
+        self._collector.join(timeout=10)
 
 
 def shadow_engine_options(options: EngineOptions) -> EngineOptions:
     """The station's engine settings for a candidate: on the CPU one intra-op thread that does
-    not spin, so the whole inference runs on the shadow's own low-priority thread (ONNX Runtime's
-    worker pool would run at normal priority and spin between calls, taking the cores the
-    production engine needs). A GPU candidate keeps the station's settings."""
+    not spin: the shadow's worker process is meant to take one core at most, and a spinning
+    pool would hold the cores the production engine needs between calls. A GPU candidate keeps the station's settings."""
     if options.device != "cpu":
         return options
     return options.model_copy(update={"intra_op_threads": 1, "cpu_spin": False})
 
 
+def candidate_engine(recipe: Recipe, options: EngineOptions) -> Engine:
+    """The engine a candidate runs on; with ``functools.partial`` over ``options`` it is the
+    picklable factory the shadow's worker process is started with."""
+    return open_engine(recipe.detector_spec(), options)
+
+
 def lower_priority() -> None:
-    """Nice 19 for the calling thread (Linux: per thread). SCHED_IDLE would be lower still, but a
-    thread that holds the GIL and is never scheduled stalls every production thread waiting on it."""
+    """Nice 19 for the calling thread (Linux: per thread), for the station process's own
+    background threads (the shadow's collector, re-judging)."""
     try:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), SHADOW_NICE)
     except (OSError, AttributeError):  # not Linux, or not permitted: still a separate thread

@@ -235,9 +235,16 @@ class RecipeBook:
         # start-up log, the HMI and the station snapshot show it
         self.active_reason = ""
         self._retired: list[PreparedRecipe] = []
+        # held while the folder is read (reload, refresh) and by whoever writes a recipe file for
+        # the station (a model promotion): a reload sees the folder before or after the write
+        self.folder_lock = threading.RLock()
         self.reload()
 
     def reload(self) -> None:
+        with self.folder_lock:
+            self._reload()
+
+    def _reload(self) -> None:
         recipes: dict[str, Recipe] = {}
         files: dict[str, Path] = {}
         invalid: dict[str, list[Problem]] = {}
@@ -332,9 +339,10 @@ class RecipeBook:
         """Reload the folder (the recipe watcher calls this on a change) and drop prepared
         recipes whose file changed or vanished, so the next switch prepares the new version.
         The active recipe keeps running as prepared until the next switch."""
-        before = dict(self.recipes)
-        self.reload()
-        after = self.recipes
+        with self.folder_lock:
+            before = dict(self.recipes)
+            self._reload()
+            after = self.recipes
         changed = sorted(rid for rid in before.keys() & after.keys() if before[rid] != after[rid])
         removed = sorted(before.keys() - after.keys())
         added = sorted(after.keys() - before.keys())
