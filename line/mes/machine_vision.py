@@ -23,7 +23,6 @@ methods need the engineer role (``operator``). Anonymous callers never call meth
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
@@ -54,8 +53,6 @@ from line.mes.mv_state_methods import StateMethods
 from line.results.history import ResultHistory
 
 __all__ = ["MachineVisionFace"]
-
-_log = logging.getLogger(__name__)
 
 S = ua.VariantType
 
