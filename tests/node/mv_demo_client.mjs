@@ -1,6 +1,8 @@
 // node-opcua MES on a running `linecheck demo`: subscribes to the OPC 40100 ResultReadyEvent on
 // the Server object, asks GetResultById for every result it is told of, and stops once it has
-// `parts` events (and their answers).
+// `parts` events (and their answers). With `halt`, once it has them it halts the station
+// (Halt), waits for `haltedParts` fail-safe "halted" events, then Reset and StartContinuous,
+// and waits for as many decided parts again before it stops.
 //
 // Run by tests/opcua/test_node_mv_demo.py:  node mv_demo_client.mjs '<json options>'
 // Protocol on stdout: "SUBSCRIBED", then one line "RESULT <json>". Diagnostics on stderr.
@@ -51,24 +53,27 @@ async function main() {
             TimestampsToReturn.Neither,
         );
         const ids = [];
-        let enough;
-        const done = new Promise((resolve) => { enough = resolve; });
+        let waiting = null; // { test, resolve }: resolved by the first event list that passes test
+        const until = (test) => new Promise((resolve) => {
+            if (test(out.events)) resolve(); else waiting = { test, resolve };
+        });
         item.on("changed", (fields) => {
             const [type, resultId, partId, state, body] = fields.map((f) => f.value);
             if (String(type) !== `ns=${mv};i=1024`) return;
             const c = content(body);
             out.events.push({ resultId: idOf(resultId), partId: idOf(partId), state, verdict: c.verdict, reason: c.reason });
             ids.push(idOf(resultId));
-            if (out.events.length >= opt.parts) enough();
+            if (waiting && waiting.test(out.events)) { const w = waiting; waiting = null; w.resolve(); }
         });
         await new Promise((resolve) => item.once("initialized", resolve));
         console.log("SUBSCRIBED");
         // GetResultById for each event as it comes (the server is answering a live station)
         let next = 0;
+        let stopped = false;
         const lookups = (async () => {
             for (;;) {
                 if (next >= ids.length) {
-                    if (out.events.length >= opt.parts && next >= opt.parts) return;
+                    if (stopped) return;
                     await new Promise((res) => setTimeout(res, 20));
                     continue;
                 }
@@ -82,8 +87,39 @@ async function main() {
                 out.byId[id] = { status: res.statusCode.name, error, verdict: result ? content(result.resultContent).verdict : null };
             }
         })();
-        await done;
+        await until((evs) => evs.length >= opt.parts);
+        if (opt.halt) {
+            const system = (await session.translateBrowsePath(
+                makeBrowsePath("RootFolder", `/Objects/${lc}:VisionSystems/${lc}:${opt.stationId}`))).targets[0].targetId;
+            const at = async (p) => (await session.translateBrowsePath(makeBrowsePath(system, p))).targets[0].targetId;
+            const vsm = await at(`/${mv}:VisionStateMachine`);
+            const auto = await at(`/${mv}:VisionStateMachine/${mv}:AutomaticModeStateMachine`);
+            const call = async (objectId, name, inputArguments) => {
+                const r = await session.call({ objectId, methodId: await at(name), inputArguments });
+                return { status: r.statusCode.name, outputs: (r.outputArguments ?? []).map((v) => v.value) };
+            };
+            const cause = [{ dataType: DataType.Int32, value: 0 }, { dataType: DataType.String, value: "mv_demo_client" }];
+            const ext = async (type, id) => ({
+                dataType: DataType.ExtensionObject, value: await session.constructExtensionObject(resolveNodeId(`ns=${mv};i=${type}`), { id }),
+            });
+            const since = (mark, reason) => (evs) => evs.slice(mark).filter((e) => e.reason === reason).length >= opt.haltedParts;
+            out.halt = await call(vsm, `/${mv}:VisionStateMachine/${mv}:Halt`, cause);
+            await until(since(out.events.length, "halted"));
+            out.reset = await call(vsm, `/${mv}:VisionStateMachine/${mv}:Reset`, cause);
+            // Reset returns once the station is Ready; the state machine follows within its next look
+            const startArgs = [await ext(3015, ""), await ext(3004, ""), await ext(3002, ""), await ext(3003, ""),
+                { dataType: DataType.Variant, arrayType: 1, value: [] }];
+            const start = `/${mv}:VisionStateMachine/${mv}:AutomaticModeStateMachine/${mv}:StartContinuous`;
+            for (let i = 0; i < 100; i++) {
+                out.start = await call(auto, start, startArgs);
+                if (out.start.status !== "BadInvalidState") break;
+                await new Promise((res) => setTimeout(res, 100));
+            }
+            out.start.outputs = [idOf(out.start.outputs[0]), out.start.outputs[1]];
+            await until(since(out.events.length, ""));
+        }
         await sub.terminate();
+        stopped = true;
         await lookups;
     } finally {
         await session.close();

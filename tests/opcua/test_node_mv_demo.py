@@ -2,7 +2,9 @@
 synthetic camera, demo model, Modbus server and HMI): a node-opcua MES (tests/node/
 mv_demo_client.mjs, SignAndEncrypt, the demo's operator user) subscribed to the OPC 40100
 ResultReadyEvent on the Server object receives exactly one event per part over at least 500
-consecutive parts, and GetResultById for each returns the verdict the result log holds."""
+consecutive parts, and GetResultById for each returns the verdict the result log holds. The same
+client then halts the running station (Halt), sees parts keep getting verdicts (the fail-safe
+one, reason ``halted``), and resumes it (Reset, StartContinuous): decided verdicts again."""
 
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from tests.opcua.test_node_mes import pytestmark as needs_node
 
 REPO = Path(__file__).resolve().parents[2]
 PARTS = 500
+HALTED_PARTS = 10
 DEMO_OPERATOR = ("operator", "operator-demo")  # line/demo_station/configs/demo.yaml
 
 pytestmark = [
@@ -63,6 +66,7 @@ def test_one_result_ready_event_per_part_over_a_demo_run(tmp_path: Path) -> None
             "certFile": str(cert), "keyFile": str(key), "pkiDir": str(tmp_path / "node" / "pki"),
             "serverCertDer": str(state / "opcua" / "pki" / "own" / "server_cert.der"),
             "user": DEMO_OPERATOR[0], "password": DEMO_OPERATOR[1], "parts": PARTS,
+            "halt": True, "haltedParts": HALTED_PARTS,
         }  # fmt: skip
         node = subprocess.run(
             [str(NODE), "mv_demo_client.mjs", json.dumps(opts)],
@@ -88,6 +92,8 @@ def test_one_result_ready_event_per_part_over_a_demo_run(tmp_path: Path) -> None
         log = {rid: (part, code, reason) for rid, part, code, reason in
                conn.execute("SELECT result_id, part_id, result_code, reason FROM results")}  # fmt: skip
     verdict_of_code = {0: "pass", 1: "reject", 2: "fail_safe_reject", 3: "hold"}
+    assert (result["halt"], result["reset"]) == ({"status": "Good", "outputs": [0]},) * 2
+    assert result["start"] == {"status": "Good", "outputs": ["demo-1/demo-parts", 0]}
     events = result["events"]
     assert len(events) >= PARTS
     parts = [int(e["partId"]) for e in events]
@@ -100,3 +106,9 @@ def test_one_result_ready_event_per_part_over_a_demo_run(tmp_path: Path) -> None
         assert e["state"] == (4 if code == 2 else 1)  # ResultState: Failed for a fail-safe
         by_id = result["byId"][e["resultId"]]
         assert (by_id["status"], by_id["error"], by_id["verdict"]) == ("Good", 0, verdict_of_code[code])
+    # halted: every part still got a verdict, the fail-safe one; then decided ones again
+    reasons = [e["reason"] for e in sorted(events, key=lambda e: int(e["partId"]))]
+    first_halted = reasons.index("halted")
+    last_halted = len(reasons) - 1 - reasons[::-1].index("halted")
+    assert reasons[first_halted : last_halted + 1].count("halted") >= HALTED_PARTS
+    assert "" in reasons[:first_halted] and reasons[last_halted + 1 :].count("") >= HALTED_PARTS
