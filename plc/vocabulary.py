@@ -35,6 +35,7 @@ class FailSafeReason(StrEnum):
     INFERENCE_ERROR = "inference_error"  # the engine raised on this part
     DROPPED = "dropped"  # the part queue was full or a frame number was skipped
     SHUTDOWN = "shutdown"  # the station stopped before the part was decided
+    HALTED = "halted"  # the station was halted (remotely): it acquires but does not decide
 
 
 class StatusBits(IntFlag):

@@ -374,5 +374,9 @@ def build_mes_sink(config: StationConfig, station: Station) -> ResultSink:
         result = station.request_switch(recipe_id, source, user)
         return result.ok, result.message
 
+    def control(action: str, source: str, user: str) -> tuple[bool, str]:
+        result = station.request_control(action, source, user)
+        return result.ok, result.message
+
     history = functools.partial(open_result_history, config.storage.dir / "results.db")
-    return OpcUaPublisherSink(mes, history, sorted(station.book.recipes), select_recipe)
+    return OpcUaPublisherSink(mes, history, sorted(station.book.recipes), select_recipe, control=control)

@@ -271,6 +271,8 @@ class HmiContext:
             "active_recipe": snap["active_recipe"],
             "active_recipe_reason": snap["active_recipe_reason"],
             "switching": st.switching,
+            # deciding | halting | halted | ready: halted remotely (OPC 40100), parts get the fail-safe result
+            "run_mode": snap["run_mode"],
             "counters": {"parts": sum(lane.parts for lane in st.lanes), "verdicts": verdicts, "passed": counts.get("passed", 0),
                          "rejected": counts.get("rejected", 0), "fail_safe": counts.get("fail_safe", 0),
                          "yield": round(counts.get("passed", 0) / verdicts, 4) if verdicts else None},  # fmt: skip

@@ -16,11 +16,12 @@ from line.loop.batcher import Batcher
 from line.loop.decision import Verdict
 from line.loop.finisher import PendingInspection
 from line.loop.lane import PartTicket
+from line.loop.run_gate import RunGate
 from line.loop.stats import StationStats
 from line.loop.verdict_emitter import VerdictEmitter
 from line.recipes.book import RecipeBook
 from line.recipes.model import Recipe
-from plc.vocabulary import ResultCode
+from plc.vocabulary import FailSafeReason, ResultCode
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +39,10 @@ class Inspector:
     batched; ``live_tap`` by the HMI (``offer`` runs on the hot path and must return at once)."""
 
     def __init__(self, book: RecipeBook, emitter: VerdictEmitter, stats: StationStats, archive_ng: bool,
-                 camera_events: CameraEvents) -> None:  # fmt: skip
+                 camera_events: CameraEvents, gate: RunGate | None = None) -> None:  # fmt: skip
         self.book = book
+        # halted (line.loop.run_gate): parts get the recipe's fail-safe result, reason "halted"
+        self.gate = gate or RunGate()
         self.emitter = emitter
         self.stats = stats
         self.archive_ng = archive_ng
@@ -63,6 +66,9 @@ class Inspector:
             self.stats.count("late_discarded")
             self.stats.slow_parts.offer_part(ticket, True)
             return None
+        if not self.gate.deciding:  # halted: every part still gets a verdict, the fail-safe one
+            self.fail_safe(ticket, FailSafeReason.HALTED)
+            return None
         prepared = self.book.active  # read once: this part is judged by exactly this recipe
         assert prepared is not None  # noqa: S101 - the station guarantees an active recipe
         t0 = ticket.stamps["submitted"] = time.perf_counter()
@@ -75,7 +81,7 @@ class Inspector:
         """From the camera's thread: start the engine on this frame if it is idle and can run
         without blocking (a GPU engine queues the work and returns); None: inspect as usual."""
         prepared = self.book.active
-        if prepared is None or self.batcher is not None or ticket.claimed:
+        if prepared is None or self.batcher is not None or ticket.claimed or not self.gate.deciding:
             return None
         t0 = ticket.stamps["submitted"] = time.perf_counter()
         launched = prepared.engine.try_launch([ImageInput(frame.data, frame.pixel_format)])
@@ -111,7 +117,9 @@ class Inspector:
             except Exception:
                 log.exception("frame tap failed")
         late = t_decided > ticket.deadline
-        if late:  # judged too late: the part gets the fail-safe verdict
+        if self.gate.aborted_since(pending.t0):  # in flight when the station aborted
+            self.emitter.emit(ticket, prepared, prepared.policy.fail_safe(FailSafeReason.HALTED), timings, None)
+        elif late:  # judged too late: the part gets the fail-safe verdict
             self.stats.count("late_discarded")
             self.emitter.emit(ticket, prepared, prepared.policy.fail_safe("timeout"), timings, None)
         else:  # the NG picture is copied after the PLC write (the frame is held until we return)

@@ -25,7 +25,8 @@ from line.loop.gc_watch import GcWatch, freeze_startup_heap
 from line.loop.inspector import Inspector, LiveTap
 from line.loop.lane import CameraLane
 from line.loop.request_worker import RequestWorker
-from line.loop.station_control import StationControl
+from line.loop.run_gate import RunGate
+from line.loop.station_control import ControlResult, StationControl
 from line.loop.station_monitor import StationMonitor
 from line.loop.station_report import CameraSnapshot, StationSnapshot
 from line.loop.station_state import StationLifecycle, StationState
@@ -81,11 +82,14 @@ class Station:
         self._lifecycle = StationLifecycle()
         self.emitter = VerdictEmitter(sinks, result_log, self.stats)
         self.lanes: list[CameraLane] = []
+        self.gate = RunGate()  # halted remotely: every part gets the fail-safe result
         self.monitor = StationMonitor(self.lanes, sinks, result_log, book, self.stats,
                                       is_running=lambda: self.state is StationState.RUNNING,
-                                      is_switching=lambda: self.control.switching)  # fmt: skip
-        self.control = StationControl(book, self.stats, result_log, self.monitor)
-        self.inspector = Inspector(book, self.emitter, self.stats, archive_ng, self.monitor.camera_event)
+                                      is_switching=lambda: self.control.switching, gate=self.gate)  # fmt: skip
+        self.control = StationControl(book, self.stats, result_log, self.monitor, self.gate,
+                                      undecided=lambda: sum(lane.undecided() for lane in self.lanes),
+                                      budget_s=lambda: self.inspector.budget_s())  # fmt: skip
+        self.inspector = Inspector(book, self.emitter, self.stats, archive_ng, self.monitor.camera_event, self.gate)
         self.lanes.extend(CameraLane(s, self.inspector, queue_size, overflow_policy, fetch_timeout_s,
                                      retire_decided=retire_decided) for s in sources)  # fmt: skip
         self._batching = (max_batch, pad_to, batch_wait_s) if max_batch > 1 and len(sources) > 1 else None
@@ -291,6 +295,11 @@ class Station:
     def request_switch(self, recipe_id: str, source: str, user: str = "") -> SwitchResult:
         return self.control.request_switch(recipe_id, source, user)
 
+    def request_control(self, action: str, source: str, user: str = "") -> ControlResult:
+        """The remote halt: ``halt``/``stop`` (after the parts in flight), ``abort`` (at once),
+        ``reset``, ``start`` (``line.loop.run_gate``); audited in the result log."""
+        return self.control.request_control(action, source, user)
+
     # PlcRequests (the Modbus sinks call these from their request threads)
     def select_recipe_code(self, code: int, source: str) -> None:
         self.control.select_recipe_code(code, source)
@@ -327,6 +336,7 @@ class Station:
             # last switch, or a saved recipe that had become invalid) or who switched it since
             "active_recipe_reason": self.book.active_reason,
             "status": int(self.published_status),
+            "run_mode": self.gate.mode.value,  # deciding | halting | halted | ready (the remote halt)
             "cameras": {lane.camera_id: {"state": lane.source.state.value, **lane.source.counters.snapshot(),
                                          "queue_dropped": lane.queue.dropped} for lane in self.lanes},  # fmt: skip
             "sinks": {s.name: {"link": s.link_state.value, **s.counters()} for s in self.sinks},

@@ -1,12 +1,16 @@
-"""Control of the station: recipe switches and the PLC's, HMI's and MES's requests, all run
-one at a time on the station's one bounded request worker (a switch never races a command,
-and a flood of requests is refused, never queued without bound)."""
+"""Control of the station: recipe switches, the remote halt and the PLC's, HMI's and MES's
+requests, all run one at a time on the station's one bounded request worker (a switch never
+races a command or a halt, and a flood of requests is refused, never queued without bound)."""
 
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from line.loop.request_worker import RequestWorker
+from line.loop.run_gate import RunGate, RunMode
 from line.loop.station_monitor import StationMonitor
 from line.loop.stats import StationStats
 from line.recipes.book import PreparedRecipe, RecipeBook, SwitchResult
@@ -20,12 +24,29 @@ SWITCH_WAIT_S = 60.0  # an engine build on a recipe switch takes seconds, a Tens
 COMMAND_RESET_COUNTERS = 1
 COMMAND_CLEAR_ALARMS = 2
 
+# the remote halt (line.loop.run_gate), as OPC 40100-1 names its methods
+HALT, STOP, ABORT, RESET, START = "halt", "stop", "abort", "reset", "start"
+CONTROL_ACTIONS = (HALT, STOP, ABORT, RESET, START)
+HALT_POLL_S = 0.005
+
+
+@dataclass(frozen=True)
+class ControlResult:
+    ok: bool
+    mode: str  # the RunMode value after the request
+    message: str
+
 
 class StationControl:
     """Implements the sinks' ``PlcRequests`` (``select_recipe_code``, ``command``)."""
 
-    def __init__(self, book: RecipeBook, stats: StationStats, result_log: ResultLog, monitor: StationMonitor) -> None:
+    def __init__(self, book: RecipeBook, stats: StationStats, result_log: ResultLog, monitor: StationMonitor,
+                 gate: RunGate | None = None, undecided: Callable[[], int] = lambda: 0,
+                 budget_s: Callable[[], float] = lambda: 0.0) -> None:  # fmt: skip
         self.book = book
+        self.gate = gate or RunGate()
+        self._undecided = undecided  # parts acquired and not decided yet, over all lanes
+        self._budget_s = budget_s  # a part's deadline after it is ready: bounds a graceful halt
         self.stats = stats
         self.result_log = result_log
         self.monitor = monitor
@@ -103,3 +124,60 @@ class StationControl:
         elif command == COMMAND_CLEAR_ALARMS:
             self.monitor.clear_alarms()
         self.result_log.event("command", "info", f"command {command} from {source}", {"command": command})
+
+    # --- the remote halt -------------------------------------------------------------------
+    def request_control(self, action: str, source: str, user: str = "") -> ControlResult:
+        """Halt, stop, abort, reset or start the station's deciding, on the request worker (one
+        at a time with recipe switches and commands), and wait for the outcome."""
+        if action not in CONTROL_ACTIONS:
+            return ControlResult(False, self.gate.mode.value, f"unknown control action {action!r}")
+        if not self.requests.running or self.requests.is_current_thread():
+            return self._control_now(action, source, user)
+        done = self.requests.submit(lambda: self._control_now(action, source, user))
+        if done is None:
+            return ControlResult(False, self.gate.mode.value, "the station is not taking requests now (too many waiting)")
+        try:
+            result = done.result(SWITCH_WAIT_S)
+        except TimeoutError:
+            return ControlResult(False, self.gate.mode.value, f"{action} still waiting after {SWITCH_WAIT_S:.0f} s")
+        assert isinstance(result, ControlResult)  # noqa: S101
+        return result
+
+    def _control_now(self, action: str, source: str, user: str) -> ControlResult:
+        before = self.gate.mode
+        ok, message = True, ""
+        if action in (HALT, STOP):
+            if before in (RunMode.DECIDING, RunMode.READY):
+                self._halt_gracefully()
+            message = "halted: every part gets the fail-safe result"
+        elif action == ABORT:
+            self.gate.abort()
+            message = "aborted: parts in flight and every new part get the fail-safe result"
+        elif action == RESET:
+            self.monitor.clear_alarms()  # the operator's reset; a condition that holds comes back
+            if before is RunMode.HALTED:
+                self.gate.mode = RunMode.READY
+            message = "reset: waiting for a start" if self.gate.mode is RunMode.READY else "reset: alarms cleared"
+        else:  # START
+            if before is RunMode.HALTING:
+                ok, message = False, "still halting"
+            else:
+                self.gate.mode = RunMode.DECIDING
+                message = "deciding parts"
+        after = self.gate.mode
+        self.monitor.publish_current()  # the PLC sees it now, not at the monitor's next look
+        data = {"action": action, "from": before.value, "to": after.value, "source": source, "user": user, "ok": ok}
+        self.result_log.event(
+            "station_control", "info" if ok else "warning", f"{action} by {source} {user}: {before.value} -> {after.value}", data
+        )
+        log.info("%s by %s %s: %s -> %s (%s)", action, source, user, before.value, after.value, message)
+        return ControlResult(ok, after.value, message)
+
+    def _halt_gracefully(self) -> None:
+        """New parts get the fail-safe result at once; the station is HALTED once the parts in
+        flight are decided: none undecided, or their deadline passed (the watchdog decided them)."""
+        self.gate.mode = RunMode.HALTING
+        end = time.monotonic() + self._budget_s()
+        while self._undecided() and time.monotonic() < end:
+            time.sleep(HALT_POLL_S)
+        self.gate.mode = RunMode.HALTED

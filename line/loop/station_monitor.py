@@ -12,6 +12,7 @@ from camera.source import CameraState
 from line.loop.alarms import ERROR_KINDS, AlarmKind, AlarmMonitor, AlarmSet, Readings, kind_of_message
 from line.loop.capabilities import StateMirror, UplinkFigures
 from line.loop.lane import CameraLane
+from line.loop.run_gate import RunGate, RunMode
 from line.loop.stats import StationStats
 from line.recipes.book import RecipeBook
 from line.results.log import ResultLog
@@ -25,8 +26,10 @@ MONITOR_JOIN_S = 1.0
 
 class StationMonitor:
     def __init__(self, lanes: list[CameraLane], sinks: list[ResultSink], result_log: ResultLog, book: RecipeBook,
-                 stats: StationStats, is_running: Callable[[], bool], is_switching: Callable[[], bool]) -> None:  # fmt: skip
+                 stats: StationStats, is_running: Callable[[], bool], is_switching: Callable[[], bool],
+                 gate: RunGate | None = None) -> None:  # fmt: skip
         self.lanes = lanes
+        self.gate = gate or RunGate()
         self.sinks = sinks
         self.result_log = result_log
         self.book = book
@@ -85,6 +88,11 @@ class StationMonitor:
     def status_bits(self) -> StatusBits:
         """The status the station is in now (published when it differs from the last one)."""
         bits = StatusBits.READY | (StatusBits.RUNNING if self._is_running() else StatusBits.NONE)
+        mode = self.gate.mode
+        if mode is RunMode.HALTED:  # the PLC sees a station that decides nothing: it may stop the line
+            bits = StatusBits.NONE
+        elif mode is RunMode.READY:  # reset, waiting for a start
+            bits = StatusBits.READY
         if any(lane.source.state in (CameraState.FAILED, CameraState.RECONNECTING) or lane.camera_errors for lane in self.lanes):
             bits |= StatusBits.ERROR
         active = self.alarm_set.snapshot()

@@ -40,8 +40,8 @@ def vision_state(status: int | None, error_alarms: frozenset[str] = frozenset())
         return VisionState("Error", None, UDT, f"error: {what}")
     if status is None:
         return PREOPERATIONAL
-    if bits == StatusBits.NONE:
-        return VisionState("Halted", None, SDT, "stopped")
+    if not bits & (StatusBits.READY | StatusBits.RUNNING):  # stopped, or halted remotely
+        return VisionState("Halted", None, SDT, "halted: every part gets the fail-safe result")
     if StatusBits.SWITCHING in bits:
         return VisionState("Operational", "Initialized", SBY, "switching recipe")
     if StatusBits.RUNNING in bits:

@@ -11,8 +11,9 @@ Queues (all bounded, spawn context):
 - ``data``  station -> server: ``VerdictMessage`` and ``StateUpdate`` (put_nowait, may drop).
 - ``ctrl``  station -> server: recipe list updates, replies to recipe requests, stop (never
   dropped: these block for up to ``_CTRL_PUT_S``; they are not on the hot path).
-- ``req``   server -> station: start-up report, ``SelectRecipe`` requests, stop. A station
-  thread consumes it and calls the injected ``select_recipe(recipe_id, source, user)``.
+- ``req``   server -> station: start-up report, ``SelectRecipe`` requests, remote halt
+  requests (OPC 40100 Halt, Reset, ...), stop. A station thread consumes it and calls the
+  injected ``select_recipe(recipe_id, source, user)`` or ``control(action, source, user)``.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from plc.vocabulary import Delivery, LinkState, ResultSink, StatusBits, VerdictM
 _log = logging.getLogger(__name__)
 
 SelectRecipeCallback = Callable[[str, str, str], tuple[bool, str]]  # (recipe_id, source, user)
+ControlCallback = Callable[[str, str, str], tuple[bool, str]]  # (halt|stop|abort|reset|start, source, user)
 HistoryFactory = Callable[[], ResultHistory]  # picklable; called in the server process
 
 STOP = "stop"
@@ -53,6 +55,13 @@ class RecipesUpdate:
 class RecipeRequest:
     req_id: int
     recipe_id: str
+    user: str
+
+
+@dataclass(frozen=True)
+class ControlRequest:
+    req_id: int
+    action: str  # halt | stop | abort | reset | start
     user: str
 
 
@@ -74,8 +83,10 @@ def server_main(
     ctrl_q: Any,
     req_q: Any,
     log_level: int = logging.WARNING,
+    controllable: bool = False,
 ) -> None:
-    """Entry point of the server process (module level: the spawn context pickles it)."""
+    """Entry point of the server process (module level: the spawn context pickles it).
+    ``controllable``: the station takes remote halt requests (OPC 40100 state methods)."""
     if config.nice:  # MES answers may wait; the station's parts may not
         os.nice(config.nice)
     logging.basicConfig(
@@ -83,7 +94,7 @@ def server_main(
     )
     logging.getLogger("asyncua").setLevel(max(log_level, logging.WARNING))
     try:
-        asyncio.run(_serve(config, history_factory, recipes, data_q, ctrl_q, req_q))
+        asyncio.run(_serve(config, history_factory, recipes, data_q, ctrl_q, req_q, controllable))
     except Exception as exc:  # report start-up failures to the station instead of dying silently
         _log.exception("OPC UA server process failed")
         req_q.put(("error", repr(exc)))
@@ -110,17 +121,18 @@ async def _serve(
     data_q: Any,
     ctrl_q: Any,
     req_q: Any,
+    controllable: bool = False,
 ) -> None:
     loop = asyncio.get_running_loop()
     pending: dict[int, asyncio.Future[tuple[bool, str]]] = {}
     ids = itertools.count(1)
 
-    async def select_recipe(recipe_id: str, user: str) -> tuple[bool, str]:
+    async def ask_station(make: Callable[[int], RecipeRequest | ControlRequest]) -> tuple[bool, str]:
         req_id = next(ids)
         fut: asyncio.Future[tuple[bool, str]] = loop.create_future()
         pending[req_id] = fut
         try:
-            req_q.put_nowait(RecipeRequest(req_id, recipe_id, user))
+            req_q.put_nowait(make(req_id))
         except queue.Full:
             pending.pop(req_id, None)
             return False, "station busy"
@@ -129,8 +141,14 @@ async def _serve(
         finally:
             pending.pop(req_id, None)
 
+    async def select_recipe(recipe_id: str, user: str) -> tuple[bool, str]:
+        return await ask_station(lambda req_id: RecipeRequest(req_id, recipe_id, user))
+
+    async def control(action: str, user: str) -> tuple[bool, str]:
+        return await ask_station(lambda req_id: ControlRequest(req_id, action, user))
+
     history = history_factory()
-    server = StationServer(config, history, recipes, select_recipe)
+    server = StationServer(config, history, recipes, select_recipe, control if controllable else None)
     await server.start()
     inbox: asyncio.Queue[Any] = asyncio.Queue(maxsize=256)
     threads = [
@@ -183,6 +201,7 @@ class OpcUaPublisherSink(ResultSink):
         recipes: Sequence[str],
         select_recipe: SelectRecipeCallback,
         *,
+        control: ControlCallback | None = None,
         start_timeout_s: float = 60.0,
         log_level: int = logging.WARNING,
     ) -> None:
@@ -190,6 +209,7 @@ class OpcUaPublisherSink(ResultSink):
         self._history_factory = history_factory
         self._recipes = tuple(recipes)
         self._select_recipe = select_recipe
+        self._control = control
         self._start_timeout_s = start_timeout_s
         self._log_level = log_level
         ctx = mp.get_context("spawn")
@@ -198,7 +218,8 @@ class OpcUaPublisherSink(ResultSink):
         self._req_q: Any = ctx.Queue(maxsize=64)
         self._process: Any = ctx.Process(
             target=server_main,
-            args=(config, history_factory, self._recipes, self._data_q, self._ctrl_q, self._req_q, log_level),
+            args=(config, history_factory, self._recipes, self._data_q, self._ctrl_q, self._req_q, log_level,
+                  control is not None),  # fmt: skip
             name=f"opcua-mes-{config.station_id}",
             daemon=True,
         )
@@ -324,13 +345,19 @@ class OpcUaPublisherSink(ResultSink):
             item = self._req_q.get()
             if item == STOP:
                 return
-            if not isinstance(item, RecipeRequest):
+            if not isinstance(item, (RecipeRequest, ControlRequest)):
                 continue  # a late start-up/error report
             self._requests += 1
             try:
-                ok, message = self._select_recipe(item.recipe_id, _SOURCE, item.user)
+                if isinstance(item, ControlRequest):
+                    if self._control is None:
+                        ok, message = False, "the station takes no remote halt"
+                    else:
+                        ok, message = self._control(item.action, _SOURCE, item.user)
+                else:
+                    ok, message = self._select_recipe(item.recipe_id, _SOURCE, item.user)
             except Exception as exc:  # the station's callback must not kill this thread
-                _log.exception("select_recipe callback failed")
+                _log.exception("station request callback failed")
                 ok, message = False, f"error: {exc}"
             try:
                 self._ctrl_q.put(RecipeReply(item.req_id, bool(ok), str(message)), timeout=_CTRL_PUT_S)

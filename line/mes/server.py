@@ -37,6 +37,7 @@ from asyncua import Server, ua
 from line.mes.config import OpcUaServerConfig
 from line.mes.machine_vision import MachineVisionFace
 from line.mes.model import StationNodes, arg, build_station, datavalue, status
+from line.mes.mv_context import ControlFn
 from line.mes.security import (
     POLICY_TYPES,
     ConfigUserManager,
@@ -110,6 +111,7 @@ class StationServer:
         history: ResultHistory,
         recipes: Sequence[str],
         select_recipe: SelectRecipeFn,
+        control: ControlFn | None = None,
     ) -> None:
         self.config = config
         self._history = history
@@ -127,7 +129,8 @@ class StationServer:
         self._result_gen: Any = None
         self._alarm_gen: Any = None
         # the same station as OPC 40100-1 VisionSystemType (line.mes.machine_vision)
-        self.machine_vision = MachineVisionFace(config, history, recipes, select_recipe)
+        # ``control``: the station's remote halt (OPC 40100 Halt, Reset, Stop, Abort, StartContinuous)
+        self.machine_vision = MachineVisionFace(config, history, recipes, select_recipe, control)
 
     @property
     def endpoint(self) -> str:

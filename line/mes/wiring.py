@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from line.mes.config import OpcUaServerConfig
-from line.mes.process import HistoryFactory, OpcUaPublisherSink, SelectRecipeCallback
+from line.mes.process import ControlCallback, HistoryFactory, OpcUaPublisherSink, SelectRecipeCallback
 from line.results.history import ResultHistory
 from line.results.reader import ResultLogReader
 
@@ -31,16 +31,18 @@ def start_mes_server(
     select_recipe_cb: SelectRecipeCallback,
     *,
     history_factory: HistoryFactory | None = None,
+    control_cb: ControlCallback | None = None,
 ) -> OpcUaPublisherSink:
     """Start the MES server process and return its handle, which is the station's
     ``ResultSink`` (``publish``, ``set_status``, ``update_state``, ``set_recipes``, ``close``).
 
     ``config`` may be the raw ``opcua_server`` mapping of the station config.
     ``select_recipe_cb(recipe_id, source, user) -> (ok, message)`` is called on a station
-    thread for each MES ``SelectRecipe``; ``history_factory`` replaces the result-log reader
-    (tests)."""
+    thread for each MES ``SelectRecipe``; ``control_cb(action, source, user) -> (ok, message)``
+    for each OPC 40100 Halt/Stop/Abort/Reset/StartContinuous (None: the server answers them
+    ERR_NOT_SUPPORTED); ``history_factory`` replaces the result-log reader (tests)."""
     cfg = config if isinstance(config, OpcUaServerConfig) else OpcUaServerConfig.model_validate(dict(config))
     factory = history_factory or functools.partial(open_result_history, Path(result_log_path))
-    sink = OpcUaPublisherSink(cfg, factory, recipes, select_recipe_cb)
+    sink = OpcUaPublisherSink(cfg, factory, recipes, select_recipe_cb, control=control_cb)
     sink.start()
     return sink

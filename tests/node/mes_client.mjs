@@ -4,22 +4,17 @@
 // Protocol on stdout: the line "SUBSCRIBED" once the ResultReady subscription is live (the test
 // then publishes verdicts), then one line "RESULT <json>" with everything received.
 // Diagnostics go to stderr.
-import fs from "node:fs";
 import {
     AttributeIds,
     BrowseDirection,
     ClientMonitoredItem,
     DataType,
-    MessageSecurityMode,
-    OPCUAClient,
-    SecurityPolicy,
     TimestampsToReturn,
-    UserTokenType,
     constructEventFilter,
 } from "node-opcua-client";
-import { OPCUACertificateManager } from "node-opcua-certificate-manager";
+import { makeClient, options, userSession } from "./connection.mjs";
 
-const opt = JSON.parse(process.argv[2]);
+const opt = options();
 const NS_URI = "urn:linecheck";
 const EVENT_FIELDS = [
     "EventType", "Time", "Message", "ResultId", "CameraId", "PartId", "RecipeId", "RecipeCode", "ResultCode",
@@ -33,29 +28,6 @@ const plain = (v) =>
 function uint64(v) {
     // node-opcua returns (U)Int64 as [high, low]
     return Array.isArray(v) && v.length === 2 ? v[0] * 2 ** 32 + v[1] : plain(v);
-}
-
-async function makeClient() {
-    const pki = new OPCUACertificateManager({
-        rootFolder: opt.pkiDir,
-        automaticallyAcceptUnknownCertificate: false,
-        disableFileWatchers: true,
-    });
-    await pki.initialize();
-    await pki.trustCertificate(fs.readFileSync(opt.serverCertDer)); // pin the server's certificate
-    return OPCUAClient.create({
-        applicationName: "linecheck-test-mes",
-        applicationUri: opt.applicationUri,
-        securityMode: MessageSecurityMode.SignAndEncrypt,
-        securityPolicy: SecurityPolicy.Basic256Sha256,
-        certificateFile: opt.certFile,
-        privateKeyFile: opt.keyFile,
-        clientCertificateManager: pki,
-        endpointMustExist: false,
-        keepSessionAlive: false,
-        connectionStrategy: { maxRetry: 0, initialDelay: 100, maxDelay: 200 },
-        requestedSessionTimeout: 60000,
-    });
 }
 
 async function browseChildren(session, nodeId, ns = undefined) {
@@ -81,11 +53,9 @@ async function call(session, objectId, methodId, inputArguments) {
 
 async function main() {
     const out = { events: [], alarms: [], history: [], historyPages: 0, getResults: [], getResultsPages: 0 };
-    const client = await makeClient();
+    const client = await makeClient(opt, "linecheck-test-mes");
     await client.connect(opt.endpoint);
-    const session = await client.createSession({
-        type: UserTokenType.UserName, userName: opt.operator, password: opt.operatorPassword,
-    });
+    const session = await userSession(client, opt.operator, opt.operatorPassword);
     try {
         const nsArray = (await session.read({ nodeId: "ns=0;i=2255", attributeId: AttributeIds.Value })).value.value;
         const ns = nsArray.indexOf(NS_URI);
@@ -173,17 +143,13 @@ async function main() {
         out.selectUnknown = await call(session, stationId, children["SelectRecipe"], [{ ...s, value: "no-such-recipe" }]);
 
         // a reader may read but not switch recipes
-        const readerSession = await client.createSession({
-            type: UserTokenType.UserName, userName: opt.reader, password: opt.readerPassword,
-        });
+        const readerSession = await userSession(client, opt.reader, opt.readerPassword);
         out.readerSelect = await call(readerSession, stationId, children["SelectRecipe"], [{ ...s, value: opt.recipe }]);
         await readerSession.close();
 
         // a wrong password is refused
         try {
-            const bad = await client.createSession({
-                type: UserTokenType.UserName, userName: opt.operator, password: "wrong-password",
-            });
+            const bad = await userSession(client, opt.operator, "wrong-password");
             await bad.close();
             out.wrongPassword = "accepted";
         } catch (err) {

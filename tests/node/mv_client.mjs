@@ -5,23 +5,18 @@
 // (the test then publishes verdicts), then one line "RESULT <json>". Diagnostics on stderr.
 // The MachineVision structures are built from the server's DataTypeDefinitions
 // (constructExtensionObject), by the standard nodeset's NodeIds in its namespace.
-import fs from "node:fs";
 import {
     AttributeIds,
     ClientMonitoredItem,
     DataType,
-    MessageSecurityMode,
-    OPCUAClient,
-    SecurityPolicy,
     TimestampsToReturn,
-    UserTokenType,
     constructEventFilter,
     makeBrowsePath,
     resolveNodeId,
 } from "node-opcua-client";
-import { OPCUACertificateManager } from "node-opcua-certificate-manager";
+import { makeClient, options, userSession } from "./connection.mjs";
 
-const opt = JSON.parse(process.argv[2]);
+const opt = options();
 const MV_URI = "http://opcfoundation.org/UA/MachineVision";
 const LC_URI = "urn:linecheck";
 const RESULT_READY = 1024; // ResultReadyEventType in the MachineVision nodeset
@@ -34,40 +29,15 @@ const EVENT_FIELDS = ["EventType", "Message", "ResultId", "IsPartial", "ResultSt
 const log = (...a) => console.error("[mv_client]", ...a);
 const idOf = (v) => (v && typeof v === "object" && "id" in v ? v.id : v ?? null);
 
-async function makeClient() {
-    const pki = new OPCUACertificateManager({
-        rootFolder: opt.pkiDir, automaticallyAcceptUnknownCertificate: false, disableFileWatchers: true,
-    });
-    await pki.initialize();
-    await pki.trustCertificate(fs.readFileSync(opt.serverCertDer));
-    return OPCUAClient.create({
-        applicationName: "linecheck-test-mv-mes",
-        applicationUri: opt.applicationUri,
-        securityMode: MessageSecurityMode.SignAndEncrypt,
-        securityPolicy: SecurityPolicy.Basic256Sha256,
-        certificateFile: opt.certFile,
-        privateKeyFile: opt.keyFile,
-        clientCertificateManager: pki,
-        endpointMustExist: false,
-        keepSessionAlive: false,
-        connectionStrategy: { maxRetry: 0, initialDelay: 100, maxDelay: 200 },
-        requestedSessionTimeout: 120000,
-    });
-}
-
 async function main() {
     const out = { events: [], otherEvents: 0, byId: {}, methods: {} };
-    const client = await makeClient();
+    const client = await makeClient(opt, "linecheck-test-mv-mes", 120000);
     await client.connect(opt.endpoint);
-    const session = await client.createSession({
-        type: UserTokenType.UserName, userName: opt.engineer, password: opt.engineerPassword,
-    });
+    const session = await userSession(client, opt.engineer, opt.engineerPassword);
     // a second connection: asyncua serves one session per secure channel
-    const readerClient = await makeClient();
+    const readerClient = await makeClient(opt, "linecheck-test-mv-mes", 120000);
     await readerClient.connect(opt.endpoint);
-    const reader = await readerClient.createSession({
-        type: UserTokenType.UserName, userName: opt.reader, password: opt.readerPassword,
-    });
+    const reader = await userSession(readerClient, opt.reader, opt.readerPassword);
     try {
         const nsArray = (await session.read({ nodeId: "ns=0;i=2255", attributeId: AttributeIds.Value })).value.value;
         const mv = nsArray.indexOf(MV_URI);

@@ -21,6 +21,7 @@ from plc.vocabulary import StatusBits as B
         (B.READY, frozenset(), ("Operational", "Ready", SBY)),
         (B.READY | B.RUNNING | B.SWITCHING, frozenset(), ("Operational", "Initialized", SBY)),
         (B.NONE, frozenset(), ("Halted", None, SDT)),
+        (B.ALARM | B.FAIL_SAFE, frozenset(), ("Halted", None, SDT)),  # halted: alarms do not make it Ready
         (B.READY | B.RUNNING | B.ERROR, frozenset(), ("Error", None, UDT)),
         (B.READY | B.RUNNING, frozenset({"inference_error"}), ("Error", None, UDT)),
         (None, frozenset({"camera_lost"}), ("Error", None, UDT)),

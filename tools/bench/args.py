@@ -55,6 +55,9 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
                         "int8: fp32 against the INT8 model, engine alone and the whole station, alternating")
     p.add_argument("--uplink-sparkplug", action="store_true",
                    help="uplink bench: the uplink in Sparkplug B mode instead of JSON topics")
+    p.add_argument("--mv-subscribers", type=int, default=20, metavar="N",
+                   help="mes: OPC 40100 ResultReadyEvent subscribers on the Server object in the last phase "
+                        "(0: skip that phase; default %(default)s)")
     p.add_argument("--idle-gaps", type=_gaps, default=[1.0, 10.0], metavar="S,S,...",
                    help="idle phase: seconds the station stands idle before each burst (issue 27: 1,10,60,300)")
     p.add_argument("--first-part-rate-hz", type=float, default=10.0,

@@ -278,9 +278,14 @@ def main(args: argparse.Namespace) -> int:
         print(f"station t_ready->verdict alone p50 {m['alone_ms']['p50']:.2f} / p99 {m['alone_ms']['p99']:.2f} ms; with "
               f"{m['subscribers']} subscribers + {m['pollers']} GetResults pollers p50 {m['loaded_ms']['p50']:.2f} / "
               f"p99 {m['loaded_ms']['p99']:.2f} ms (p99 {m['p99_change_pct']:+.1f} %)")  # fmt: skip
-        print(f"alone again p99 {m['alone_again_ms']['p99']:.2f} ms (run-to-run {m['spread_p99_pct']:+.1f} %); with "
-              f"{m['subscribers']} OPC 40100 ResultReadyEvent subscribers on the Server object p99 "
-              f"{m['mv_loaded_ms']['p99']:.2f} ms ({m['mv_p99_change_pct']:+.1f} %)")  # fmt: skip
+        print(f"alone again p50 {m['alone_again_ms']['p50']:.2f} / p99 {m['alone_again_ms']['p99']:.2f} ms "
+              f"(run-to-run p99 {m['spread_p99_pct']:+.1f} %)")  # fmt: skip
+        if m["mv_loaded_ms"]:
+            events = m["mv_load"].get("events") or [0]
+            print(f"with {m['mv_subscribers']} OPC 40100 ResultReadyEvent subscribers on the Server object p50 "
+                  f"{m['mv_loaded_ms']['p50']:.2f} / p99 {m['mv_loaded_ms']['p99']:.2f} ms "
+                  f"(p99 {m['mv_p99_change_pct']:+.1f} %; events per subscriber min {min(events)} max {max(events)}, "
+                  f"errors {len(m['mv_load'].get('errors', []))})")  # fmt: skip
     if args.what == "uplink":
         from tools.bench.uplink import print_uplink, run_uplink_bench
 

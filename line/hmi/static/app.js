@@ -62,6 +62,7 @@ async function refreshStatus() {
   text("station", s.station);
   const h = $("health"); h.textContent = { starting: "starting…", ready: "running normally", degraded: "degraded", failed: "stopped" }[s.health.status] || s.health.status;
   h.className = "badge " + s.health.status;
+  if (s.run_mode && s.run_mode !== "deciding") h.textContent += ` · ${s.run_mode} remotely: every part fail-safe`;
   $("health-reason").textContent = s.health.reasons.join(" · ");
   text("active-recipe", s.active_recipe);
   const c = s.counters, sh = s.shift;
