@@ -31,6 +31,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from pydantic import Field
+
+from line.config_model import ConfigModel
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -40,18 +44,20 @@ Clock = Callable[[], float]
 AuditSink = Callable[[str, dict[str, object]], None]
 
 
-@dataclass(frozen=True)
-class ThrottlePolicy:
+class ThrottlePolicy(ConfigModel):
     """Failures beyond ``free_failures`` wait ``base_delay_s * 2**k`` (at most ``max_delay_s``)
-    before the next attempt counts; ``lockout_after`` failures lock the key for ``lockout_s``."""
+    before the next attempt counts; ``lockout_after`` failures lock the key for ``lockout_s``.
 
-    free_failures: int = 3
-    base_delay_s: float = 1.0
-    max_delay_s: float = 60.0
-    lockout_after: int = 10
-    lockout_s: float = 900.0
-    max_tracked: int = 10_000  # keys kept (oldest forgotten): an attacker cannot grow memory
-    hold_s: float = 2.0  # how long a face holds a refused attempt before answering (the HMI: 429)
+    A configuration model (``opcua_server.login_throttle`` in a station config): the MES server
+    runs in its own process and takes its policy from there."""
+
+    free_failures: int = Field(default=3, ge=0)
+    base_delay_s: float = Field(default=1.0, gt=0)
+    max_delay_s: float = Field(default=60.0, gt=0)
+    lockout_after: int = Field(default=10, ge=1)
+    lockout_s: float = Field(default=900.0, gt=0)
+    max_tracked: int = Field(default=10_000, ge=1)  # keys kept (oldest forgotten): an attacker cannot grow memory
+    hold_s: float = Field(default=2.0, ge=0)  # how long a face holds a refused attempt before answering (the HMI: 429)
 
 
 DEFAULT_POLICY = ThrottlePolicy()
