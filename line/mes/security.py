@@ -283,8 +283,9 @@ class ConfigUserManager:
         try:
             return self.guard.authenticate(username, password or "", address)
         except LoginRefused as exc:
-            _log.warning("OPC UA login refused before the password check: user %r from %s (%s; %.0f s)",
-                         username, address, exc, exc.retry_after_s)  # fmt: skip
+            # info, not warning: a flood would fill the log; the lockout itself is audited
+            _log.info("OPC UA login refused before the password check: user %r from %s (%s; %.0f s)",
+                      username, address, exc, exc.retry_after_s)  # fmt: skip
             return None
 
     def _apply_clear_request(self) -> None:
