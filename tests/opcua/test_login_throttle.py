@@ -20,23 +20,18 @@ from line.mes.config import OpcUaServerConfig
 from line.mes.process import OpcUaPublisherSink
 from line.mes.wiring import start_mes_server
 from tests.opcua.fake_log import FakeLogWriter
-from tests.opcua.helpers import RecipeCalls, make_client_cert, make_config, secure_client, trust
+from tests.opcua.helpers import (
+    FromOtherAddress,
+    RecipeCalls,
+    make_client_cert,
+    make_config,
+    secure_client,
+    trust,
+)
 
 # no waiting between counted failures (the delays are LoginThrottle's, tested on an injected
 # clock in tests/hmi/test_login_guard.py): the fourth failure locks the key out
 FAST_LOCKOUT = {"free_failures": 2, "base_delay_s": 0.001, "max_delay_s": 0.001, "lockout_after": 4, "lockout_s": 3600}
-OTHER_ADDRESS = "127.0.0.2"  # another host on the loopback network
-
-
-class FromAddress(asyncio.SelectorEventLoop):
-    """An event loop whose connections leave from ``OTHER_ADDRESS`` (asyncua's client has no
-    option for its source address)."""
-
-    async def create_connection(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
-        kwargs.setdefault("local_addr", (OTHER_ADDRESS, 0))
-        return await super().create_connection(*args, **kwargs)
-
-
 async def _login(client: Client) -> str:
     try:
         async with client:
@@ -57,7 +52,7 @@ class Server:
 
         if not other_address:
             return asyncio.run(main())
-        loop = FromAddress()
+        loop = FromOtherAddress()
         try:
             return loop.run_until_complete(main())
         finally:
