@@ -146,10 +146,14 @@ class PasswordGate:
     Why wait rather than refuse at once: a refused client sends its next guess at once, and
     each answer costs the station's process a request's worth of Python."""
 
-    def __init__(self, max_waiting: int = 2, wait_s: float = 2.0, thread_name: str = "password-check") -> None:
+    def __init__(self, max_waiting: int = 2, wait_s: float = 2.0, thread_name: str = "password-check",
+                 lower_priority: bool = True) -> None:  # fmt: skip
+        """``lower_priority``: the checking thread yields to every other thread of the machine
+        (nice 19); off where the whole process already runs below the station's priority."""
         self._slots = threading.BoundedSemaphore(1 + max_waiting)
         self._wait_s = wait_s
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=thread_name, initializer=_lower_priority)
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=thread_name,
+                                        initializer=_lower_priority if lower_priority else None)  # fmt: skip
 
     def run(self, check: Callable[[], T]) -> tuple[bool, T | None]:
         """(accepted, result): accepted is False when refused for lack of room (check not run)."""

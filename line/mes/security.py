@@ -244,7 +244,7 @@ class ConfigUserManager:
 
     Every user-name login passes the login guard (``line.login_guard``, the HMI's policy):
     throttled per client address and user name, locked out after ``login_throttle.lockout_after``
-    failures, one password check at a time on a low-priority thread, every failure audited. A
+    failures, one password check at a time, every failure audited. A
     throttled or locked-out login gets BadUserAccessDenied without a password check. An admin
     lifts lockouts by writing ``clear_lockouts_file`` (see ``OpcUaServerConfig``)."""
 
@@ -255,11 +255,11 @@ class ConfigUserManager:
         self.dummy_hash = dummy_hash([u.password_hash for u in config.users.values()])
         policy = config.login_throttle
         # activate_session is synchronous on the server's event loop: one check at a time
-        # already, so no caller ever waits at the gate
-        self.guard: LoginGuard[User] = LoginGuard(
-            self._check_password, LoginThrottle(policy), PasswordGate(max_waiting=0, wait_s=0.0, thread_name="opcua-password"),
-            _audit,
-        )  # fmt: skip
+        # already, so no caller ever waits at the gate. The check keeps the process's priority
+        # (already below the station's, opcua_server.nice): niced further, one check held the
+        # event loop, and with it every MES client, for seconds on a busy machine
+        gate = PasswordGate(max_waiting=0, wait_s=0.0, thread_name="opcua-password", lower_priority=False)
+        self.guard: LoginGuard[User] = LoginGuard(self._check_password, LoginThrottle(policy), gate, _audit)
 
     def _check_password(self, username: str, password: str) -> User | None:
         """One scrypt, known user or not."""
