@@ -104,3 +104,8 @@ class FromOtherAddress(asyncio.SelectorEventLoop):
     async def create_connection(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
         kwargs.setdefault("local_addr", (OTHER_ADDRESS, 0))
         return await super().create_connection(*args, **kwargs)
+
+
+# no waiting between counted failures (the delays are LoginThrottle's, tested on an injected
+# clock in tests/hmi/test_login_guard.py): the fourth failure locks the key out
+FAST_LOCKOUT = {"free_failures": 2, "base_delay_s": 0.001, "max_delay_s": 0.001, "lockout_after": 4, "lockout_s": 3600}

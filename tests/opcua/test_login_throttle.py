@@ -21,6 +21,7 @@ from line.mes.process import OpcUaPublisherSink
 from line.mes.wiring import start_mes_server
 from tests.opcua.fake_log import FakeLogWriter
 from tests.opcua.helpers import (
+    FAST_LOCKOUT,
     FromOtherAddress,
     RecipeCalls,
     make_client_cert,
@@ -29,9 +30,7 @@ from tests.opcua.helpers import (
     trust,
 )
 
-# no waiting between counted failures (the delays are LoginThrottle's, tested on an injected
-# clock in tests/hmi/test_login_guard.py): the fourth failure locks the key out
-FAST_LOCKOUT = {"free_failures": 2, "base_delay_s": 0.001, "max_delay_s": 0.001, "lockout_after": 4, "lockout_s": 3600}
+
 async def _login(client: Client) -> str:
     try:
         async with client:
