@@ -51,13 +51,13 @@ class ThrottlePolicy(ConfigModel):
     A configuration model (``opcua_server.login_throttle`` in a station config): the MES server
     runs in its own process and takes its policy from there."""
 
-    free_failures: int = Field(default=3, ge=0)
-    base_delay_s: float = Field(default=1.0, gt=0)
-    max_delay_s: float = Field(default=60.0, gt=0)
-    lockout_after: int = Field(default=10, ge=1)
-    lockout_s: float = Field(default=900.0, gt=0)
+    free_failures: int = Field(default=3, ge=0)  # failures without a delay
+    base_delay_s: float = Field(default=1.0, gt=0)  # first delay; it doubles with each further failure
+    max_delay_s: float = Field(default=60.0, gt=0)  # longest delay before the lockout
+    lockout_after: int = Field(default=10, ge=1)  # failures that lock the address or user name out
+    lockout_s: float = Field(default=900.0, gt=0)  # how long a lockout lasts unless an admin clears it
     max_tracked: int = Field(default=10_000, ge=1)  # keys kept (oldest forgotten): an attacker cannot grow memory
-    hold_s: float = Field(default=2.0, ge=0)  # how long a face holds a refused attempt before answering (the HMI: 429)
+    hold_s: float = Field(default=2.0, ge=0)  # HMI: how long a refused login waits for its 429 (OPC UA answers at once)
 
 
 DEFAULT_POLICY = ThrottlePolicy()
