@@ -35,10 +35,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from line.app.config import HmiSection
 from line.hmi.api_docs import add_api_docs
 from line.hmi.auth import SESSION_COOKIE, User
-from line.hmi.login_guard import LoginRefused, LoginThrottle
 from line.hmi.metrics import CONTENT_TYPE
 from line.hmi.review import review_router
 from line.hmi.state import HmiContext
+from line.login_guard import LoginRefused, LoginThrottle
 
 STATIC = Path(__file__).parent / "static"
 _RECIPE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")

@@ -20,9 +20,9 @@ from line.flywheel.service import Flywheel
 from line.hmi.app import create_app
 from line.hmi.auth import UserStore
 from line.hmi.live import LiveView
-from line.hmi.login_guard import DEFAULT_POLICY, ThrottlePolicy
 from line.hmi.metrics import StationMetrics
 from line.hmi.state import HmiContext
+from line.login_guard import DEFAULT_POLICY, ThrottlePolicy
 from line.loop.station import Station
 from line.recipes.book import SwitchAudit
 

@@ -22,10 +22,10 @@ import numpy as np
 from camera.source import CameraState
 from line.app.config import HmiSection
 from line.flywheel.service import Flywheel
-from line.hmi.auth import Sessions, UserStore
+from line.hmi.auth import Sessions, User, UserStore
 from line.hmi.live import LiveView
-from line.hmi.login_guard import DEFAULT_POLICY, LoginGuard, LoginThrottle, PasswordGate, ThrottlePolicy
 from line.hmi.metrics import StationMetrics
+from line.login_guard import DEFAULT_POLICY, LoginGuard, LoginThrottle, PasswordGate, ThrottlePolicy
 from line.loop.station import Station
 from line.recipes.book import SwitchAudit
 from line.recipes.watch import RecipeWatcher
@@ -65,7 +65,7 @@ class HmiContext:
     watcher: RecipeWatcher | None = None
     flywheel: Flywheel | None = None  # capture, review, shadow, promotion (line/flywheel/)
     sessions: Sessions = field(init=False)
-    guard: LoginGuard = field(init=False)
+    guard: LoginGuard[User] = field(init=False)
     audits: deque[SwitchAudit] = field(default_factory=lambda: deque(maxlen=50))
     counters_reset_ns: int = 0
     _chart: tuple[float, dict[str, Any]] | None = field(default=None, init=False)
@@ -75,7 +75,8 @@ class HmiContext:
 
     def __post_init__(self) -> None:
         self.sessions = Sessions(self.config.session_ttl_s)
-        self.guard = LoginGuard(self.users, LoginThrottle(self.login_policy), PasswordGate(wait_s=self.login_policy.hold_s), self.audit)
+        self.guard = LoginGuard(self.users.authenticate, LoginThrottle(self.login_policy),
+                                PasswordGate(wait_s=self.login_policy.hold_s, thread_name="hmi-password"), self.audit)
 
     def audit(self, kind: str, data: dict[str, Any]) -> None:
         """A security event into the station's event log (never a password)."""

@@ -25,6 +25,7 @@ from pydantic import Field, field_validator, model_validator
 
 from line import passwords
 from line.config_model import ConfigModel
+from line.login_guard import ThrottlePolicy
 
 SecurityPolicyName = Literal[
     "None",
@@ -99,6 +100,8 @@ class OpcUaServerConfig(ConfigModel):
     deadline_alarm: DeadlineAlarmConfig = DeadlineAlarmConfig()
     certificate_days: int = Field(default=3650, ge=1)
     nice: int = Field(default=10, ge=0, le=19)  # CPU priority of the server process below the station's
+    # failed user-name logins: per client address and user name (line.login_guard)
+    login_throttle: ThrottlePolicy = ThrottlePolicy()
 
     @field_validator("endpoint")
     @classmethod
@@ -144,6 +147,13 @@ class OpcUaServerConfig(ConfigModel):
     def rejected_dir(self) -> Path:
         """Certificates of refused clients land here, so an admin can move one to trusted."""
         return self.state_dir / "pki" / "rejected"
+
+    @property
+    def clear_lockouts_file(self) -> Path:
+        """An admin writes this file (empty: clear every key; else one key a line, ``user:NAME``
+        or ``addr:ADDRESS``) to lift OPC UA login lockouts; the server reads and removes it at
+        the next login attempt."""
+        return self.state_dir / "clear-login-lockouts"
 
 
 def _main(argv: list[str]) -> int:

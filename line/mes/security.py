@@ -1,11 +1,17 @@
 """Security pieces of the MES server: the server certificate created on first start, the trust
-list for client certificates, the users (scrypt hashes from the config) and the role check.
+list for client certificates, the users (scrypt hashes from the config) behind the login guard,
+and the role check.
 
 Why a context variable for the caller: asyncua does not pass the session's user to a method
 callback. It does call the permission ruleset's ``check_validity(user, ...)`` in the same task,
 immediately before it dispatches the request, so the ruleset records the caller there and the
 method handlers read it (``current_user()``). A request that reaches a handler without having
 passed the ruleset sees no user and is refused (default deny).
+
+Why sessions of our own (``PeerAddressServer``): asyncua does not pass the client's address to
+the user manager either, and the login guard throttles per address. The session knows its peer
+(asyncua names a session after it) and ``activate_session`` calls the user manager
+synchronously, so the session sets the address in a context variable around that call.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import ipaddress
 import logging
 import os
 import socket
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -28,10 +35,12 @@ from asyncua.crypto import cert_gen, uacrypto
 from asyncua.crypto.permission_rules import ADMIN_TYPES, USER_TYPES, PermissionRuleset, User, UserRole
 from asyncua.crypto.truststore import TrustStore
 from asyncua.server.internal_server import InternalServer
+from asyncua.server.internal_session import InternalSession
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from line.login_guard import LoginGuard, LoginRefused, LoginThrottle, PasswordGate
 from line.mes.config import OpcUaServerConfig, SecurityPolicyName, verify_password
 from line.passwords import dummy_hash
 
@@ -61,6 +70,32 @@ _current: contextvars.ContextVar[Caller | None] = contextvars.ContextVar(
 
 def current_user() -> Caller | None:
     return _current.get()
+
+
+_peer: contextvars.ContextVar[str] = contextvars.ContextVar("linecheck_opcua_peer", default="?")
+
+
+def _host(peer: object) -> str:
+    """The address part of asyncua's peer name (``(host, port)`` or ``(host, port, flow, scope)``)."""
+    return str(peer[0]) if isinstance(peer, tuple) and peer else str(peer)
+
+
+class PeerAddressSession(InternalSession):
+    """Tells the user manager the client address while a session is being activated."""
+
+    def activate_session(self, params: ua.ActivateSessionParameters, peer_certificate: bytes | None) -> ua.ActivateSessionResult:
+        token = _peer.set(_host(self.name))
+        try:
+            return super().activate_session(params, peer_certificate)
+        finally:
+            _peer.reset(token)
+
+
+class PeerAddressServer(InternalServer):
+    """asyncua's internal server, with sessions that tell the user manager the client address."""
+
+    def create_session(self, name: str, user: User = User(role=UserRole.Anonymous), external: bool = False) -> InternalSession:  # noqa: B008 - asyncua's signature
+        return PeerAddressSession(self, self.aspace, self.subscription_service, name, user=user, external=external)
 
 
 def _san_names(config: OpcUaServerConfig) -> list[x509.GeneralName]:
@@ -205,13 +240,32 @@ class TrustListValidator:
 class ConfigUserManager:
     """Users from the config. Reader and operator both map to asyncua's ``UserRole.User`` (they
     may read, browse, subscribe, read history and call methods); the finer role lives in
-    ``User.name`` -> config and is checked by the method handlers."""
+    ``User.name`` -> config and is checked by the method handlers.
+
+    Every user-name login passes the login guard (``line.login_guard``, the HMI's policy):
+    throttled per client address and user name, locked out after ``login_throttle.lockout_after``
+    failures, one password check at a time, every failure audited. A
+    throttled or locked-out login gets BadUserAccessDenied without a password check. An admin
+    lifts lockouts by writing ``clear_lockouts_file`` (see ``OpcUaServerConfig``)."""
 
     def __init__(self, config: OpcUaServerConfig) -> None:
         self._config = config
         # an unknown name is checked against this, so it costs as long as a wrong password
         # (without it, timing told known user names from unknown ones: 91 ms against 4 ms)
         self.dummy_hash = dummy_hash([u.password_hash for u in config.users.values()])
+        policy = config.login_throttle
+        # activate_session is synchronous on the server's event loop: one check at a time
+        # already, so no caller ever waits at the gate. The check keeps the process's priority
+        # (already below the station's, opcua_server.nice): niced further, one check held the
+        # event loop, and with it every MES client, for seconds on a busy machine
+        gate = PasswordGate(max_waiting=0, wait_s=0.0, thread_name="opcua-password", lower_priority=False)
+        self.guard: LoginGuard[User] = LoginGuard(self._check_password, LoginThrottle(policy), gate, _audit)
+
+    def _check_password(self, username: str, password: str) -> User | None:
+        """One scrypt, known user or not."""
+        entry = self._config.users.get(username)
+        matches = verify_password(password, entry.password_hash if entry is not None else self.dummy_hash)
+        return User(role=UserRole.User, name=username) if entry is not None and matches else None
 
     def get_user(
         self,
@@ -224,12 +278,32 @@ class ConfigUserManager:
             if self._config.allow_anonymous:
                 return User(role=UserRole.User, name=None)
             return None
-        entry = self._config.users.get(username)
-        matches = verify_password(password or "", entry.password_hash if entry is not None else self.dummy_hash)
-        if entry is None or password is None or not matches:
-            _log.warning("OPC UA login refused for user %r", username)
+        self._apply_clear_request()
+        address = _peer.get()
+        try:
+            return self.guard.authenticate(username, password or "", address)
+        except LoginRefused as exc:
+            # info, not warning: a flood would fill the log; the lockout itself is audited
+            _log.info("OPC UA login refused before the password check: user %r from %s (%s; %.0f s)",
+                      username, address, exc, exc.retry_after_s)  # fmt: skip
             return None
-        return User(role=UserRole.User, name=username)
+
+    def _apply_clear_request(self) -> None:
+        """An admin's request to lift lockouts: the file's keys (none: all), then the file goes."""
+        request = self._config.clear_lockouts_file
+        try:
+            keys = [k.strip() for k in request.read_text(encoding="utf-8", errors="replace").splitlines() if k.strip()]
+            request.unlink()
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            _log.warning("cannot read %s: %s", request, exc)
+            return
+        cleared = [c for key in keys for c in self.guard.throttle.clear(key)] if keys else self.guard.throttle.clear()
+        _audit("login_lockout_cleared", {"by": str(request), "keys": cleared, "time": time.time()})
+
+    def close(self) -> None:
+        self.guard.close()
 
     def role_of(self, user: User | None) -> str | None:
         if user is None or user.role != UserRole.User:
@@ -238,6 +312,12 @@ class ConfigUserManager:
             return "reader" if self._config.allow_anonymous else None
         entry = self._config.users.get(user.name)
         return entry.role if entry is not None else None
+
+
+def _audit(kind: str, data: dict[str, object]) -> None:
+    """A security event in the server process's log: who, from where, when; never a password."""
+    when = datetime.fromtimestamp(float(data.pop("time", time.time())), timezone.utc).isoformat(timespec="seconds")  # type: ignore[arg-type]
+    _log.warning("OPC UA %s at %s: %s", kind, when, " ".join(f"{k}={v!r}" for k, v in data.items()))
 
 
 class RoleRuleset(PermissionRuleset):

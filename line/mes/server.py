@@ -41,6 +41,7 @@ from line.mes.mv_context import ControlFn
 from line.mes.security import (
     POLICY_TYPES,
     ConfigUserManager,
+    PeerAddressServer,
     RoleRuleset,
     TrustListValidator,
     current_user,
@@ -118,6 +119,7 @@ class StationServer:
         self._recipes = list(recipes)
         self._select_recipe = select_recipe
         self._server: Server | None = None
+        self._users: ConfigUserManager | None = None
         self.nodes: StationNodes | None = None
         self._counts = {"Inspected": 0, "Rejected": 0, "FailSafe": 0}
         self._recipe_codes: dict[int, str] = {}
@@ -139,7 +141,8 @@ class StationServer:
     async def start(self) -> None:
         cfg = self.config
         users = ConfigUserManager(cfg)
-        server = Server(user_manager=users)  # type: ignore[arg-type]
+        server = Server(iserver=PeerAddressServer(user_manager=users))  # type: ignore[arg-type]
+        self._users = users
         await server.init()
         server.set_endpoint(cfg.endpoint)
         server.set_server_name(cfg.server_name)
@@ -174,6 +177,8 @@ class StationServer:
         if self._server is not None:
             server, self._server = self._server, None
             await server.stop()
+        if self._users is not None:
+            self._users.close()
 
     async def _add_methods(self, nodes: StationNodes) -> None:
         s = ua.VariantType

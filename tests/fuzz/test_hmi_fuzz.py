@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 schemathesis = pytest.importorskip("schemathesis", reason="pip install schemathesis (REST fuzzing)")
 from schemathesis.checks import content_type_conformance, not_a_server_error  # noqa: E402
 
-from line.hmi.login_guard import ThrottlePolicy  # noqa: E402
+from line.login_guard import ThrottlePolicy  # noqa: E402
 from tests.hmi.helpers import PASSWORDS, Rig, running_rig  # noqa: E402
 
 AUTH = ("admin", PASSWORDS["admin"])

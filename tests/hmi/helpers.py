@@ -15,8 +15,8 @@ import httpx
 
 from inference.config import EngineOptions
 from line.app.config import HmiSection
-from line.hmi.login_guard import DEFAULT_POLICY, ThrottlePolicy
 from line.hmi.server import HmiService, start_hmi
+from line.login_guard import DEFAULT_POLICY, ThrottlePolicy
 from line.loop.station import Station
 from line.recipes.book import RecipeBook
 from line.recipes.model import Recipe

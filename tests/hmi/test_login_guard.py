@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 
 from line.hmi.auth import User, UserStore
-from line.hmi.login_guard import LoginGuard, LoginRefused, LoginThrottle, PasswordGate, ThrottlePolicy
+from line.login_guard import LoginGuard, LoginRefused, LoginThrottle, PasswordGate, ThrottlePolicy
 from line.passwords import hash_password
 from tests.hmi.helpers import PASSWORDS, running_rig
 
@@ -70,7 +70,7 @@ def test_guard_refuses_throttled_attempts_without_hashing() -> None:
     store.authenticate = counting  # type: ignore[method-assign]
     audit: list[tuple[str, dict[str, object]]] = []
     gate = PasswordGate()
-    guard = LoginGuard(store, LoginThrottle(ThrottlePolicy(free_failures=1), FakeClock()), gate, lambda k, d: audit.append((k, d)))
+    guard = LoginGuard(store.authenticate, LoginThrottle(ThrottlePolicy(free_failures=1), FakeClock()), gate, lambda k, d: audit.append((k, d)))
     try:
         assert guard.authenticate("op", "wrong", "10.1.1.1") is None
         assert guard.authenticate("op", "wrong", "10.1.1.1") is None  # second failure: now delayed

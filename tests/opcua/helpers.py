@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 from pathlib import Path
@@ -91,3 +92,20 @@ class RecipeCalls:
         if recipe_id.startswith("bad"):
             return False, f"recipe {recipe_id} refused"
         return True, f"switched to {recipe_id}"
+
+
+OTHER_ADDRESS = "127.0.0.2"  # another host on the loopback network
+
+
+class FromOtherAddress(asyncio.SelectorEventLoop):
+    """An event loop whose connections leave from ``OTHER_ADDRESS``: a client from another host
+    (asyncua's client has no option for its source address)."""
+
+    async def create_connection(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        kwargs.setdefault("local_addr", (OTHER_ADDRESS, 0))
+        return await super().create_connection(*args, **kwargs)
+
+
+# no waiting between counted failures (the delays are LoginThrottle's, tested on an injected
+# clock in tests/hmi/test_login_guard.py): the fourth failure locks the key out
+FAST_LOCKOUT = {"free_failures": 2, "base_delay_s": 0.001, "max_delay_s": 0.001, "lockout_after": 4, "lockout_s": 3600}

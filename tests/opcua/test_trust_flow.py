@@ -91,6 +91,7 @@ def test_unknown_opcua_user_is_checked_against_a_dummy_with_the_same_parameters(
         assert manager.get_user(None, "intruder", "guess") is None  # type: ignore[arg-type]
     finally:
         security.verify_password = real
+        manager.close()
     assert len(checked) == 2
     assert parse_hash(checked[1])[:3] == parse_hash(checked[0])[:3]
 

@@ -5,60 +5,17 @@ from another address still logs in afterwards."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import threading
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
-import yaml
 
-from line import demo_station
+from tests.reliability.demo_run import demo_config, run_demo
 
 pytestmark = pytest.mark.slow
-
-SECONDS = 12.0
-
-
-def demo_config(tmp_path: Path) -> Path:
-    data = yaml.safe_load(demo_station.config_path().read_text())
-    data["recipes"]["dir"] = str((demo_station.config_path().parent / data["recipes"]["dir"]).resolve())
-    data["cameras"][0]["options"]["rate_hz"] = 50
-    data["storage"]["dir"] = str(tmp_path / "state")
-    data["opcua_server"]["state_dir"] = str(tmp_path / "opcua")
-    path = tmp_path / "demo50.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
-
-
-def run_demo(config: Path, during: object = None, seconds: float = SECONDS) -> dict[str, object]:
-    """One demo run; ``during(hmi_url, stop)`` runs while it does."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "line", "demo", "-c", str(config), "--duration", str(seconds), "--json", "--free-ports"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    assert proc.stderr is not None and proc.stdout is not None
-    url = None
-    for line in proc.stderr:
-        if line.startswith('{"listening"'):
-            url = json.loads(line)["listening"]["hmi"]
-            break
-    assert url, "the demo did not say where it listens"
-    stop = threading.Event()
-    worker = threading.Thread(target=during, args=(url, stop)) if callable(during) else None
-    if worker is not None:
-        worker.start()
-    out, err = proc.communicate(timeout=seconds + 120)
-    stop.set()
-    if worker is not None:
-        worker.join()
-    assert proc.returncode == 0, err[-2000:]
-    result: dict[str, object] = json.loads(out.strip().splitlines()[-1])
-    result["hmi"] = url
-    return result
 
 
 def test_login_flood_does_not_move_the_fail_safe_share(tmp_path: Path) -> None:
@@ -68,7 +25,9 @@ def test_login_flood_does_not_move_the_fail_safe_share(tmp_path: Path) -> None:
     codes: Counter[int] = Counter()
     lock = threading.Lock()
 
-    def flood(url: str, stop: threading.Event) -> None:
+    def flood(listening: dict[str, Any], stop: threading.Event) -> None:
+        url = listening["hmi"]
+
         def guesser(i: int) -> None:
             with httpx.Client(base_url=url, timeout=30) as http:
                 n = 0
@@ -102,7 +61,8 @@ def test_real_user_logs_in_from_another_address_after_a_flood(tmp_path: Path) ->
     config = demo_config(tmp_path)
     seen: dict[str, object] = {}
 
-    def flood_then_login(url: str, stop: threading.Event) -> None:
+    def flood_then_login(listening: dict[str, Any], stop: threading.Event) -> None:
+        url = listening["hmi"]
         codes: list[int] = []
         with httpx.Client(base_url=url, timeout=30) as http:
             for _ in range(8):

@@ -1,16 +1,21 @@
-"""What stands between the network and a password check.
+"""What stands between the network and a password check, for every face that takes passwords
+(the HMI's login form and HTTP Basic, the MES server's OPC UA user-name logins).
 
 Why: a password check is one scrypt (tens of milliseconds of a core and 16 MiB of memory
 bandwidth). Unbounded, a handful of threads guessing passwords at the login page took the
-cores the station needs and turned most parts into fail-safes. So the HMI
+cores the station needs and turned most parts into fail-safes. So each face
 
 - throttles failed logins per client address and per user name (``LoginThrottle``): a few
   free failures, then growing delays, then a lockout that an admin can clear; a throttled
-  attempt is refused (429) before any hashing and does not extend the delay;
+  attempt is refused before any hashing and does not extend the delay;
 - bounds the work it accepts from anyone (``PasswordGate``): checks run one at a time on one
   low-priority thread (the station's threads outrank it), a few may wait, the rest are
-  refused at once (503) before hashing;
+  refused before hashing;
 - audits every failed check (who, from where, when; never the password).
+
+The policy knows nothing of users or protocols: a face passes its own password check
+(``Authenticate``) and maps ``LoginRefused`` to its own answer (HTTP 429/503, OPC UA
+BadUserAccessDenied).
 """
 
 from __future__ import annotations
@@ -24,29 +29,35 @@ from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Generic, TypeVar
 
-from line.hmi.auth import User, UserStore
+from pydantic import Field
+
+from line.config_model import ConfigModel
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+U = TypeVar("U")
+Authenticate = Callable[[str, str], U | None]  # (name, password) -> the user, or None
 Clock = Callable[[], float]
 AuditSink = Callable[[str, dict[str, object]], None]
 
 
-@dataclass(frozen=True)
-class ThrottlePolicy:
+class ThrottlePolicy(ConfigModel):
     """Failures beyond ``free_failures`` wait ``base_delay_s * 2**k`` (at most ``max_delay_s``)
-    before the next attempt counts; ``lockout_after`` failures lock the key for ``lockout_s``."""
+    before the next attempt counts; ``lockout_after`` failures lock the key for ``lockout_s``.
 
-    free_failures: int = 3
-    base_delay_s: float = 1.0
-    max_delay_s: float = 60.0
-    lockout_after: int = 10
-    lockout_s: float = 900.0
-    max_tracked: int = 10_000  # keys kept (oldest forgotten): an attacker cannot grow memory
-    hold_s: float = 2.0  # how long the HMI holds a refused attempt before answering 429
+    A configuration model (``opcua_server.login_throttle`` in a station config): the MES server
+    runs in its own process and takes its policy from there."""
+
+    free_failures: int = Field(default=3, ge=0)  # failures without a delay
+    base_delay_s: float = Field(default=1.0, gt=0)  # first delay; it doubles with each further failure
+    max_delay_s: float = Field(default=60.0, gt=0)  # longest delay before the lockout
+    lockout_after: int = Field(default=10, ge=1)  # failures that lock the address or user name out
+    lockout_s: float = Field(default=900.0, gt=0)  # how long a lockout lasts unless an admin clears it
+    max_tracked: int = Field(default=10_000, ge=1)  # keys kept (oldest forgotten): an attacker cannot grow memory
+    hold_s: float = Field(default=2.0, ge=0)  # HMI: how long a refused login waits for its 429 (OPC UA answers at once)
 
 
 DEFAULT_POLICY = ThrottlePolicy()
@@ -135,10 +146,14 @@ class PasswordGate:
     Why wait rather than refuse at once: a refused client sends its next guess at once, and
     each answer costs the station's process a request's worth of Python."""
 
-    def __init__(self, max_waiting: int = 2, wait_s: float = 2.0) -> None:
+    def __init__(self, max_waiting: int = 2, wait_s: float = 2.0, thread_name: str = "password-check",
+                 lower_priority: bool = True) -> None:  # fmt: skip
+        """``lower_priority``: the checking thread yields to every other thread of the machine
+        (nice 19); off where the whole process already runs below the station's priority."""
         self._slots = threading.BoundedSemaphore(1 + max_waiting)
         self._wait_s = wait_s
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hmi-password", initializer=_lower_priority)
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=thread_name,
+                                        initializer=_lower_priority if lower_priority else None)  # fmt: skip
 
     def run(self, check: Callable[[], T]) -> tuple[bool, T | None]:
         """(accepted, result): accepted is False when refused for lack of room (check not run)."""
@@ -160,7 +175,8 @@ def _lower_priority() -> None:
 
 
 class LoginRefused(Exception):
-    """Refused before any password check: ``status`` 429 (throttled) or 503 (gate full)."""
+    """Refused before any password check: ``status`` 429 (throttled) or 503 (gate full), in
+    HTTP's words; a face that is not HTTP maps them to its own."""
 
     def __init__(self, status: int, retry_after_s: float, message: str) -> None:
         super().__init__(message)
@@ -168,28 +184,29 @@ class LoginRefused(Exception):
         self.retry_after_s = retry_after_s
 
 
-class LoginGuard:
-    """Throttle -> gate -> password check -> bookkeeping and audit. Both ways in (the login
-    form and HTTP Basic) go through ``authenticate``."""
+class LoginGuard(Generic[U]):
+    """Throttle -> gate -> password check -> bookkeeping and audit. Every way in of a face
+    (the HMI's login form and HTTP Basic; OPC UA ActivateSession) goes through ``authenticate``."""
 
-    def __init__(self, users: UserStore, throttle: LoginThrottle, gate: PasswordGate, audit: AuditSink) -> None:
-        self.users = users
+    def __init__(self, check: Authenticate[U], throttle: LoginThrottle, gate: PasswordGate, audit: AuditSink) -> None:
+        self._check = check
         self.throttle = throttle
         self.gate = gate
         self._audit = audit
 
-    def authenticate(self, name: str, password: str, address: str) -> User | None:
+    def authenticate(self, name: str, password: str, address: str) -> U | None:
         """The user, or None for a wrong name/password; raises ``LoginRefused`` before hashing."""
         keys = [f"addr:{address}", f"user:{name}"]
         wait = self.throttle.wait_s(keys)
         if wait > 0:
             raise LoginRefused(429, wait, "too many failed logins; try again later")
-        def check() -> User | None:
+        def check() -> U | None:
             # again, once through the gate: attempts queued before an earlier one failed are
             # refused now rather than hashed
-            if self.throttle.wait_s(keys) > 0:
-                raise LoginRefused(429, self.throttle.wait_s(keys), "too many failed logins; try again later")
-            return self.users.authenticate(name, password)
+            wait = self.throttle.wait_s(keys)
+            if wait > 0:
+                raise LoginRefused(429, wait, "too many failed logins; try again later")
+            return self._check(name, password)
 
         accepted, user = self.gate.run(check)
         if not accepted:
