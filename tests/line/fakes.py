@@ -46,10 +46,13 @@ class ScriptedSource(FrameSource):
 
     def start(self) -> None:
         self._next_t = time.monotonic()
+        if self.state is CameraState.CLOSED:  # opened by the first start, as the real sources
+            self._set_state(CameraState.CONNECTED)
         self._set_state(CameraState.ACQUIRING)
 
     def stop(self) -> None:
-        self._set_state(CameraState.CONNECTED)
+        if self.state is CameraState.ACQUIRING:
+            self._set_state(CameraState.CONNECTED)
 
     def fetch(self, timeout_s: float) -> Frame:
         if self.options.max_parts is not None and self._part >= self.options.max_parts:
