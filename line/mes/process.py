@@ -18,6 +18,7 @@ Queues (all bounded, spawn context):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import multiprocessing as mp
@@ -76,8 +77,6 @@ def server_main(
     log_level: int = logging.WARNING,
 ) -> None:
     """Entry point of the server process (module level: the spawn context pickles it)."""
-    if config.nice:  # MES answers may wait; the station's parts may not
-        os.nice(config.nice)
     logging.basicConfig(
         level=log_level, format="%(asctime)s opcua-server %(levelname)s %(name)s: %(message)s"
     )
@@ -91,6 +90,32 @@ def server_main(
         req_q.put(STOP)
         req_q.close()
         req_q.join_thread()
+
+
+def yield_to_station(nice: int) -> None:
+    """Lower every thread of this process (Linux: the nice value and the policy are per thread)
+    by ``nice`` (below the station's, which it inherited) under ``SCHED_BATCH``, once the
+    server listens; threads started later inherit both.
+
+    Why after start-up: the start (imports, the address space, a first certificate: about 4 s of
+    CPU) runs before the station's lanes start, so it competes with no part; at nice 10 on a
+    busy machine it took over a minute and the station gave up on it. Why ``SCHED_BATCH``:
+    nice only lowers the server's share of the CPU, yet each of its wake-ups (40 subscriptions
+    publishing every 50 ms, 50 handshakes) could still preempt a station thread at once; a
+    batch thread waits for the running thread's slice to end. MES answers may wait; the
+    station's parts may not. ``nice`` 0 keeps the station's own priority and policy."""
+    if not nice:
+        return
+    target = min(19, os.getpriority(os.PRIO_PROCESS, 0) + nice)
+    try:
+        tids = [int(tid) for tid in os.listdir("/proc/self/task")]
+    except OSError:  # not Linux: the main thread at least
+        tids = [threading.get_native_id()]
+    for tid in tids:
+        with contextlib.suppress(AttributeError, OSError):  # not Linux, or the thread ended
+            os.sched_setscheduler(tid, os.SCHED_BATCH, os.sched_param(0))
+        with contextlib.suppress(AttributeError, OSError):
+            os.setpriority(os.PRIO_PROCESS, tid, target)
 
 
 def _forward(source: Any, loop: asyncio.AbstractEventLoop, inbox: asyncio.Queue[Any]) -> None:
@@ -139,6 +164,7 @@ async def _serve(
     ]
     for t in threads:
         t.start()
+    yield_to_station(config.nice)
     req_q.put(("ready", config.endpoint))
     stops = 0
     try:
