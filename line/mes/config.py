@@ -99,6 +99,9 @@ class OpcUaServerConfig(ConfigModel):
     deadline_alarm: DeadlineAlarmConfig = DeadlineAlarmConfig()
     certificate_days: int = Field(default=3650, ge=1)
     nice: int = Field(default=10, ge=0, le=19)  # CPU priority of the server process below the station's
+    # how long the station waits for the server process to listen: its start (about 4 s of CPU)
+    # runs before the first part, and on a busy machine it gets only a share of the cores
+    start_timeout_s: float = Field(default=60.0, gt=0)
 
     @field_validator("endpoint")
     @classmethod

@@ -209,14 +209,14 @@ class OpcUaPublisherSink(ResultSink):
         recipes: Sequence[str],
         select_recipe: SelectRecipeCallback,
         *,
-        start_timeout_s: float = 60.0,
+        start_timeout_s: float | None = None,
         log_level: int = logging.WARNING,
     ) -> None:
         self.config = config
         self._history_factory = history_factory
         self._recipes = tuple(recipes)
         self._select_recipe = select_recipe
-        self._start_timeout_s = start_timeout_s
+        self._start_timeout_s = config.start_timeout_s if start_timeout_s is None else start_timeout_s
         self._log_level = log_level
         ctx = mp.get_context("spawn")
         self._data_q: Any = ctx.Queue(maxsize=config.queue_size)
