@@ -41,7 +41,10 @@ def test_fifty_opcua_clients_do_not_stop_the_station(tmp_path: Path) -> None:
         "endpoint": endpoint,
         "users": {"mes": {"password_hash": hash_password(PASSWORD, n=1024), "role": "reader"}},  # cheap: the flood, not scrypt, is tested
         "state_dir": str(tmp_path / "opcua"),
-        "start_timeout_s": 300,  # a generous wait: on a busy machine the start gets a share of the cores
+        # generous waits: on a busy machine the server (nice 10, SCHED_BATCH) gets a small share
+        # of the cores for its start and for the 50 secure handshakes
+        "start_timeout_s": 300,
+        "activation_timeout_s": 300,
     }
     config = make_env(tmp_path, extra={"opcua_server": opcua})
     cert, key = create_client_certificate(tmp_path / "load")
