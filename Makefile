@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 TEST_EXTRAS := dev,genicam,aravis,plot,tensorrt-rtx
 
-.PHONY: demo test lint typecheck clean
+.PHONY: demo test test-busy lint typecheck clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,11 @@ demo: $(VENV)/.demo-installed
 
 test: lint
 	$(PY) -m pytest -rA $(PYTEST_ARGS)
+
+# `make test` while stress-ng keeps the cores busy (BUSY_CPUS workers, default 2), as a loaded
+# production PC or a shared CI runner would; the run starts and stops stress-ng
+test-busy: $(VENV)/.test-installed
+	bash tests/busy/run-busy.sh $(MAKE) test
 
 # ruff, mypy and the layering contract (pyproject [tool.importlinter]): tools -> line ->
 # camera | inference | plc, never the other way and never among those three

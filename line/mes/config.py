@@ -102,6 +102,13 @@ class OpcUaServerConfig(ConfigModel):
     nice: int = Field(default=10, ge=0, le=19)  # CPU priority of the server process below the station's
     # failed user-name logins: per client address and user name (line.login_guard)
     login_throttle: ThrottlePolicy = ThrottlePolicy()
+    # how long the station waits for the server process to listen: its start (about 4 s of CPU)
+    # runs before the first part, and on a busy machine it gets only a share of the cores
+    start_timeout_s: float = Field(default=60.0, gt=0)
+    # a connection that has not activated a session by then is closed (half-open connections
+    # hold no slot for long); 50 secure handshakes at the server's low priority on a busy machine
+    # take longer than asyncua's 30 s, so a site with many MES clients may raise it
+    activation_timeout_s: float = Field(default=30.0, gt=0)
 
     @field_validator("endpoint")
     @classmethod

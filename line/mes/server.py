@@ -144,6 +144,7 @@ class StationServer:
         server = Server(iserver=PeerAddressServer(user_manager=users))  # type: ignore[arg-type]
         self._users = users
         await server.init()
+        server.iserver.max_pending_activation_seconds = cfg.activation_timeout_s
         server.set_endpoint(cfg.endpoint)
         server.set_server_name(cfg.server_name)
         await server.set_application_uri(cfg.application_uri)

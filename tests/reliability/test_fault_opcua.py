@@ -10,6 +10,8 @@ import socket
 import time
 from pathlib import Path
 
+import pytest
+
 from line.mes.config import hash_password
 from plc.vocabulary import LinkState
 from tests.reliability.faults import assert_every_part_logged_once, running_station, verdicts, wait_for
@@ -32,12 +34,17 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@pytest.mark.timeout(900)  # the start and 50 secure handshakes on a busy machine: minutes
 def test_fifty_opcua_clients_do_not_stop_the_station(tmp_path: Path) -> None:
     endpoint = f"opc.tcp://127.0.0.1:{_free_port()}/linecheck/"
     opcua = {
         "endpoint": endpoint,
         "users": {"mes": {"password_hash": hash_password(PASSWORD, n=1024), "role": "reader"}},  # cheap: the flood, not scrypt, is tested
         "state_dir": str(tmp_path / "opcua"),
+        # generous waits: on a busy machine the server (nice 10, SCHED_BATCH) gets a small share
+        # of the cores for its start and for the 50 secure handshakes
+        "start_timeout_s": 300,
+        "activation_timeout_s": 300,
     }
     config = make_env(tmp_path, extra={"opcua_server": opcua})
     cert, key = create_client_certificate(tmp_path / "load")
