@@ -21,7 +21,14 @@ from line.flywheel.capture import CaptureTap, ModelHashes
 from line.flywheel.exchange import golden_set
 from line.flywheel.promotion import Promoter, PromotionResult
 from line.flywheel.quality import estimate, rates, review_summary
-from line.flywheel.shadow import Candidate, ShadowRunner, WorkerFailed, lower_priority, read_capture
+from line.flywheel.shadow import (
+    SHADOW_NICE,
+    Candidate,
+    ShadowRunner,
+    WorkerFailed,
+    lower_priority,
+    read_capture,
+)
 from line.flywheel.store import FlywheelStore
 from line.loop.decision import DecisionPolicy
 from line.loop.station import LiveTap, Outcome, Station
@@ -35,10 +42,17 @@ REVIEWED_FOR_ESTIMATE = 500  # the most reviewed captures a shadow report judges
 
 class Flywheel:
     """``engine_factory`` starts a shadow candidate's engine in the shadow's own process, so it
-    must pickle: a module-level function, or ``functools.partial(candidate_engine, options=...)``."""
+    must pickle: a module-level function, or ``functools.partial(candidate_engine, options=...)``.
 
-    def __init__(self, folder: Path, station: Station, engine_factory: EngineFactory) -> None:
+    ``shadow_nice``: the scheduling priority of the shadow's process and threads. The default,
+    the lowest (19), lets the production deadline win on any host; a higher priority is for a
+    host with spare cores, or a test that must see comparisons while other work keeps the cores
+    busy (a nice-19 process then gets under 1 % of a core)."""
+
+    def __init__(self, folder: Path, station: Station, engine_factory: EngineFactory,
+                 shadow_nice: int = SHADOW_NICE) -> None:  # fmt: skip
         self.station = station
+        self.shadow_nice = shadow_nice
         self.store = FlywheelStore(folder)
         self.hashes = ModelHashes()
         self._engine_factory = engine_factory
@@ -121,7 +135,7 @@ class Flywheel:
         candidate_recipe = Recipe.model_validate(data)  # thresholds checked against the classes
         try:  # the worker process loads and warms the candidate; a model that cannot load is the user's input
             runner = ShadowRunner(Candidate(candidate_recipe, self.hashes.of(onnx)), self._engine_factory, self.store,
-                                  book.warm_shape)  # fmt: skip
+                                  book.warm_shape, nice=self.shadow_nice)  # fmt: skip
         except WorkerFailed as exc:
             raise ValueError(f"candidate {onnx.name} cannot run: {exc}") from None
         self.stop_shadow(recipe_id)
@@ -163,7 +177,7 @@ class Flywheel:
         return report
 
     def _estimate(self, recipe_id: str, runner: ShadowRunner, key: tuple[str, int]) -> None:
-        lower_priority()
+        lower_priority(self.shadow_nice)
         try:
             reviewed = self.store.captures(recipe_id=recipe_id, reviewed=True, limit=REVIEWED_FOR_ESTIMATE)
             result = estimate(reviewed, lambda c: runner.judge(read_capture(self.store.images / c.image)))

@@ -82,7 +82,7 @@ class ShadowRunner:
     """One candidate in shadow. Raises ``WorkerFailed`` when the candidate cannot start."""
 
     def __init__(self, candidate: Candidate, factory: EngineFactory, store: FlywheelStore,
-                 warm_shape: WarmShape | None = None) -> None:  # fmt: skip
+                 warm_shape: WarmShape | None = None, nice: int = SHADOW_NICE) -> None:  # fmt: skip
         self.candidate = candidate
         self.recipe_id = candidate.recipe.id
         self.policy = DecisionPolicy(candidate.recipe)
@@ -99,7 +99,8 @@ class ShadowRunner:
         self._cond = threading.Condition()
         self._pending: _LiveJob | _JudgeJob | None = None  # the one request the worker has
         self._closing = False
-        self._worker = ShadowWorker(factory, candidate.recipe, warm_shape)
+        self._nice = nice
+        self._worker = ShadowWorker(factory, candidate.recipe, warm_shape, nice=nice)
         self.worker_pid = self._worker.pid
         self._collector = threading.Thread(target=self._collect, name="shadow-collect", daemon=True)
         self._collector.start()
@@ -133,7 +134,7 @@ class ShadowRunner:
 
     # --- collector thread -------------------------------------------------------------------
     def _collect(self) -> None:
-        lower_priority()
+        lower_priority(self._nice)
         while True:
             try:
                 answer = self._worker.receive()
@@ -253,11 +254,11 @@ def candidate_engine(recipe: Recipe, options: EngineOptions) -> Engine:
     return open_engine(recipe.detector_spec(), options)
 
 
-def lower_priority() -> None:
-    """Nice 19 for the calling thread (Linux: per thread), for the station process's own
-    background threads (the shadow's collector, re-judging)."""
+def lower_priority(nice: int = SHADOW_NICE) -> None:
+    """Nice 19 (by default) for the calling thread (Linux: per thread), for the station
+    process's own background threads (the shadow's collector, re-judging)."""
     try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), SHADOW_NICE)
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
     except (OSError, AttributeError):  # not Linux, or not permitted: still a separate thread
         log.info("shadow thread runs at normal priority")
 

@@ -64,11 +64,11 @@ class ShadowWorker:
     """A spawned process that runs one candidate engine; the parent's side of it."""
 
     def __init__(self, factory: EngineFactory, recipe: Recipe, warm_shape: WarmShape | None,
-                 start_timeout_s: float = START_TIMEOUT_S) -> None:  # fmt: skip
+                 start_timeout_s: float = START_TIMEOUT_S, nice: int = SHADOW_NICE) -> None:  # fmt: skip
         ctx = multiprocessing.get_context("spawn")  # fork would copy the station's threads and locks
         request_read, self._requests = ctx.Pipe(duplex=False)
         self._answers, answer_write = ctx.Pipe(duplex=False)
-        self._process = ctx.Process(target=serve, args=(factory, recipe, warm_shape, request_read, answer_write),
+        self._process = ctx.Process(target=serve, args=(factory, recipe, warm_shape, request_read, answer_write, nice),
                                     name=f"shadow-{recipe.id}", daemon=True)  # fmt: skip
         self._process.start()
         request_read.close()
@@ -166,12 +166,12 @@ def _channels(pixel_format: str) -> int:
 
 # --- the worker process ---------------------------------------------------------------------
 def serve(factory: EngineFactory, recipe: Recipe, warm_shape: WarmShape | None, requests: Connection,
-          answers: Connection) -> None:  # fmt: skip
+          answers: Connection, nice: int = SHADOW_NICE) -> None:  # fmt: skip
     """The worker's main: lower its own priority before any engine thread exists (threads
     inherit it), load and warm the candidate, then answer requests until told to stop or the
     station's end of the pipe closes."""
     with contextlib.suppress(OSError):  # not permitted: still off the station's interpreter
-        os.nice(SHADOW_NICE)
+        os.nice(nice)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the station stops its shadow
     try:
         engine = factory(recipe)

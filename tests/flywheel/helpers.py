@@ -102,7 +102,10 @@ def write_recipe(folder: Path, pass_share: float = 0.0) -> Path:
 
 
 @contextmanager
-def fly_rig(tmp: Path, hmi: bool = True, pass_share: float = 0.0, start: bool = True, **source: Any) -> Iterator[FlyRig]:
+def fly_rig(tmp: Path, hmi: bool = True, pass_share: float = 0.0, start: bool = True, shadow_nice: int = 0,
+            **source: Any) -> Iterator[FlyRig]:  # fmt: skip
+    """``shadow_nice`` 0: these tests look at what the shadow finds, and must see it while other
+    work keeps the cores busy; the shipped default (19) is tested on its own."""
     folder = write_recipe(tmp / "recipes", pass_share)
     book = RecipeBook(folder, factory, check_models=False)
     assert book.switch("r1", "startup").ok
@@ -110,7 +113,7 @@ def fly_rig(tmp: Path, hmi: bool = True, pass_share: float = 0.0, start: bool = 
     sink = RecordingSink()
     station = Station("s1", book, [src], [sink], ResultLog(tmp / "state" / "results.db", ImageArchive(tmp / "state" / "ng", 50)),
                       fetch_timeout_s=0.2)  # fmt: skip
-    fly = Flywheel(tmp / "state" / "flywheel", station, factory)
+    fly = Flywheel(tmp / "state" / "flywheel", station, factory, shadow_nice=shadow_nice)
     fly.attach()
     service = None
     if start:

@@ -41,7 +41,7 @@ def _station(tmp: Path, parts: int) -> tuple[Station, RecordingSink, Flywheel, P
     camera = SyntheticSource("cam1", SyntheticSource.Options(rate_hz=4, defect_rate=0.5, seed=11, max_parts=parts))
     sink = RecordingSink()
     station = Station("demo", book, [camera], [sink], ResultLog(tmp / "state" / "results.db", ImageArchive(tmp / "state" / "ng", 50)))
-    fly = Flywheel(tmp / "state" / "flywheel", station, factory)
+    fly = Flywheel(tmp / "state" / "flywheel", station, factory, shadow_nice=0)  # see helpers.fly_rig
     fly.attach()
     return station, sink, fly, weaker_copy(folder / "demo" / "demo-parts.onnx", tmp / "weaker.onnx")
 

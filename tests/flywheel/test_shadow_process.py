@@ -22,7 +22,7 @@ def _cannot_load(recipe: Recipe) -> Engine:
 
 
 def test_the_candidate_runs_in_its_own_low_priority_process(tmp_path: Path) -> None:
-    with fly_rig(tmp_path, hmi=False) as rig:
+    with fly_rig(tmp_path, hmi=False, shadow_nice=19) as rig:  # the shipped default
         rig.flywheel.register_candidate("r1", rig.folder / "candidate.onnx", {"default": 0.95}, "qa")
         runner = rig.flywheel.shadows["r1"]
         assert runner.worker_pid != os.getpid()
