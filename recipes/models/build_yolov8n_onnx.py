@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -55,7 +56,7 @@ class _Graph:
             self.params += value.size
         return name
 
-    def op(self, op_type: str, inputs: list[str], hint: str | None = None, outputs: int = 1, **attrs: object) -> str:
+    def op(self, op_type: str, inputs: list[str], hint: str | None = None, outputs: int = 1, **attrs: Any) -> str:
         outs = [self.name(hint or op_type) for _ in range(outputs)]
         self.nodes.append(helper.make_node(op_type, inputs, outs, name=outs[0] + "/" + op_type, **attrs))
         return outs[0] if outputs == 1 else ",".join(outs)
