@@ -30,6 +30,10 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fp16", action="store_true", help="GPU: half-precision engine")
     p.add_argument("--precision", choices=["fp32", "int8"], default=None,
                    help="CPU engine: the recipe's model in fp32 or its INT8 copy (made by `linecheck build`)")
+    p.add_argument("--skip-gate", action="store_true",
+                   help="int8 bench / --precision int8: time an INT8 copy that no accuracy gate checked (quantized here "
+                        "on synthetic frames, kept apart from the engine cache), for models the gate cannot judge, "
+                        "such as --model yolov8n's random weights. Timing only: `linecheck run` never uses it")
     p.add_argument("--no-whole-graph", action="store_true",
                    help="GPU: enqueue kernel, network and decode one by one (A/B of the whole-graph replay)")
     p.add_argument("--cuda-option", action="append", default=[], metavar="KEY=VALUE",

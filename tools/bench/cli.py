@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from line.loop.part_timeline import PartTimeline
-from tools.bench.inputs import bench_recipe, engine_options, make_frames, require_int8
+from tools.bench.inputs import bench_recipe, engine_options, make_frames, require_int8, ungated_int8_recipe
 from tools.bench.phases import bench_naive, bench_pipeline, in_fresh_process, measure_engine
 
 # Paths relative to the current folder (a source checkout's root, for the files below that only
@@ -98,12 +98,16 @@ def run_precision_ab(args: argparse.Namespace, rounds: int = 2) -> dict[str, Any
     args.precision = None
     fp32 = bench_recipe(args)
     int8 = fp32.model_copy(update={"model": fp32.model.model_copy(update={"precision": "int8"})})
-    require_int8(int8)
+    if args.skip_gate:
+        int8 = ungated_int8_recipe(int8, args)
+    else:
+        require_int8(int8)
     options = engine_options(args)
     frames, truths = make_frames(args.width, args.height, args.pixel_format)
     fresh = not args.one_process
     rate = args.rate_hz or args.first_part_rate_hz
-    engine = in_fresh_process(fresh, bench_engine_ab, [fp32, int8], options, frames[0], args.pixel_format, args.frames, args.warmup)
+    engine = in_fresh_process(fresh, bench_engine_ab, [fp32, int8], options, frames[0], args.pixel_format, args.frames,
+                              args.warmup, 8, ["fp32", "int8"])  # fmt: skip
     station: dict[str, list[dict[str, Any]]] = {"fp32": [], "int8": []}
     recipes = {"fp32": fp32, "int8": int8}
     for i in range(rounds * 2):
@@ -113,10 +117,11 @@ def run_precision_ab(args: argparse.Namespace, rounds: int = 2) -> dict[str, Any
                                "process_events": run["process_events"]})  # fmt: skip
         print(f"  station {label}: p50 {run['latency_ms']['p50']:.2f} ms, engine p50 {run['engine_ms']['p50']:.2f} ms", file=sys.stderr)
     p50 = {k: float(np.median([r["latency_ms"]["p50"] for r in v])) for k, v in station.items()}
-    out = {"machine": machine(), "model": args.model, "rate_hz": rate, "engine_alone": engine, "station": station,
+    out = {"machine": machine(), "model": args.model, "rate_hz": rate, "int8_gated": not args.skip_gate,
+           "frame": [args.height, args.width], "pixel_format": args.pixel_format, "load_average": os.getloadavg(), "engine_alone": engine, "station": station,
            "station_p50_median_ms": p50, "station_ratio_fp32_over_int8": p50["fp32"] / p50["int8"]}  # fmt: skip
     e = engine
-    print(f"\nINT8 against fp32 ({args.model}, CPU engine, alternating): engine alone p50 fp32 {e['fp32']['p50']:.2f} / int8 "
+    print(f"\nINT8{' (NOT gated: --skip-gate)' if args.skip_gate else ''} against fp32 ({args.model}, CPU engine, alternating): engine alone p50 fp32 {e['fp32']['p50']:.2f} / int8 "
           f"{e['int8']['p50']:.2f} ms (x{e['ratio_p50']:.2f}); station t_ready->verdict at {rate:g} Hz, median of p50s "
           f"fp32 {p50['fp32']:.2f} / int8 {p50['int8']:.2f} ms (x{out['station_ratio_fp32_over_int8']:.2f})")  # fmt: skip
     return {"int8_ab": out}

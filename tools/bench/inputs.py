@@ -6,6 +6,7 @@ asked pixel format, and the engine options from the bench flags. Shared by ``lin
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -22,8 +23,12 @@ from line.recipes.model import Recipe
 # Paths relative to the current folder (a source checkout's root, for the files below that only
 # it has): the bench runs from an installed wheel too, and never writes next to its own code.
 YOLOV8N_MODEL = Path("var/models/yolov8n.onnx")
-YOLOV8N_EXPORT = "recipes/models/export_yolov8n.py"
+YOLOV8N_EXPORT = "recipes/models/export_yolov8n.py"  # torch
+YOLOV8N_BUILD = "recipes/models/build_yolov8n_onnx.py"  # onnx.helper + NumPy, the same graph
 ENGINE_CACHE = Path("var/engines")
+# INT8 models timed with --skip-gate: a folder and a name the engine never looks under, so a model
+# that no accuracy gate passed cannot be taken for a gated one by `linecheck run`
+UNGATED_INT8 = Path("var/bench/int8-ungated")
 
 
 def resolve_recipe(model: str, width: int, height: int) -> Recipe:
@@ -32,11 +37,7 @@ def resolve_recipe(model: str, width: int, height: int) -> Recipe:
     if model == "yolov8n":
         path = YOLOV8N_MODEL.resolve()
         if not path.exists():
-            if not Path(YOLOV8N_EXPORT).exists():
-                raise ConfigError([Problem(str(YOLOV8N_MODEL), "", f"missing; export it in a source checkout with "
-                                           f"python {YOLOV8N_EXPORT} --out {YOLOV8N_MODEL} (needs torch)")])  # fmt: skip
-            print("exporting the YOLOv8n-sized model (random weights) ...", file=sys.stderr)
-            subprocess.run([sys.executable, YOLOV8N_EXPORT, "--out", str(path)], check=True)
+            make_yolov8n(path)
     else:
         path = Path(model).resolve()
     classes = [f"class{i}" for i in range(80)]
@@ -48,6 +49,19 @@ def resolve_recipe(model: str, width: int, height: int) -> Recipe:
     })  # fmt: skip
 
 
+def make_yolov8n(path: Path) -> None:
+    """Export the YOLOv8n-sized model with torch where it is installed, else build the same graph
+    with onnx.helper (``recipes/models/build_yolov8n_onnx.py``); both need a source checkout."""
+    with_torch = importlib.util.find_spec("torch") is not None
+    script = YOLOV8N_EXPORT if with_torch else YOLOV8N_BUILD
+    if not Path(script).exists():
+        raise ConfigError([Problem(str(YOLOV8N_MODEL), "", f"missing; make it in a source checkout with "
+                                   f"python {YOLOV8N_BUILD} --out {YOLOV8N_MODEL}")])  # fmt: skip
+    how = "exporting it with torch" if with_torch else "torch is not installed: building it with onnx.helper"
+    print(f"{YOLOV8N_MODEL} missing; {how} (YOLOv8n-sized, random weights) ...", file=sys.stderr)
+    subprocess.run([sys.executable, script, "--out", str(path)], check=True)
+
+
 def bench_recipe(args: argparse.Namespace) -> Recipe:
     """The model's recipe at the asked precision (``--precision int8``: the gated INT8 copy
     `linecheck build` cached in var/engines, which the engine refuses to run without)."""
@@ -56,8 +70,31 @@ def bench_recipe(args: argparse.Namespace) -> Recipe:
     if precision is not None and precision != recipe.model.precision:
         recipe = recipe.model_copy(update={"model": recipe.model.model_copy(update={"precision": precision})})
     if recipe.model.precision == "int8":
+        if getattr(args, "skip_gate", False):
+            return ungated_int8_recipe(recipe, args)
         require_int8(recipe)
     return recipe
+
+
+def ungated_int8_recipe(recipe: Recipe, args: argparse.Namespace) -> Recipe:
+    """``recipe`` on an INT8 copy of its model that no accuracy gate checked (``--skip-gate``),
+    for timing a model the gate cannot judge: random weights detect nothing in fp32 or INT8, so
+    their agreement says nothing. Quantized as ``linecheck build`` does (same settings), calibrated
+    on the bench's synthetic frames, kept under ``UNGATED_INT8`` and run as a plain model: the
+    engine's own INT8 lookup (the gated cache) never sees it."""
+    from inference.engine import ImageInput
+    from inference.quantize import int8_model_path, quantize_model
+
+    cached = int8_model_path(recipe.model, UNGATED_INT8)
+    path = cached.with_name(cached.name.replace("-int8-", "-int8-ungated-")).resolve()
+    if not path.is_file():
+        frames, _ = make_frames(args.width, args.height, args.pixel_format)
+        print(f"bench: --skip-gate: quantizing {recipe.model.onnx} to INT8 without the accuracy gate "
+              f"(calibration: {len(frames)} synthetic frames; for timing only) ...", file=sys.stderr)  # fmt: skip
+        quantize_model(recipe.model, [ImageInput(f, args.pixel_format) for f in frames], path)
+    else:
+        print(f"bench: --skip-gate: the INT8 model {path.name} is not gated; for timing only", file=sys.stderr)
+    return recipe.model_copy(update={"model": recipe.model.model_copy(update={"onnx": path, "precision": "fp32"})})
 
 
 def require_int8(recipe: Recipe) -> None:

@@ -61,11 +61,12 @@ def measure_engine(recipe: Recipe, options: EngineOptions, frame: np.ndarray, pi
 
 
 def bench_engine_ab(recipes: list[Recipe], options: EngineOptions, frame: np.ndarray, pixel_format: str, n: int,
-                    warmup: int, blocks: int = 8) -> dict[str, Any]:  # fmt: skip
+                    warmup: int, blocks: int = 8, names: list[str] | None = None) -> dict[str, Any]:  # fmt: skip
     """Two recipes' engines (fp32 and INT8 of one model) timed alone in alternating blocks
-    (A B B A ...), so neither owns a quiet or a busy moment of a shared host."""
+    (A B B A ...), so neither owns a quiet or a busy moment of a shared host. ``names``: their
+    labels (default: their precisions; an ungated INT8 model runs as a plain fp32-typed one)."""
     engines = [open_engine(r.detector_spec(), options) for r in recipes]
-    names = [r.model.precision for r in recipes]
+    names = names or [r.model.precision for r in recipes]
     samples: dict[str, list[np.ndarray]] = {name: [] for name in names}
     try:
         for block in range(blocks):
