@@ -1,5 +1,5 @@
 """Wiring the uplink into a built station: observer for parts, listener for alarms, a sink for
-lifecycle and status. Called from line/assembly.py."""
+lifecycle and status. Called from line/app/assembly.py."""
 
 from __future__ import annotations
 
