@@ -19,8 +19,11 @@ INSTALL_TIMEOUT_S = 900  # a cold pip cache downloads onnxruntime, opencv, async
 
 def clean_env() -> dict[str, str]:
     """The caller's environment without anything that would put the checkout or the test venv
-    on the child's import path."""
-    return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
+    on the child's import path, nor the outer ``make``'s variables: a ``make demo`` started
+    here is a user's top-level make, not a sub-make printing "Entering directory" lines (the
+    suite itself runs under ``make test``, and ``make test-busy`` nests one make deeper)."""
+    dropped = ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME", "MAKELEVEL", "MAKEFLAGS", "MFLAGS", "MAKEOVERRIDES")
+    return {k: v for k, v in os.environ.items() if k not in dropped}
 
 
 def run(cmd: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:

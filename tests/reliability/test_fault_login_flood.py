@@ -54,7 +54,10 @@ def test_login_flood_does_not_move_the_fail_safe_share(tmp_path: Path) -> None:
     assert sum(codes.values()) >= 8  # every guesser got answers (held ones: one per hold)
     assert codes[401] <= 12  # password checks: the free ones and the delayed ones only
     assert codes[429] + codes[503] >= sum(codes.values()) - codes[401]
-    assert share_f <= share_b + 0.05, (baseline, flooded)
+    # two demo runs, one after the other: on a machine other work keeps busy the share moves
+    # by a few points between runs on its own (47 % and 52 % under stress-ng, no flood effect
+    # in the held-then-429 answers); the flood this guards against took it from 0 to 98 %
+    assert share_f <= share_b + 0.10, (baseline, flooded)
 
 
 def test_real_user_logs_in_from_another_address_after_a_flood(tmp_path: Path) -> None:
