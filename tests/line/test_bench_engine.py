@@ -24,25 +24,28 @@ class TimedEngine(ScriptedEngine):
         return super().detect(images)
 
 
-def _gaps(period_s: float) -> np.ndarray:
+def _calls(period_s: float) -> list[float]:
+    """When each of the 2 warm-up and 6 measured calls started."""
     spec = DetectorSpec(ModelConfig(onnx=Path("unused.onnx")), ("scratch",), (0.5,))
     engine = TimedEngine(spec, EngineOptions())
     engine.delay_s = 0.001  # it reports 1 ms of engine per call
     result = bench_engine(engine, None, np.zeros((8, 8), np.uint8), "Mono8", n=6, warmup=2, period_s=period_s)  # type: ignore[arg-type]
     assert result["latency_ms"]["n"] == 6
-    return np.diff(engine.calls[2:])  # the measured calls only
+    return engine.calls
 
 
 def test_paced_calls_keep_the_period_and_back_to_back_calls_do_not_wait(monkeypatch: pytest.MonkeyPatch) -> None:
     """Paced calls follow a grid: a busy machine can make a call late (and the next gap short),
     never early, so the measured calls span at least the periods between them. Back to back,
     the bench never sleeps (only the scripted engine does, 1 ms a call). No wall-clock upper bound: the machine may be loaded."""
-    paced = _gaps(0.03)
-    assert len(paced) == 5 and paced.sum() >= 5 * 0.03 - 1e-4, paced
+    calls = _calls(0.03)
+    # the grid starts after the last warm-up call: measured call k is due k+1 periods later
+    due = [calls[1] + (k + 1) * 0.03 for k in range(6)]
+    assert len(calls) == 8 and all(t >= d - 1e-6 for t, d in zip(calls[2:], due, strict=True)), (calls, due)
     slept: list[float] = []
     real_sleep = time.sleep
     monkeypatch.setattr(time, "sleep", lambda s: (slept.append(s), real_sleep(s)))
-    _gaps(0.0)
+    _calls(0.0)
     assert slept and not [s for s in slept if s != 0.001], slept  # only the engine's own 1 ms
 
 
