@@ -297,6 +297,9 @@ class ModbusClientSink(ResultSink):
                 self._extra["connect_failures"] += 1
                 return False
             client.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self._was_connected:  # counted before the state says so: whoever sees CONNECTED sees the count
+                self._c.reconnects += 1
+            self._was_connected = True
             self.lifecycle.advance(LinkState.CONNECTED)
             try:  # continue the PLC's seq; publish our state at once
                 rr = self._call(
@@ -311,9 +314,6 @@ class ModbusClientSink(ResultSink):
                 return False
             except PlcFatalError as exc:  # the link works; the map does not fit this PLC
                 log.error("PLC refused the register map: %s", exc)
-        if self._was_connected:
-            self._c.reconnects += 1
-        self._was_connected = True
         log.info("PLC link up %s:%s", self._cfg.host, self._cfg.port)
         return True
 
