@@ -4,11 +4,10 @@
 // One secure channel (Basic256Sha256 SignAndEncrypt), then opt.guesses sessions with wrong
 // passwords, then one with the right password. Prints one line "RESULT <json>": the first line
 // of each refusal's message, and the right password's outcome. Diagnostics go to stderr.
-import fs from "node:fs";
-import { MessageSecurityMode, OPCUAClient, SecurityPolicy, UserTokenType } from "node-opcua-client";
-import { OPCUACertificateManager } from "node-opcua-certificate-manager";
+import { UserTokenType } from "node-opcua-client";
+import { makeClient, options } from "./connection.mjs";
 
-const opt = JSON.parse(process.argv[2]);
+const opt = options();
 const log = (...a) => console.error("[login_flood]", ...a);
 
 async function tryLogin(client, password) {
@@ -22,23 +21,7 @@ async function tryLogin(client, password) {
 }
 
 async function main() {
-    const pki = new OPCUACertificateManager({
-        rootFolder: opt.pkiDir, automaticallyAcceptUnknownCertificate: false, disableFileWatchers: true,
-    });
-    await pki.initialize();
-    await pki.trustCertificate(fs.readFileSync(opt.serverCertDer)); // pin the server's certificate
-    const client = OPCUAClient.create({
-        applicationName: "linecheck-test-guesser",
-        applicationUri: opt.applicationUri,
-        securityMode: MessageSecurityMode.SignAndEncrypt,
-        securityPolicy: SecurityPolicy.Basic256Sha256,
-        certificateFile: opt.certFile,
-        privateKeyFile: opt.keyFile,
-        clientCertificateManager: pki,
-        endpointMustExist: false,
-        keepSessionAlive: false,
-        connectionStrategy: { maxRetry: 0, initialDelay: 100, maxDelay: 200 },
-    });
+    const client = await makeClient(opt, "linecheck-test-guesser");
     await client.connect(opt.endpoint);
     const out = { guesses: [], right: null };
     try {
