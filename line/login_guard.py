@@ -57,7 +57,7 @@ class ThrottlePolicy(ConfigModel):
     lockout_after: int = Field(default=10, ge=1)  # failures that lock the address or user name out
     lockout_s: float = Field(default=900.0, gt=0)  # how long a lockout lasts unless an admin clears it
     max_tracked: int = Field(default=10_000, ge=1)  # keys kept (oldest forgotten): an attacker cannot grow memory
-    hold_s: float = Field(default=2.0, ge=0)  # HMI: how long a refused login waits for its 429 (OPC UA answers at once)
+    hold_s: float = Field(default=2.0, ge=0)  # how long a refused login is held: HMI before its 429, OPC UA before the connection closes
 
 
 DEFAULT_POLICY = ThrottlePolicy()

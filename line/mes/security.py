@@ -288,6 +288,12 @@ class ConfigUserManager:
                       username, address, exc, exc.retry_after_s)  # fmt: skip
             return None
 
+    def address_blocked_for(self, address: str) -> float:
+        """Seconds the address may not try a login (0: go ahead), for the listener's tarpit
+        (``line.mes.address_tarpit``); an admin's clear request is applied first."""
+        self._apply_clear_request()
+        return self.guard.throttle.wait_s([f"addr:{address}"])
+
     def _apply_clear_request(self) -> None:
         """An admin's request to lift lockouts: the file's keys (none: all), then the file goes."""
         request = self._config.clear_lockouts_file

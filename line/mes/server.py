@@ -34,6 +34,7 @@ from typing import Any
 
 from asyncua import Server, ua
 
+from line.mes.address_tarpit import TarpitServer
 from line.mes.config import OpcUaServerConfig
 from line.mes.machine_vision import MachineVisionFace
 from line.mes.model import StationNodes, arg, build_station, datavalue, status
@@ -141,7 +142,9 @@ class StationServer:
     async def start(self) -> None:
         cfg = self.config
         users = ConfigUserManager(cfg)
-        server = Server(iserver=PeerAddressServer(user_manager=users))  # type: ignore[arg-type]
+        # connections from an address the login guard blocks are held, then closed, unread
+        server = TarpitServer(iserver=PeerAddressServer(user_manager=users),  # type: ignore[arg-type]
+                              blocked_for=users.address_blocked_for, hold_s=cfg.login_throttle.hold_s)  # fmt: skip
         self._users = users
         await server.init()
         server.iserver.max_pending_activation_seconds = cfg.activation_timeout_s

@@ -1,7 +1,8 @@
 """Floods at the OPC UA MES endpoint.
 
-- Passwords: 4 asyncua clients guess the operator's password during a 50 parts/s demo run:
-  every guess is refused, the station's fail-safe share stays at the share of the same run
+- Passwords: 8 asyncua clients guess the operator's password during a 50 parts/s demo run:
+  every guess is refused (once the address is blocked, its connections are held and closed
+  before any OPC UA work), the station's fail-safe share stays at the share of the same run
   without the flood, and another user with the right password logs in from another address
   while the flood goes on. That the refused guesses cost no password check is counted in
   tests/opcua/test_login_throttle.py.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import os
 import threading
 from collections import Counter
 from pathlib import Path
@@ -75,17 +77,24 @@ def test_opcua_password_flood_does_not_move_the_fail_safe_share(tmp_path: Path) 
         endpoint = listening["opcua"]
 
         def guesser(i: int) -> None:
+            # nice 19: the guessers stand in for another machine on the network (as the clients
+            # of test_fault_opcua.py and of bench do); their own CPU is not the station's load,
+            # only what the server spends on them is (CI had them at nice 0 on the station's two
+            # cores: 39 fail-safes in 602 parts against 3 without the flood)
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
             n = 0
             while not stop.is_set():
                 n += 1
                 try:
                     outcome = asyncio.run(login(endpoint, "operator", f"guess-{i}-{n}"))
-                except (OSError, asyncio.TimeoutError):
-                    break  # the run ended
+                except ConnectionRefusedError:
+                    break  # the run ended (the server itself never refuses a connection)
+                except Exception as exc:  # noqa: BLE001 - every other outcome is counted and checked
+                    outcome = type(exc).__name__
                 with lock:
                     outcomes[outcome] += 1
 
-        threads = [threading.Thread(target=guesser, args=(i,)) for i in range(4)]
+        threads = [threading.Thread(target=guesser, args=(i,)) for i in range(8)]
         for t in threads:
             t.start()
         while sum(outcomes.values()) < 20 and not stop.wait(0.1):
@@ -102,9 +111,15 @@ def test_opcua_password_flood_does_not_move_the_fail_safe_share(tmp_path: Path) 
     print(f"baseline {baseline['fail_safe']}/{baseline['parts']} fail-safe, flooded "
           f"{flooded['fail_safe']}/{flooded['parts']}; outcomes {dict(outcomes)}")  # fmt: skip
     assert sum(outcomes.values()) >= 20
-    assert set(outcomes) == {"BadUserAccessDenied"}, outcomes
+    # refused logins, and connections from the blocked address held unread, then closed (the
+    # client sees the reset): line.mes.address_tarpit
+    assert set(outcomes) == {"BadUserAccessDenied", "ConnectionResetError"}, outcomes
     assert seen["mes"] == "connected"
-    assert fail_safe_share(flooded) <= fail_safe_share(baseline) + 0.05, (baseline, flooded)
+    # two demo runs, one after the other, on a 50 parts/s station that takes most of two cores:
+    # the share moves by a few points between runs on its own (0-27 % without any flood on the
+    # 2-core CI machine); four guessers answered at once took it from 1 % to 13 % (at nice 0:
+    # from 5 % to 26 %), with the tarpit 3 % to 7 %, 6 % to 5 %, 27 % to 31 %
+    assert fail_safe_share(flooded) <= fail_safe_share(baseline) + 0.10, (baseline, flooded)
 
 
 def test_untrusted_certificate_flood_leaves_rejected_capped(tmp_path: Path) -> None:
