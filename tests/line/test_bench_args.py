@@ -29,6 +29,12 @@ def test_gpu_flags_become_engine_options() -> None:
 def test_defaults_are_the_cpu_engine_with_cudas_own_wait() -> None:
     options = engine_options(_parser().parse_args([]))
     assert (options.device, options.cuda_wait, options.max_batch) == ("cpu", "auto", 1)
+    assert options.intra_op_threads == 0  # ONNX Runtime's own choice: one thread per core
+
+
+def test_intra_op_threads_reach_the_cpu_engine() -> None:
+    options = engine_options(_parser().parse_args(["--intra-op-threads", "8"]))
+    assert (options.device, options.intra_op_threads) == ("cpu", 8)
 
 
 def test_an_unknown_wait_mode_is_refused_by_the_parser(capsys: pytest.CaptureFixture[str]) -> None:

@@ -44,6 +44,9 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
                    help="GPU: every CUDA call through cuda-python, which releases the GIL (engine.cuda_keep_gil: false)")
     p.add_argument("--no-cpu-spin", action="store_true",
                    help="CPU: ONNX Runtime's idle worker threads sleep instead of spinning (engine.cpu_spin: false)")
+    p.add_argument("--intra-op-threads", type=int, default=0, metavar="N",
+                   help="CPU: ONNX Runtime's threads per inference (engine.intra_op_threads; 0: one per core), "
+                        "e.g. to leave cores to the MES server and its clients")  # fmt: skip
     p.add_argument("--plc", choices=["none", "server", "client"], default="server",
                    help="PLC side of the pipeline run: none, a Modbus server, or a client writing to a simulator")
     p.add_argument("--json", action="store_true", help="last line: the results as JSON")

@@ -152,4 +152,5 @@ def engine_options(args: argparse.Namespace) -> EngineOptions:
                                          "cuda_provider_options": extra, "whole_graph": not args.no_whole_graph,
                                          "cuda_wait": getattr(args, "cuda_wait", "auto"),
                                          "cuda_keep_gil": not getattr(args, "cuda_release_gil", False),
-                                         "cpu_spin": not getattr(args, "no_cpu_spin", False)})  # fmt: skip
+                                         "cpu_spin": not getattr(args, "no_cpu_spin", False),
+                                         "intra_op_threads": getattr(args, "intra_op_threads", 0)})  # fmt: skip

@@ -5,6 +5,7 @@
 #
 # Python packages the host lacks travel with the call:
 #   .whl/*.whl                      pydantic & co., onnxconverter-common: installed to /tmp/site
+#   .whlcpu/*.whl                   asyncua, cryptography, paho-mqtt & co.: likewise
 #   /tmp/w/ort.part* and/or .gpuwheel/part*/ort.part*
 #                                   onnxruntime-gpu, an xz tarball of the unpacked wheel cut in
 #                                   parts (earlier calls append parts to /tmp/w); joined,
@@ -22,9 +23,11 @@ export PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0
 SITE=/tmp/site
 mkdir -p "$SITE" /tmp/w
 
-if compgen -G ".whl/*.whl" >/dev/null; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target "$SITE" .whl/*.whl || echo "WARN: wheel install failed"
-fi
+for wheels in .whl .whlcpu; do  # .whlcpu: asyncua, cryptography & co. (MES and uplink benches)
+  if compgen -G "$wheels/*.whl" >/dev/null; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target "$SITE" "$wheels"/*.whl || echo "WARN: $wheels install failed"
+  fi
+done
 for p in .gpuwheel/part*/ort.part*; do [ -f "$p" ] && cp "$p" /tmp/w/; done
 if compgen -G "/tmp/w/ort.part*" >/dev/null; then
   cat $(ls /tmp/w/ort.part* | sort) > /tmp/w/ort.tar.xz
