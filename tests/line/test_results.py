@@ -3,16 +3,21 @@ and a log held locked by another process."""
 
 from __future__ import annotations
 
+import functools
 import json
 import multiprocessing
 import os
 import signal
 import sqlite3
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pytest
 
 from line.results.archive import ImageArchive
 from line.results.log import ResultLog, ResultRecord, recover_journals
@@ -228,3 +233,53 @@ def test_start_with_the_database_locked_recovers_the_earlier_journal_later(tmp_p
     log.close()
     assert log.recovered == 5 and not journal_files(tmp_path / "journal")
     assert sorted(r.part_id for r in ResultLogReader(db).all()) == list(range(5))
+
+
+
+class _WatchedConnection(sqlite3.Connection):
+    """Counts statements started while another thread's statement was still inside ``execute``
+    (the window is widened by a short sleep)."""
+
+    guard = threading.Lock()
+    inside = 0
+    overlaps = 0
+
+    def execute(self, *args: Any, **kwargs: Any) -> sqlite3.Cursor:
+        cls = _WatchedConnection
+        with cls.guard:
+            cls.inside += 1
+            cls.overlaps += cls.inside > 1
+        try:
+            time.sleep(0.0005)
+            return super().execute(*args, **kwargs)
+        finally:
+            with cls.guard:
+                cls.inside -= 1
+
+
+def test_one_reader_serves_many_threads_one_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The MES server pages GetResults on worker threads through one reader. On Python 3.12 and
+    later a sqlite3 connection used by two threads at once fails (five concurrent pollers got
+    ``InterfaceError: bad parameter or other API misuse``; 3.11 happens to survive it), so the
+    reader lets one thread at a time into its connection."""
+    log = ResultLog(tmp_path / "results.db", None)
+    log.start()
+    for i in range(300):
+        log.journal_append(record(i))
+        log.submit(record(i))
+    log.close()
+    monkeypatch.setattr(sqlite3, "connect", functools.partial(sqlite3.connect, factory=_WatchedConnection))
+    reader = ResultLogReader(tmp_path / "results.db")
+
+    def page(k: int) -> tuple[int, int]:
+        total = reader.count(0, 2**62)
+        rows = reader.query(0, 2**62, start_index=k % 250, max_results=50)
+        return total, len(rows)
+
+    try:
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            pages = list(pool.map(page, range(400)))
+    finally:
+        reader.close()
+    assert set(pages) == {(300, 50)}
+    assert _WatchedConnection.overlaps == 0

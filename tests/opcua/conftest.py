@@ -15,7 +15,7 @@ from line.mes.config import OpcUaServerConfig
 from line.mes.process import OpcUaPublisherSink
 from line.mes.wiring import start_mes_server
 from tests.opcua.fake_log import FakeLogWriter
-from tests.opcua.helpers import RecipeCalls, make_client_cert, make_config, trust
+from tests.opcua.helpers import STATION_RECIPES, RecipeCalls, make_client_cert, make_config, trust
 
 ROWS = 5000
 
@@ -48,7 +48,7 @@ def station(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Station]:
     bad_cert, bad_key = make_client_cert(tmp / "stranger", "stranger")
     trust(cfg, cert)
     calls = RecipeCalls()
-    sink = start_mes_server(cfg, db, ["cap-a", "cap-b", "bad-recipe"], calls)
+    sink = start_mes_server(cfg, db, STATION_RECIPES, calls)
     try:
         yield Station(cfg, db, log, sink, calls, cert, key, bad_cert, bad_key, t0, t0 + (ROWS - 1) * step)
     finally:

@@ -98,6 +98,8 @@ class RecipeCalls:
         return True, f"switched to {recipe_id}"
 
 
+STATION_RECIPES = ["cap-a", "cap-b", "bad-recipe"]  # the package fixture's station (conftest.py)
+
 OTHER_ADDRESS = "127.0.0.2"  # another host on the loopback network
 
 

@@ -18,7 +18,7 @@ from line.results.log import ResultRecord
 from line.results.reader import ResultLogReader
 from plc.vocabulary import StatusBits
 from tests.opcua.conftest import ROWS, Station
-from tests.opcua.helpers import secure_client
+from tests.opcua.helpers import STATION_RECIPES, secure_client
 
 END = 2**62
 
@@ -233,14 +233,19 @@ def test_select_recipe_roles_and_replies(station: Station) -> None:
             "reader": await call("mes", "cap-b"),
         }
         station.sink.set_recipes(["cap-a", "cap-b", "cap-c"])
-        await asyncio.sleep(0.3)
+        async with station_node(station) as (_, node, idx):  # the server process has the new list
+            recipes = await node.get_child(f"{idx}:Recipes")
+            while (await recipes.read_value()) != ["cap-a", "cap-b", "cap-c"]:
+                await asyncio.sleep(0.05)
+            out["recipes"] = await recipes.read_value()
         out["new"] = await call("op", "cap-c")
-        async with station_node(station) as (_, node, idx):
-            out["recipes"] = await (await node.get_child(f"{idx}:Recipes")).read_value()
         return out
 
     before = len(station.calls.calls)
-    r = run(main)
+    try:
+        r = run(main)
+    finally:  # the server is shared by the package's tests: their recipes again
+        station.sink.set_recipes(STATION_RECIPES)
     assert r["ok"] == "switched to cap-b"
     assert r["unknown"] == "BadInvalidArgument"
     assert r["refused"] == "BadInvalidArgument"
