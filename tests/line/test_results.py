@@ -29,13 +29,18 @@ def record(i: int, image: np.ndarray | None = None) -> ResultRecord:
                         time.time_ns(), image=image)  # fmt: skip
 
 
-def test_rows_written_in_wal_mode_and_readable(tmp_path: Path) -> None:
-    log = ResultLog(tmp_path / "results.db", None)
+def write_rows(db: Path, n: int) -> None:
+    """``n`` records through the writer (journal first, as before a PLC write), then a clean close."""
+    log = ResultLog(db, None)
     log.start()
-    for i in range(100):
+    for i in range(n):
         log.journal_append(record(i))
         log.submit(record(i))
     log.close()
+
+
+def test_rows_written_in_wal_mode_and_readable(tmp_path: Path) -> None:
+    write_rows(tmp_path / "results.db", 100)
     conn = sqlite3.connect(tmp_path / "results.db")
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
@@ -262,12 +267,7 @@ def test_one_reader_serves_many_threads_one_at_a_time(tmp_path: Path, monkeypatc
     later a sqlite3 connection used by two threads at once fails (five concurrent pollers got
     ``InterfaceError: bad parameter or other API misuse``; 3.11 happens to survive it), so the
     reader lets one thread at a time into its connection."""
-    log = ResultLog(tmp_path / "results.db", None)
-    log.start()
-    for i in range(300):
-        log.journal_append(record(i))
-        log.submit(record(i))
-    log.close()
+    write_rows(tmp_path / "results.db", 300)
     monkeypatch.setattr(sqlite3, "connect", functools.partial(sqlite3.connect, factory=_WatchedConnection))
     reader = ResultLogReader(tmp_path / "results.db")
 
