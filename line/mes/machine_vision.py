@@ -193,6 +193,7 @@ class MachineVisionFace:
         if self.nodes is None:
             return
         fields = result_fields(self._new, summary, self._station)
+        self._ctx.announced.add(summary)
         recipe = str(summary["recipe_id"])
         if recipe and recipe != self._ctx.active_recipe:
             self._ctx.activate(recipe)

@@ -17,7 +17,7 @@ from typing import Any
 from asyncua import ua
 
 from line.mes.config import OpcUaServerConfig
-from line.mes.mv_results import id_struct, job_id
+from line.mes.mv_results import AnnouncedResults, id_struct, job_id
 from line.mes.mv_state import VisionState
 from line.mes.security import ANONYMOUS, current_user
 
@@ -74,6 +74,7 @@ class MvContext:
     prepared: set[str] = field(default_factory=set)
     active_recipe: str = ""
     state: VisionState | None = None
+    announced: AnnouncedResults = field(default_factory=AnnouncedResults)
 
     @property
     def station(self) -> str:

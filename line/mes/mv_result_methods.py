@@ -1,7 +1,8 @@
 """The OPC 40100-1 result management methods: ``GetResultById``, ``GetResultComponentsById``,
 ``GetResultListFiltered``, answered from the station's result log
 (``line.mes.mv_results.ResultLookup``) in a worker thread, so a long read never holds up the
-server's event loop (events, other clients).
+server's event loop (events, other clients). A result already announced by a ResultReadyEvent
+but not yet committed is answered from the announcement (``AnnouncedResults``).
 """
 
 from __future__ import annotations
@@ -24,8 +25,20 @@ from line.mes.mv_context import (
     err,
     text,
 )
-from line.mes.mv_results import ResultFilter, ResultLookup, codes_of_state, id_struct, result_data
+from line.mes.mv_results import (
+    ResultFilter,
+    ResultLookup,
+    codes_of_state,
+    id_struct,
+    logged_soon,
+    result_data,
+)
 from line.results.history import ResultHistory, record_dict
+
+# How long GetResultById waits for the result log to commit a result the client was already told
+# of by a ResultReadyEvent (the writer commits every batch; a stalled log is answered from the
+# announcement once this has passed).
+COMMIT_WAIT_S = 1.0
 
 
 class ResultMethods:
@@ -49,9 +62,15 @@ class ResultMethods:
             return None, bad(ua.StatusCodes.BadInvalidArgument)
         if self._lookup is None:
             return None, ERR_NOT_SUPPORTED
-        record = await asyncio.to_thread(self._lookup.by_id, text(raw))
+        result_id = text(raw)
+        record = await asyncio.to_thread(self._lookup.by_id, result_id)
         if record is None:
-            return None, ERR_UNKNOWN_RESULT
+            announced = self._ctx.announced.get(result_id)
+            if announced is None:
+                return None, ERR_UNKNOWN_RESULT
+            record = await logged_soon(self._lookup.by_id, result_id, COMMIT_WAIT_S)
+            if record is None:  # announced, not yet in the log: what the event said
+                return announced, OK
         return record_dict(record, detail=True), OK
 
     def _result(self, found: dict[str, Any] | None) -> Any:

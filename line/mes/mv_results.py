@@ -17,7 +17,9 @@ Identities (documented in docs/opcua-machine-vision.md):
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -53,6 +55,39 @@ class ResultLookup(Protocol):
     def filtered(
         self, flt: ResultFilter, start_index: int, max_results: int
     ) -> tuple[list[ResultRecord], int]: ...
+
+
+class AnnouncedResults:
+    """The summaries (``line.results.history.summary_dict``) of the last results announced by a
+    ResultReadyEvent, by result id. Why: the event goes out when the station decides, while the
+    result log commits the row a batch later (or, with a full disk, only once the journal is
+    replayed); a client told of a result must be able to fetch it at once (GetResultById)."""
+
+    def __init__(self, keep: int = 4096) -> None:
+        self._keep = keep
+        self._by_id: OrderedDict[str, dict[str, Any]] = OrderedDict()
+
+    def add(self, summary: dict[str, Any]) -> None:
+        self._by_id[str(summary["result_id"])] = summary
+        while len(self._by_id) > self._keep:
+            self._by_id.popitem(last=False)
+
+    def get(self, result_id: str) -> dict[str, Any] | None:
+        return self._by_id.get(result_id)
+
+
+async def logged_soon(
+    by_id: Callable[[str], ResultRecord | None], result_id: str, wait_s: float, poll_s: float = 0.02
+) -> ResultRecord | None:
+    """The row of an announced result, read again until it is committed or ``wait_s`` has passed
+    (then None: the caller answers from the announcement). Reads run in a worker thread."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_s
+    while True:
+        record = await asyncio.to_thread(by_id, result_id)
+        if record is not None or loop.time() >= deadline:
+            return record
+        await asyncio.sleep(poll_s)
 
 
 def result_state(result_code: int) -> int:

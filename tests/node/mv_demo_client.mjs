@@ -84,7 +84,9 @@ async function main() {
                     inputArguments: [{ dataType: DataType.ExtensionObject, value: arg }, { dataType: DataType.Int32, value: 5000 }],
                 });
                 const [, result, error] = (res.outputArguments ?? []).map((v) => v.value);
-                out.byId[id] = { status: res.statusCode.name, error, verdict: result ? content(result.resultContent).verdict : null };
+                // an unknown result (error != 0) comes with an empty ResultDataType: no content
+                const body = error === 0 && result ? result.resultContent : null;
+                out.byId[id] = { status: res.statusCode.name, error, verdict: body?.length ? content(body).verdict : null };
             }
         })();
         await until((evs) => evs.length >= opt.parts);

@@ -349,6 +349,43 @@ def test_result_methods_answer_from_the_log(station: Station) -> None:
     assert r["bad_part"] == "BadInvalidArgument"
 
 
+def test_a_result_announced_before_its_row_is_committed_can_be_fetched(own_station: Station) -> None:
+    """The event goes out when the station decides; the log commits the row a batch later (or,
+    with a full disk, after the journal replays). A client told of a result fetches it at once:
+    from the announcement while the row is missing, from the log (with boxes) once it is there."""
+    station = own_station
+
+    async def main() -> tuple[Any, Any, Any, Any]:
+        async with vision_system(station) as (client, node, mv):
+            handler = Collector()
+            sub = await client.create_subscription(20, handler)
+            await sub.subscribe_events(client.nodes.server, ua.NodeId(1024, mv), queuesize=100)
+            msg, defects = station.log.make()
+            while msg.defect_count == 0 or int(msg.result_code) != 1:  # a reject with boxes
+                msg, defects = station.log.make()
+            assert station.sink.publish(msg).delivered  # announced; its row not written
+            await handler.wait_for(lambda evs: len(evs) >= 1)
+            rm = ["ResultManagement"]
+            rid = id_of("ResultIdDataType", msg.result_id)
+            timeout = ua.Variant(0, ua.VariantType.Int32)
+            announced = await call(node, mv, [*rm, "GetResultById"], rid, timeout)
+            components = await call(node, mv, [*rm, "GetResultComponentsById"], rid, timeout)
+            station.log.write(msg, defects)
+            logged = await call(node, mv, [*rm, "GetResultById"], rid, timeout)
+            await sub.delete()
+            return msg, announced, components, logged
+
+    msg, announced, components, logged = run(main)
+    assert announced[2] == 0 and components[-1] == 0
+    early = json.loads(announced[1].ResultContent[0].Value)
+    assert (early["result_id"], early["verdict"], early["defect_classes"]) == (msg.result_id, "reject", dict(msg.defects))
+    assert "defects" not in early  # what the event carried: no boxes yet
+    assert announced[1].ResultState == 1 and components[6].Id == str(msg.part_id)
+    late = json.loads(logged[1].ResultContent[0].Value)
+    assert logged[2] == 0 and late["result_id"] == msg.result_id
+    assert len(late["defects"]) == msg.defect_count  # from the log, boxes included
+
+
 def test_result_ready_event_on_the_server_object(station: Station) -> None:
     async def main() -> tuple[list[Any], list[Any], int]:
         async with vision_system(station) as (client, node, mv):
