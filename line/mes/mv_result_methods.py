@@ -63,15 +63,14 @@ class ResultMethods:
         if self._lookup is None:
             return None, ERR_NOT_SUPPORTED
         result_id = text(raw)
-        record = await asyncio.to_thread(self._lookup.by_id, result_id)
-        if record is None:
-            announced = self._ctx.announced.get(result_id)
-            if announced is None:
-                return None, ERR_UNKNOWN_RESULT
-            record = await logged_soon(self._lookup.by_id, result_id, COMMIT_WAIT_S)
-            if record is None:  # announced, not yet in the log: what the event said
-                return announced, OK
-        return record_dict(record, detail=True), OK
+        announced = self._ctx.announced.get(result_id)
+        # an announced result may be a batch ahead of the log: give the log a moment
+        record = await logged_soon(self._lookup.by_id, result_id, COMMIT_WAIT_S if announced else 0.0)
+        if record is not None:
+            return record_dict(record, detail=True), OK
+        if announced is not None:  # announced, not yet in the log: what the event said
+            return announced, OK
+        return None, ERR_UNKNOWN_RESULT
 
     def _result(self, found: dict[str, Any] | None) -> Any:
         return result_data(self._ctx.new, found, self._ctx.station) if found else self._ctx.new("ResultDataType")
